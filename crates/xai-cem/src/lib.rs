@@ -1,0 +1,1 @@
+//! xai-cem (work in progress)

@@ -1,0 +1,1 @@
+//! xai-grad-sim (work in progress)

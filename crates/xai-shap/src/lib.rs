@@ -1,0 +1,1 @@
+//! xai-shap (work in progress)

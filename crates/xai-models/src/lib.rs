@@ -1,1 +1,44 @@
-//! placeholder
+//! # xai-models
+//!
+//! The example networks the `xai` explainers are demonstrated on, and the stable-Rust layers they
+//! are made of:
+//!
+//! * [`layers`] — `Conv2d` (any kernel, stride and padding, including Keras/PyTorch `'same'` for
+//!   even kernels), `MaxPool2d`, `Dense`, `Relu`, `Dropout`, `Flatten`, `Softmax`, `Upsample2d`,
+//!   each with a batched forward and backward pass (convolution = im2col + one `gemm`).
+//! * [`Network`] — a sequential network implementing [`xai_core::Predictor`] and
+//!   [`xai_core::DifferentiableModel`], with batched per-sample parameter gradients (dense layers
+//!   factored as input ⊗ delta, convolutions as one small matrix product per sample).
+//! * [`train()`] — Adam, seeded shuffling and dropout, an `indicatif` progress bar; [`evaluate`].
+//! * [`save_weights`] / [`load_weights`] — safetensors.
+//! * [`zoo`] — the seeds' networks with their exact parameter counts, training recipes and
+//!   [`zoo::load_pretrained`] for the weights shipped in `models/`.
+//! * [`dfdx_ops`] — the same convolution as a dfdx tape operation, so dfdx models can use it.
+//!
+//! ```
+//! use xai_core::Predictor;
+//! use xai_models::zoo::ModelKind;
+//!
+//! let net = ModelKind::AlibiCnn.build(0); // untrained; use zoo::load_pretrained for weights
+//! let x = ndarray::Array4::<f32>::zeros((2, 1, 28, 28));
+//! let probs = net.predict(x.view().into_dyn()).unwrap();
+//! assert_eq!(probs.shape(), &[2, 10]);
+//! ```
+
+pub mod dfdx_ops;
+mod error;
+mod gemm;
+mod io;
+pub mod layers;
+mod network;
+mod train;
+pub mod zoo;
+
+pub use error::ModelError;
+pub use io::{load_weights, load_weights_from_bytes, save_weights};
+pub use layers::{Conv2d, Dense, Dims, Layer, MaxPool2d, Padding};
+pub use network::{Gradients, NamedLayer, Network, Trace};
+pub use train::{evaluate, train, Adam, Metrics, TrainConfig};
+
+#[cfg(test)]
+mod tests;

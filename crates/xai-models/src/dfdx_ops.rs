@@ -1,0 +1,1 @@
+//! dfdx bridge (in progress).

@@ -1,0 +1,143 @@
+//! A safe wrapper over the `gemm` crate's matrix product for row-major `f32` slices.
+
+use gemm::Parallelism;
+
+/// How a row-major operand is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// As stored.
+    N,
+    /// Transposed.
+    T,
+}
+
+/// `c = a' · b' (+ c if accumulate)`, where `a'` is `a` (stored row-major as `rows_a x cols_a`)
+/// or its transpose, likewise `b'`, and `c` is row-major `m x n`.
+///
+/// Internal invariants (slice lengths) are checked with `assert!`: callers in this crate size
+/// every buffer from validated shapes, so a failure is a bug here, not bad user input.
+#[allow(clippy::many_single_char_names)]
+pub(crate) fn matmul(
+    a: &[f32],
+    (rows_a, cols_a): (usize, usize),
+    op_a: Op,
+    b: &[f32],
+    (rows_b, cols_b): (usize, usize),
+    op_b: Op,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    assert_eq!(a.len(), rows_a * cols_a, "matmul: lhs length");
+    assert_eq!(b.len(), rows_b * cols_b, "matmul: rhs length");
+    let (m, k) = match op_a {
+        Op::N => (rows_a, cols_a),
+        Op::T => (cols_a, rows_a),
+    };
+    let (k2, n) = match op_b {
+        Op::N => (rows_b, cols_b),
+        Op::T => (cols_b, rows_b),
+    };
+    assert_eq!(k, k2, "matmul: inner dimensions");
+    assert_eq!(c.len(), m * n, "matmul: output length");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.fill(0.0);
+        }
+        return;
+    }
+    // Element (i, j) of a row-major r x c matrix sits at i * c + j: row stride c, column stride 1.
+    // Its transpose swaps the strides.
+    let (a_rs, a_cs) = match op_a {
+        Op::N => (cols_a as isize, 1),
+        Op::T => (1, cols_a as isize),
+    };
+    let (b_rs, b_cs) = match op_b {
+        Op::N => (cols_b as isize, 1),
+        Op::T => (1, cols_b as isize),
+    };
+    let flops = m * n * k;
+    let parallelism = if flops >= 1 << 20 && rayon::current_num_threads() > 1 {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: the asserts above guarantee every index the kernel touches lies inside the slices
+    // (m x k, k x n and m x n matrices with the strides computed from their row-major layouts),
+    // and `c` is exclusively borrowed.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], m: usize, k: usize, b: &[f32], n: usize) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for l in 0..k {
+                    c[i * n + j] += a[i * k + l] * b[l * n + j];
+                }
+            }
+        }
+        c
+    }
+
+    fn transpose(a: &[f32], r: usize, c: usize) -> Vec<f32> {
+        let mut t = vec![0.0; r * c];
+        for i in 0..r {
+            for j in 0..c {
+                t[j * r + i] = a[i * c + j];
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn all_transpose_combinations_match_naive() {
+        let (m, k, n) = (7, 5, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let want = naive(&a, m, k, &b, n);
+        let at = transpose(&a, m, k);
+        let bt = transpose(&b, k, n);
+        for (op_a, aa, sa) in [(Op::N, &a, (m, k)), (Op::T, &at, (k, m))] {
+            for (op_b, bb, sb) in [(Op::N, &b, (k, n)), (Op::T, &bt, (n, k))] {
+                let mut c = vec![1.0; m * n];
+                matmul(aa, sa, op_a, bb, sb, op_b, &mut c, false);
+                for (x, y) in c.iter().zip(&want) {
+                    assert!((x - y).abs() < 1e-5);
+                }
+                matmul(aa, sa, op_a, bb, sb, op_b, &mut c, true);
+                for (x, y) in c.iter().zip(&want) {
+                    assert!((x - 2.0 * y).abs() < 1e-5);
+                }
+            }
+        }
+    }
+}

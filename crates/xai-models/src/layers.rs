@@ -1,0 +1,798 @@
+//! Stable-Rust layers with batched forward and backward passes.
+//!
+//! Activations are stored per batch as contiguous `f32` in NHWC order (`[n, h, w, c]`); a flat
+//! feature vector is `h = w = 1`. Convolutions are im2col followed by one matrix product
+//! (`gemm`), the layout in which both the forward pass and the per-sample weight gradients
+//! (`cols_nᵀ · delta_n`) are single matrix products.
+
+use rand::Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::gemm::{matmul, Op};
+use crate::ModelError;
+
+/// Spatial shape of one sample's activation: height, width, channels (NHWC without `n`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dims {
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+    /// Channels (features for a flat vector).
+    pub c: usize,
+}
+
+impl Dims {
+    /// Builds spatial dimensions.
+    pub fn new(h: usize, w: usize, c: usize) -> Self {
+        Self { h, w, c }
+    }
+
+    /// A flat feature vector of length `f`.
+    pub fn flat(f: usize) -> Self {
+        Self { h: 1, w: 1, c: f }
+    }
+
+    /// Number of values per sample.
+    pub fn len(&self) -> usize {
+        self.h * self.w * self.c
+    }
+
+    /// Whether a sample holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Zero padding of a convolution or pooling window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Padding {
+    /// No padding (Keras `'valid'`, PyTorch `padding=0`).
+    Valid,
+    /// Output size `ceil(input / stride)`; the total padding is split with the extra row/column
+    /// at the bottom/right, as Keras/TensorFlow and PyTorch do for even kernels.
+    Same,
+    /// Explicit padding on each side.
+    Explicit {
+        /// Rows added above.
+        top: usize,
+        /// Rows added below.
+        bottom: usize,
+        /// Columns added on the left.
+        left: usize,
+        /// Columns added on the right.
+        right: usize,
+    },
+}
+
+/// Padding along one axis: returns (pad_before, output_size).
+fn pad_1d(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+    vertical: bool,
+) -> Option<(usize, usize)> {
+    match padding {
+        Padding::Valid => (input >= kernel).then(|| (0, (input - kernel) / stride + 1)),
+        Padding::Same => {
+            let out = input.div_ceil(stride);
+            let total = ((out - 1) * stride + kernel).saturating_sub(input);
+            Some((total / 2, out))
+        }
+        Padding::Explicit {
+            top,
+            bottom,
+            left,
+            right,
+        } => {
+            let (before, after) = if vertical {
+                (top, bottom)
+            } else {
+                (left, right)
+            };
+            let padded = input + before + after;
+            (padded >= kernel).then(|| (before, (padded - kernel) / stride + 1))
+        }
+    }
+}
+
+/// Geometry of a sliding window over an input: padding offsets and output size.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    pad_top: usize,
+    pad_left: usize,
+    oh: usize,
+    ow: usize,
+}
+
+fn window(
+    input: Dims,
+    (kh, kw): (usize, usize),
+    (sh, sw): (usize, usize),
+    padding: Padding,
+) -> Result<Window, ModelError> {
+    let v = pad_1d(input.h, kh, sh, padding, true);
+    let h = pad_1d(input.w, kw, sw, padding, false);
+    match (v, h) {
+        (Some((pad_top, oh)), Some((pad_left, ow))) if oh > 0 && ow > 0 => Ok(Window {
+            kh,
+            kw,
+            sh,
+            sw,
+            pad_top,
+            pad_left,
+            oh,
+            ow,
+        }),
+        _ => Err(ModelError::Architecture(format!(
+            "a {kh}x{kw} window with stride {sh}x{sw} and padding {padding:?} does not fit an input of {}x{}",
+            input.h, input.w
+        ))),
+    }
+}
+
+/// A 2-D convolution with weights in Keras' HWIO layout `[kh, kw, in, out]` and a bias `[out]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conv2d {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels (filters).
+    pub out_channels: usize,
+    /// Kernel height and width.
+    pub kernel: (usize, usize),
+    /// Stride along height and width.
+    pub stride: (usize, usize),
+    /// Padding.
+    pub padding: Padding,
+    /// Weights, `[kh, kw, in, out]` flattened.
+    pub weight: Vec<f32>,
+    /// Bias, `[out]`.
+    pub bias: Vec<f32>,
+}
+
+/// 2-D max pooling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaxPool2d {
+    /// Window height and width.
+    pub size: (usize, usize),
+    /// Stride.
+    pub stride: (usize, usize),
+    /// Padding (padded positions never win the max).
+    pub padding: Padding,
+}
+
+/// A fully connected layer `y = x W + b` with `W` stored `[in, out]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dense {
+    /// Input features.
+    pub in_features: usize,
+    /// Output features.
+    pub out_features: usize,
+    /// Weights, `[in, out]` flattened.
+    pub weight: Vec<f32>,
+    /// Bias, `[out]`.
+    pub bias: Vec<f32>,
+}
+
+/// One layer of a [`crate::Network`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Layer {
+    /// 2-D convolution.
+    Conv2d(Conv2d),
+    /// 2-D max pooling.
+    MaxPool2d(MaxPool2d),
+    /// Rectified linear unit.
+    Relu,
+    /// Inverted dropout with drop probability `p` (active only in training).
+    Dropout(f32),
+    /// Reshape `[h, w, c]` into a flat vector (NHWC order, as Keras' `Flatten`).
+    Flatten,
+    /// Fully connected layer.
+    Dense(Dense),
+    /// Softmax over the features of each sample.
+    Softmax,
+    /// Nearest-neighbour upsampling by an integer factor (Keras `UpSampling2D`).
+    Upsample2d(usize),
+}
+
+/// What a layer's backward pass needs from its forward pass.
+#[derive(Debug, Clone)]
+pub(crate) enum Cache {
+    /// Nothing beyond the stored input and output activations.
+    None,
+    /// im2col matrix of the input, `[n * oh * ow, kh * kw * in]`.
+    Cols(Vec<f32>),
+    /// For each output element, the flat index (within the sample) of the input that won.
+    Argmax(Vec<u32>),
+    /// Dropout multipliers (0 or 1/(1-p)).
+    Mask(Vec<f32>),
+}
+
+/// Gradients of one parameterised layer.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerGrads {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+impl Conv2d {
+    /// A convolution with Glorot-uniform weights and zero bias (Keras' default initialisation).
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: Padding,
+        rng: &mut impl Rng,
+    ) -> Self {
+        let fan_in = kernel.0 * kernel.1 * in_channels;
+        let fan_out = kernel.0 * kernel.1 * out_channels;
+        Self {
+            in_channels,
+            out_channels,
+            kernel,
+            stride,
+            padding,
+            weight: glorot(rng, fan_in, fan_out, fan_in * out_channels),
+            bias: vec![0.0; out_channels],
+        }
+    }
+
+    fn patch_len(&self) -> usize {
+        self.kernel.0 * self.kernel.1 * self.in_channels
+    }
+
+    fn window(&self, input: Dims) -> Result<Window, ModelError> {
+        if input.c != self.in_channels {
+            return Err(ModelError::Architecture(format!(
+                "conv expects {} input channels, got {}",
+                self.in_channels, input.c
+            )));
+        }
+        window(input, self.kernel, self.stride, self.padding)
+    }
+
+    /// im2col: one row per output position, `kh * kw * in` columns ordered (ky, kx, channel).
+    fn im2col(&self, x: &[f32], n: usize, input: Dims, win: &Window) -> Vec<f32> {
+        let k = self.patch_len();
+        let per_sample = win.oh * win.ow * k;
+        let mut cols = vec![0.0f32; n * per_sample];
+        let c = input.c;
+        cols.par_chunks_mut(per_sample)
+            .zip(x.par_chunks(input.len()))
+            .for_each(|(cols_n, x_n)| {
+                for oy in 0..win.oh {
+                    for ox in 0..win.ow {
+                        let row = &mut cols_n[(oy * win.ow + ox) * k..(oy * win.ow + ox + 1) * k];
+                        for ky in 0..win.kh {
+                            let iy = (oy * win.sh + ky) as isize - win.pad_top as isize;
+                            if iy < 0 || iy >= input.h as isize {
+                                continue;
+                            }
+                            for kx in 0..win.kw {
+                                let ix = (ox * win.sw + kx) as isize - win.pad_left as isize;
+                                if ix < 0 || ix >= input.w as isize {
+                                    continue;
+                                }
+                                let src = (iy as usize * input.w + ix as usize) * c;
+                                let dst = (ky * win.kw + kx) * c;
+                                row[dst..dst + c].copy_from_slice(&x_n[src..src + c]);
+                            }
+                        }
+                    }
+                }
+            });
+        cols
+    }
+
+    /// col2im: scatter-adds patch gradients back onto the input positions.
+    fn col2im(&self, dcols: &[f32], n: usize, input: Dims, win: &Window) -> Vec<f32> {
+        let k = self.patch_len();
+        let per_sample = win.oh * win.ow * k;
+        let c = input.c;
+        let mut dx = vec![0.0f32; n * input.len()];
+        dx.par_chunks_mut(input.len())
+            .zip(dcols.par_chunks(per_sample))
+            .for_each(|(dx_n, dcols_n)| {
+                for oy in 0..win.oh {
+                    for ox in 0..win.ow {
+                        let row = &dcols_n[(oy * win.ow + ox) * k..(oy * win.ow + ox + 1) * k];
+                        for ky in 0..win.kh {
+                            let iy = (oy * win.sh + ky) as isize - win.pad_top as isize;
+                            if iy < 0 || iy >= input.h as isize {
+                                continue;
+                            }
+                            for kx in 0..win.kw {
+                                let ix = (ox * win.sw + kx) as isize - win.pad_left as isize;
+                                if ix < 0 || ix >= input.w as isize {
+                                    continue;
+                                }
+                                let dst = (iy as usize * input.w + ix as usize) * c;
+                                let src = (ky * win.kw + kx) * c;
+                                for (d, s) in dx_n[dst..dst + c].iter_mut().zip(&row[src..src + c]) {
+                                    *d += s;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        dx
+    }
+}
+
+impl Dense {
+    /// A dense layer with Glorot-uniform weights and zero bias.
+    pub fn new(in_features: usize, out_features: usize, rng: &mut impl Rng) -> Self {
+        Self {
+            in_features,
+            out_features,
+            weight: glorot(
+                rng,
+                in_features,
+                out_features,
+                in_features * out_features,
+            ),
+            bias: vec![0.0; out_features],
+        }
+    }
+}
+
+impl MaxPool2d {
+    /// A square pooling window whose stride equals its size.
+    pub fn new(size: usize, padding: Padding) -> Self {
+        Self {
+            size: (size, size),
+            stride: (size, size),
+            padding,
+        }
+    }
+}
+
+fn glorot(rng: &mut impl Rng, fan_in: usize, fan_out: usize, len: usize) -> Vec<f32> {
+    let limit = (6.0 / (fan_in + fan_out) as f32).sqrt();
+    (0..len).map(|_| rng.gen_range(-limit..limit)).collect()
+}
+
+/// Forward mode: evaluation, or training with a random source for dropout.
+pub(crate) enum Mode<'a> {
+    Eval,
+    Train(&'a mut rand::rngs::StdRng),
+}
+
+impl Layer {
+    /// Output dimensions for an input of `input` dimensions, or an error if the layer does not fit.
+    pub fn output_dims(&self, input: Dims) -> Result<Dims, ModelError> {
+        Ok(match self {
+            Layer::Conv2d(conv) => {
+                let win = conv.window(input)?;
+                Dims::new(win.oh, win.ow, conv.out_channels)
+            }
+            Layer::MaxPool2d(pool) => {
+                let win = window(input, pool.size, pool.stride, pool.padding)?;
+                Dims::new(win.oh, win.ow, input.c)
+            }
+            Layer::Relu | Layer::Dropout(_) | Layer::Softmax => input,
+            Layer::Flatten => Dims::flat(input.len()),
+            Layer::Dense(d) => {
+                if input.len() != d.in_features {
+                    return Err(ModelError::Architecture(format!(
+                        "dense layer expects {} input features, got {} ({}x{}x{})",
+                        d.in_features,
+                        input.len(),
+                        input.h,
+                        input.w,
+                        input.c
+                    )));
+                }
+                Dims::flat(d.out_features)
+            }
+            Layer::Upsample2d(f) => Dims::new(input.h * f, input.w * f, input.c),
+        })
+    }
+
+    /// Number of trainable parameters.
+    pub fn n_params(&self) -> usize {
+        match self {
+            Layer::Conv2d(c) => c.weight.len() + c.bias.len(),
+            Layer::Dense(d) => d.weight.len() + d.bias.len(),
+            _ => 0,
+        }
+    }
+
+    /// Shapes of (weight, bias) for parameterised layers.
+    pub fn param_shapes(&self) -> Option<(Vec<usize>, Vec<usize>)> {
+        match self {
+            Layer::Conv2d(c) => Some((
+                vec![c.kernel.0, c.kernel.1, c.in_channels, c.out_channels],
+                vec![c.out_channels],
+            )),
+            Layer::Dense(d) => Some((vec![d.in_features, d.out_features], vec![d.out_features])),
+            _ => None,
+        }
+    }
+
+    /// (weight, bias) slices of a parameterised layer.
+    pub fn params(&self) -> Option<(&[f32], &[f32])> {
+        match self {
+            Layer::Conv2d(c) => Some((&c.weight, &c.bias)),
+            Layer::Dense(d) => Some((&d.weight, &d.bias)),
+            _ => None,
+        }
+    }
+
+    /// Mutable (weight, bias) of a parameterised layer.
+    pub fn params_mut(&mut self) -> Option<(&mut Vec<f32>, &mut Vec<f32>)> {
+        match self {
+            Layer::Conv2d(c) => Some((&mut c.weight, &mut c.bias)),
+            Layer::Dense(d) => Some((&mut d.weight, &mut d.bias)),
+            _ => None,
+        }
+    }
+
+    /// Forward pass of a batch of `n` samples. Returns the output and what backward needs.
+    pub(crate) fn forward(
+        &self,
+        x: &[f32],
+        n: usize,
+        input: Dims,
+        mode: &mut Mode<'_>,
+        keep_cache: bool,
+    ) -> Result<(Vec<f32>, Cache), ModelError> {
+        let out_dims = self.output_dims(input)?;
+        Ok(match self {
+            Layer::Conv2d(conv) => {
+                let win = conv.window(input)?;
+                let cols = conv.im2col(x, n, input, &win);
+                let rows = n * win.oh * win.ow;
+                let mut out = Vec::with_capacity(rows * conv.out_channels);
+                for _ in 0..rows {
+                    out.extend_from_slice(&conv.bias);
+                }
+                matmul(
+                    &cols,
+                    (rows, conv.patch_len()),
+                    Op::N,
+                    &conv.weight,
+                    (conv.patch_len(), conv.out_channels),
+                    Op::N,
+                    &mut out,
+                    true,
+                );
+                (out, if keep_cache { Cache::Cols(cols) } else { Cache::None })
+            }
+            Layer::MaxPool2d(pool) => {
+                let win = window(input, pool.size, pool.stride, pool.padding)?;
+                let (out, argmax) = max_pool_forward(x, n, input, &win);
+                (out, if keep_cache { Cache::Argmax(argmax) } else { Cache::None })
+            }
+            Layer::Relu => (x.iter().map(|v| v.max(0.0)).collect(), Cache::None),
+            Layer::Dropout(p) => match mode {
+                Mode::Eval => (x.to_vec(), Cache::None),
+                Mode::Train(rng) => {
+                    let keep = 1.0 - p;
+                    let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
+                    let mask: Vec<f32> = (0..x.len())
+                        .map(|_| if rng.gen::<f32>() < keep { scale } else { 0.0 })
+                        .collect();
+                    let out = x.iter().zip(&mask).map(|(a, m)| a * m).collect();
+                    (out, Cache::Mask(mask))
+                }
+            },
+            Layer::Flatten => (x.to_vec(), Cache::None),
+            Layer::Dense(d) => {
+                let mut out = Vec::with_capacity(n * d.out_features);
+                for _ in 0..n {
+                    out.extend_from_slice(&d.bias);
+                }
+                matmul(
+                    x,
+                    (n, d.in_features),
+                    Op::N,
+                    &d.weight,
+                    (d.in_features, d.out_features),
+                    Op::N,
+                    &mut out,
+                    true,
+                );
+                (out, Cache::None)
+            }
+            Layer::Softmax => {
+                let f = out_dims.len();
+                let mut out = x.to_vec();
+                for row in out.chunks_mut(f) {
+                    let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                    let mut sum = 0.0;
+                    for v in row.iter_mut() {
+                        *v = (*v - max).exp();
+                        sum += *v;
+                    }
+                    for v in row.iter_mut() {
+                        *v /= sum;
+                    }
+                }
+                (out, Cache::None)
+            }
+            Layer::Upsample2d(f) => (upsample_forward(x, n, input, *f), Cache::None),
+        })
+    }
+
+    /// Backward pass: given the layer's output `y`, its cache and the gradient `dy` of the loss
+    /// with respect to `y`, returns the gradient with respect to the layer's input.
+    pub(crate) fn backward_input(
+        &self,
+        y: &[f32],
+        cache: &Cache,
+        dy: &[f32],
+        n: usize,
+        input: Dims,
+    ) -> Result<Vec<f32>, ModelError> {
+        let out_dims = self.output_dims(input)?;
+        Ok(match self {
+            Layer::Conv2d(conv) => {
+                let win = conv.window(input)?;
+                let rows = n * win.oh * win.ow;
+                let mut dcols = vec![0.0f32; rows * conv.patch_len()];
+                matmul(
+                    dy,
+                    (rows, conv.out_channels),
+                    Op::N,
+                    &conv.weight,
+                    (conv.patch_len(), conv.out_channels),
+                    Op::T,
+                    &mut dcols,
+                    false,
+                );
+                conv.col2im(&dcols, n, input, &win)
+            }
+            Layer::MaxPool2d(_) => {
+                let Cache::Argmax(argmax) = cache else {
+                    return Err(ModelError::Internal("max-pool backward without its cache".into()));
+                };
+                let mut dx = vec![0.0f32; n * input.len()];
+                let per_out = out_dims.len();
+                for s in 0..n {
+                    let dx_n = &mut dx[s * input.len()..(s + 1) * input.len()];
+                    for j in 0..per_out {
+                        dx_n[argmax[s * per_out + j] as usize] += dy[s * per_out + j];
+                    }
+                }
+                dx
+            }
+            Layer::Relu => y
+                .iter()
+                .zip(dy)
+                .map(|(o, g)| if *o > 0.0 { *g } else { 0.0 })
+                .collect(),
+            Layer::Dropout(_) => match cache {
+                Cache::Mask(mask) => dy.iter().zip(mask).map(|(g, m)| g * m).collect(),
+                _ => dy.to_vec(),
+            },
+            Layer::Flatten => dy.to_vec(),
+            Layer::Dense(d) => {
+                let mut dx = vec![0.0f32; n * d.in_features];
+                matmul(
+                    dy,
+                    (n, d.out_features),
+                    Op::N,
+                    &d.weight,
+                    (d.in_features, d.out_features),
+                    Op::T,
+                    &mut dx,
+                    false,
+                );
+                dx
+            }
+            Layer::Softmax => {
+                let f = out_dims.len();
+                let mut dx = vec![0.0f32; dy.len()];
+                for ((dx_r, y_r), dy_r) in dx.chunks_mut(f).zip(y.chunks(f)).zip(dy.chunks(f)) {
+                    let dot: f32 = y_r.iter().zip(dy_r).map(|(a, b)| a * b).sum();
+                    for j in 0..f {
+                        dx_r[j] = y_r[j] * (dy_r[j] - dot);
+                    }
+                }
+                dx
+            }
+            Layer::Upsample2d(f) => upsample_backward(dy, n, input, *f),
+        })
+    }
+
+    /// Gradients of the batch's summed loss with respect to this layer's parameters.
+    pub(crate) fn backward_params(
+        &self,
+        x: &[f32],
+        cache: &Cache,
+        dy: &[f32],
+        n: usize,
+        input: Dims,
+    ) -> Result<Option<LayerGrads>, ModelError> {
+        Ok(match self {
+            Layer::Conv2d(conv) => {
+                let Cache::Cols(cols) = cache else {
+                    return Err(ModelError::Internal("conv backward without its im2col cache".into()));
+                };
+                let win = conv.window(input)?;
+                let rows = n * win.oh * win.ow;
+                let mut dw = vec![0.0f32; conv.weight.len()];
+                matmul(
+                    cols,
+                    (rows, conv.patch_len()),
+                    Op::T,
+                    dy,
+                    (rows, conv.out_channels),
+                    Op::N,
+                    &mut dw,
+                    false,
+                );
+                Some(LayerGrads {
+                    weight: dw,
+                    bias: column_sums(dy, conv.out_channels),
+                })
+            }
+            Layer::Dense(d) => {
+                let mut dw = vec![0.0f32; d.weight.len()];
+                matmul(
+                    x,
+                    (n, d.in_features),
+                    Op::T,
+                    dy,
+                    (n, d.out_features),
+                    Op::N,
+                    &mut dw,
+                    false,
+                );
+                Some(LayerGrads {
+                    weight: dw,
+                    bias: column_sums(dy, d.out_features),
+                })
+            }
+            _ => None,
+        })
+    }
+
+    /// Per-sample weight and bias gradients of a conv layer: `[n, kh*kw*in*out]` and `[n, out]`.
+    pub(crate) fn conv_per_sample(
+        conv: &Conv2d,
+        cache: &Cache,
+        dy: &[f32],
+        n: usize,
+        input: Dims,
+    ) -> Result<(Vec<f32>, Vec<f32>), ModelError> {
+        let Cache::Cols(cols) = cache else {
+            return Err(ModelError::Internal("conv backward without its im2col cache".into()));
+        };
+        let win = conv.window(input)?;
+        let positions = win.oh * win.ow;
+        let k = conv.patch_len();
+        let o = conv.out_channels;
+        let mut dw = vec![0.0f32; n * k * o];
+        let mut db = vec![0.0f32; n * o];
+        dw.par_chunks_mut(k * o)
+            .zip(db.par_chunks_mut(o))
+            .enumerate()
+            .for_each(|(s, (dw_n, db_n))| {
+                let cols_n = &cols[s * positions * k..(s + 1) * positions * k];
+                let dy_n = &dy[s * positions * o..(s + 1) * positions * o];
+                matmul(
+                    cols_n,
+                    (positions, k),
+                    Op::T,
+                    dy_n,
+                    (positions, o),
+                    Op::N,
+                    dw_n,
+                    false,
+                );
+                db_n.copy_from_slice(&column_sums(dy_n, o));
+            });
+        Ok((dw, db))
+    }
+}
+
+fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
+    let mut s = vec![0.0f32; cols];
+    for row in m.chunks(cols) {
+        for (a, b) in s.iter_mut().zip(row) {
+            *a += b;
+        }
+    }
+    s
+}
+
+fn max_pool_forward(x: &[f32], n: usize, input: Dims, win: &Window) -> (Vec<f32>, Vec<u32>) {
+    let c = input.c;
+    let per_out = win.oh * win.ow * c;
+    let mut out = vec![f32::NEG_INFINITY; n * per_out];
+    let mut argmax = vec![0u32; n * per_out];
+    for s in 0..n {
+        let x_n = &x[s * input.len()..(s + 1) * input.len()];
+        let out_n = &mut out[s * per_out..(s + 1) * per_out];
+        let arg_n = &mut argmax[s * per_out..(s + 1) * per_out];
+        for oy in 0..win.oh {
+            for ox in 0..win.ow {
+                let o_base = (oy * win.ow + ox) * c;
+                for ky in 0..win.kh {
+                    let iy = (oy * win.sh + ky) as isize - win.pad_top as isize;
+                    if iy < 0 || iy >= input.h as isize {
+                        continue;
+                    }
+                    for kx in 0..win.kw {
+                        let ix = (ox * win.sw + kx) as isize - win.pad_left as isize;
+                        if ix < 0 || ix >= input.w as isize {
+                            continue;
+                        }
+                        let i_base = (iy as usize * input.w + ix as usize) * c;
+                        for ch in 0..c {
+                            let v = x_n[i_base + ch];
+                            if v > out_n[o_base + ch] {
+                                out_n[o_base + ch] = v;
+                                arg_n[o_base + ch] = (i_base + ch) as u32;
+                            }
+                        }
+                    }
+                }
+                // A window that saw only NaN keeps its first in-bounds element.
+                for ch in 0..c {
+                    if out_n[o_base + ch] == f32::NEG_INFINITY {
+                        out_n[o_base + ch] = x_n[arg_n[o_base + ch] as usize];
+                    }
+                }
+            }
+        }
+    }
+    (out, argmax)
+}
+
+fn upsample_forward(x: &[f32], n: usize, input: Dims, f: usize) -> Vec<f32> {
+    let (oh, ow, c) = (input.h * f, input.w * f, input.c);
+    let mut out = vec![0.0f32; n * oh * ow * c];
+    for s in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let src = s * input.len() + ((oy / f) * input.w + ox / f) * c;
+                let dst = s * oh * ow * c + (oy * ow + ox) * c;
+                out[dst..dst + c].copy_from_slice(&x[src..src + c]);
+            }
+        }
+    }
+    out
+}
+
+fn upsample_backward(dy: &[f32], n: usize, input: Dims, f: usize) -> Vec<f32> {
+    let (oh, ow, c) = (input.h * f, input.w * f, input.c);
+    let mut dx = vec![0.0f32; n * input.len()];
+    for s in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let dst = s * input.len() + ((oy / f) * input.w + ox / f) * c;
+                let src = s * oh * ow * c + (oy * ow + ox) * c;
+                for ch in 0..c {
+                    dx[dst + ch] += dy[src + ch];
+                }
+            }
+        }
+    }
+    dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_padding_matches_keras_for_even_kernels() {
+        // Keras: a 2x2 'same' conv on 28x28 pads 0 above/left and 1 below/right.
+        assert_eq!(pad_1d(28, 2, 1, Padding::Same, true), Some((0, 28)));
+        assert_eq!(pad_1d(28, 3, 1, Padding::Same, true), Some((1, 28)));
+        assert_eq!(pad_1d(7, 2, 2, Padding::Same, true), Some((0, 4)));
+        assert_eq!(pad_1d(24, 5, 1, Padding::Valid, true), Some((0, 20)));
+        assert_eq!(pad_1d(3, 5, 1, Padding::Valid, true), None);
+    }
+}

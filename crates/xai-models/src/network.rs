@@ -1,0 +1,614 @@
+//! A sequential network of [`Layer`]s with batched forward/backward passes, implementing the
+//! `xai-core` traits.
+
+use ndarray::{Array2, Array4, ArrayD, ArrayView2, ArrayView4, ArrayViewD, Ix4};
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use xai_core::{
+    check_batch, CoreError, DifferentiableModel, GradBlock, Loss, ParamGroup, ParamSelection,
+    PerSampleGrads, Predictor, Targets,
+};
+
+use crate::layers::{Cache, Dims, Layer, LayerGrads, Mode};
+use crate::ModelError;
+
+/// A layer with the name its parameters are known by (`"<name>.weight"`, `"<name>.bias"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedLayer {
+    /// Layer name, unique within the network.
+    pub name: String,
+    /// The layer.
+    pub layer: Layer,
+}
+
+/// A sequential network over images `[n, c, h, w]` (NCHW at the API; NHWC inside).
+///
+/// It is a [`Predictor`] (outputs `[n, n_outputs]`; a network that ends in an image, such as an
+/// autoencoder, outputs it flattened in `[c, h, w]` order) and a [`DifferentiableModel`] with
+/// batched per-sample gradients: a dense layer's per-sample weight gradient is returned factored
+/// ([`GradBlock::Outer`]: its input and its output delta), a convolution's as one small matrix
+/// product per sample over the im2col patches (`colsₙᵀ · δₙ`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    name: String,
+    input_shape: [usize; 3],
+    layers: Vec<NamedLayer>,
+    #[serde(skip)]
+    dims: Vec<Dims>,
+}
+
+/// Everything a backward pass needs from a forward pass: the activations after every layer and
+/// each layer's cache. Made by [`Network::forward_trace`].
+pub struct Trace {
+    n: usize,
+    acts: Vec<Vec<f32>>,
+    caches: Vec<Cache>,
+}
+
+impl Trace {
+    /// Number of samples.
+    pub fn n_samples(&self) -> usize {
+        self.n
+    }
+
+    /// The network's output, `[n, n_outputs]` (internal NHWC order flattened).
+    pub fn output_flat(&self) -> &[f32] {
+        self.acts.last().map(|v| v.as_slice()).unwrap_or(&[])
+    }
+}
+
+/// Gradients from [`Network::backward`].
+#[derive(Debug, Clone)]
+pub struct Gradients {
+    /// Gradient with respect to the input batch, `[n, c, h, w]`, when it was asked for.
+    pub input: Option<Array4<f32>>,
+    /// Gradient of the summed loss for each parameter group, in
+    /// [`Network::parameter_groups`] order (weight then bias of each layer).
+    pub params: Vec<Vec<f32>>,
+}
+
+/// What a backward pass computes for the parameters.
+enum ParamMode<'a> {
+    None,
+    Summed,
+    PerSample(&'a ParamSelection),
+}
+
+struct BackwardOut {
+    input: Option<Vec<f32>>,
+    summed: Vec<(usize, LayerGrads)>,
+    per_sample: Vec<(usize, Vec<GradBlock>)>,
+}
+
+const PREDICT_CHUNK: usize = 256;
+
+impl Network {
+    /// Builds a network over inputs of shape `[c, h, w]`, checking that every layer fits the
+    /// output of the one before and that names are unique.
+    pub fn new(
+        name: impl Into<String>,
+        input_shape: [usize; 3],
+        layers: Vec<NamedLayer>,
+    ) -> Result<Self, ModelError> {
+        let mut net = Self {
+            name: name.into(),
+            input_shape,
+            layers,
+            dims: Vec::new(),
+        };
+        net.compute_dims()?;
+        Ok(net)
+    }
+
+    /// Recomputes the per-layer dimensions (needed after deserialising).
+    pub fn compute_dims(&mut self) -> Result<(), ModelError> {
+        let [c, h, w] = self.input_shape;
+        let mut dims = vec![Dims::new(h, w, c)];
+        for (i, l) in self.layers.iter().enumerate() {
+            if self.layers[..i].iter().any(|o| o.name == l.name) {
+                return Err(ModelError::Architecture(format!(
+                    "layer name `{}` is used twice",
+                    l.name
+                )));
+            }
+            dims.push(l.layer.output_dims(*dims.last().expect("non-empty"))?);
+        }
+        self.dims = dims;
+        Ok(())
+    }
+
+    /// The network's name (e.g. `"alibi_cnn"`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &[NamedLayer] {
+        &self.layers
+    }
+
+    /// Mutable access to the layers (e.g. to load weights). Shapes must not change.
+    pub fn layers_mut(&mut self) -> &mut [NamedLayer] {
+        &mut self.layers
+    }
+
+    /// Total number of trainable parameters.
+    pub fn n_params(&self) -> usize {
+        self.layers.iter().map(|l| l.layer.n_params()).sum()
+    }
+
+    /// Output dimensions of each layer (index 0 is the input).
+    pub fn dims(&self) -> &[Dims] {
+        &self.dims
+    }
+
+    /// Parameter slices in [`Network::parameter_groups`] order.
+    pub fn param_slices(&self) -> Vec<&[f32]> {
+        let mut out = Vec::new();
+        for l in &self.layers {
+            if let Some((w, b)) = l.layer.params() {
+                out.push(w);
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    /// Mutable parameter vectors in [`Network::parameter_groups`] order.
+    pub fn param_slices_mut(&mut self) -> Vec<&mut Vec<f32>> {
+        let mut out = Vec::new();
+        for l in &mut self.layers {
+            if let Some((w, b)) = l.layer.params_mut() {
+                out.push(w);
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    fn groups(&self) -> Vec<ParamGroup> {
+        let mut out = Vec::new();
+        for l in &self.layers {
+            if let Some((ws, bs)) = l.layer.param_shapes() {
+                out.push(ParamGroup {
+                    name: format!("{}.weight", l.name),
+                    shape: ws,
+                });
+                out.push(ParamGroup {
+                    name: format!("{}.bias", l.name),
+                    shape: bs,
+                });
+            }
+        }
+        out
+    }
+
+    fn out_len(&self) -> usize {
+        self.dims.last().map(|d| d.len()).unwrap_or(0)
+    }
+
+    /// Converts an NCHW batch to the internal NHWC layout.
+    fn to_internal(&self, x: ArrayView4<'_, f32>) -> Vec<f32> {
+        if self.input_shape[0] == 1 {
+            x.iter().copied().collect()
+        } else {
+            x.permuted_axes([0, 2, 3, 1]).iter().copied().collect()
+        }
+    }
+
+    /// Converts an internal NHWC gradient of the input back to NCHW.
+    fn input_from_internal(&self, v: Vec<f32>, n: usize) -> Array4<f32> {
+        let [c, h, w] = self.input_shape;
+        let nhwc = Array4::from_shape_vec((n, h, w, c), v).expect("sized from dims");
+        if c == 1 {
+            nhwc.into_shape_with_order((n, c, h, w)).expect("same length")
+        } else {
+            nhwc.permuted_axes([0, 3, 1, 2]).as_standard_layout().to_owned()
+        }
+    }
+
+    /// Converts the internal output (NHWC flattened) to `[c, h, w]`-flattened rows, and back.
+    fn output_order(&self, v: &[f32], n: usize, to_chw: bool) -> Vec<f32> {
+        let d = *self.dims.last().expect("non-empty");
+        if d.c == 1 || (d.h == 1 && d.w == 1) {
+            return v.to_vec();
+        }
+        let mut out = vec![0.0; v.len()];
+        let plane = d.h * d.w;
+        for s in 0..n {
+            for p in 0..plane {
+                for ch in 0..d.c {
+                    let hwc = s * d.len() + p * d.c + ch;
+                    let chw = s * d.len() + ch * plane + p;
+                    if to_chw {
+                        out[chw] = v[hwc];
+                    } else {
+                        out[hwc] = v[chw];
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn check_input<'a>(&self, x: &'a ArrayViewD<'_, f32>) -> Result<ArrayView4<'a, f32>, CoreError> {
+        check_batch("input", x, &self.input_shape)?;
+        x.view()
+            .into_dimensionality::<Ix4>()
+            .map_err(|e| CoreError::Model(e.to_string()))
+    }
+
+    /// Forward pass of an NCHW batch that keeps everything a backward pass needs.
+    ///
+    /// `rng` switches dropout on (training); `None` evaluates.
+    pub fn forward_trace(
+        &self,
+        x: ArrayView4<'_, f32>,
+        rng: Option<&mut StdRng>,
+    ) -> Result<Trace, ModelError> {
+        let shape = x.shape();
+        if shape[1..] != self.input_shape {
+            return Err(CoreError::shape(
+                "input",
+                shape,
+                format!("[n, {}, {}, {}]", self.input_shape[0], self.input_shape[1], self.input_shape[2]),
+            )
+            .into());
+        }
+        let n = shape[0];
+        let mut mode = match rng {
+            Some(r) => Mode::Train(r),
+            None => Mode::Eval,
+        };
+        let mut acts = vec![self.to_internal(x)];
+        let mut caches = Vec::with_capacity(self.layers.len());
+        for (i, l) in self.layers.iter().enumerate() {
+            let (out, cache) =
+                l.layer
+                    .forward(acts.last().expect("input"), n, self.dims[i], &mut mode, true)?;
+            acts.push(out);
+            caches.push(cache);
+        }
+        Ok(Trace { n, acts, caches })
+    }
+
+    /// Forward pass without keeping intermediate activations, in chunks of 256 samples.
+    fn forward_eval(&self, x: ArrayView4<'_, f32>) -> Result<Vec<f32>, ModelError> {
+        let n = x.shape()[0];
+        let mut out = Vec::with_capacity(n * self.out_len());
+        let mut start = 0;
+        while start < n {
+            let end = (start + PREDICT_CHUNK).min(n);
+            let chunk = x.slice(ndarray::s![start..end, .., .., ..]);
+            let mut act = self.to_internal(chunk);
+            for (i, l) in self.layers.iter().enumerate() {
+                act = l
+                    .layer
+                    .forward(&act, end - start, self.dims[i], &mut Mode::Eval, false)?
+                    .0;
+            }
+            out.extend_from_slice(&self.output_order(&act, end - start, true));
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// Evaluates the network on an NCHW batch, `[n, n_outputs]`.
+    pub fn forward(&self, x: ArrayView4<'_, f32>) -> Result<Array2<f32>, ModelError> {
+        let n = x.shape()[0];
+        if x.shape()[1..] != self.input_shape {
+            return Err(CoreError::shape("input", x.shape(), format!("[n, {:?}]", self.input_shape)).into());
+        }
+        let out = self.forward_eval(x)?;
+        Ok(Array2::from_shape_vec((n, self.out_len()), out).expect("sized from dims"))
+    }
+
+    fn backward_impl(
+        &self,
+        trace: &Trace,
+        grad_output: Vec<f32>,
+        top: usize,
+        need_input: bool,
+        params: ParamMode<'_>,
+    ) -> Result<BackwardOut, ModelError> {
+        let n = trace.n;
+        // The lowest layer whose gradient is needed decides how far the pass goes.
+        let needs_params = |i: usize| -> bool {
+            let l = &self.layers[i];
+            l.layer.n_params() > 0
+                && match params {
+                    ParamMode::None => false,
+                    ParamMode::Summed => true,
+                    ParamMode::PerSample(sel) => {
+                        sel.contains(&format!("{}.weight", l.name))
+                            || sel.contains(&format!("{}.bias", l.name))
+                    }
+                }
+        };
+        let lowest = if need_input {
+            0
+        } else {
+            match (0..top).find(|&i| needs_params(i)) {
+                Some(i) => i,
+                None => {
+                    return Ok(BackwardOut {
+                        input: None,
+                        summed: vec![],
+                        per_sample: vec![],
+                    })
+                }
+            }
+        };
+        let mut dy = grad_output;
+        let mut out = BackwardOut {
+            input: None,
+            summed: Vec::new(),
+            per_sample: Vec::new(),
+        };
+        for i in (lowest..top).rev() {
+            let l = &self.layers[i];
+            let x = &trace.acts[i];
+            if needs_params(i) {
+                match params {
+                    ParamMode::Summed => {
+                        if let Some(g) =
+                            l.layer
+                                .backward_params(x, &trace.caches[i], &dy, n, self.dims[i])?
+                        {
+                            out.summed.push((i, g));
+                        }
+                    }
+                    ParamMode::PerSample(sel) => {
+                        let wname = format!("{}.weight", l.name);
+                        let bname = format!("{}.bias", l.name);
+                        let mut blocks = Vec::new();
+                        match &l.layer {
+                            Layer::Dense(d) => {
+                                if sel.contains(&wname) {
+                                    blocks.push(GradBlock::Outer {
+                                        name: wname,
+                                        inputs: Array2::from_shape_vec(
+                                            (n, d.in_features),
+                                            x.clone(),
+                                        )
+                                        .expect("sized"),
+                                        deltas: Array2::from_shape_vec(
+                                            (n, d.out_features),
+                                            dy.clone(),
+                                        )
+                                        .expect("sized"),
+                                    });
+                                }
+                                if sel.contains(&bname) {
+                                    blocks.push(GradBlock::Full {
+                                        name: bname,
+                                        values: Array2::from_shape_vec(
+                                            (n, d.out_features),
+                                            dy.clone(),
+                                        )
+                                        .expect("sized"),
+                                    });
+                                }
+                            }
+                            Layer::Conv2d(c) => {
+                                let (dw, db) = Layer::conv_per_sample(
+                                    c,
+                                    &trace.caches[i],
+                                    &dy,
+                                    n,
+                                    self.dims[i],
+                                )?;
+                                if sel.contains(&wname) {
+                                    blocks.push(GradBlock::Full {
+                                        name: wname,
+                                        values: Array2::from_shape_vec((n, dw.len() / n.max(1)), dw)
+                                            .expect("sized"),
+                                    });
+                                }
+                                if sel.contains(&bname) {
+                                    blocks.push(GradBlock::Full {
+                                        name: bname,
+                                        values: Array2::from_shape_vec((n, c.out_channels), db)
+                                            .expect("sized"),
+                                    });
+                                }
+                            }
+                            _ => {}
+                        }
+                        out.per_sample.push((i, blocks));
+                    }
+                    ParamMode::None => {}
+                }
+            }
+            if i > lowest || need_input {
+                dy = l.layer.backward_input(
+                    &trace.acts[i + 1],
+                    &trace.caches[i],
+                    &dy,
+                    n,
+                    self.dims[i],
+                )?;
+            }
+        }
+        if need_input {
+            out.input = Some(dy);
+        }
+        Ok(out)
+    }
+
+    /// Backward pass from `grad_output` (`[n, n_outputs]`, the gradient of a loss with respect to
+    /// the outputs, in [`Predictor`] output order) through a [`Trace`]: summed parameter gradients
+    /// and, if `need_input`, the gradient with respect to the input.
+    pub fn backward(
+        &self,
+        trace: &Trace,
+        grad_output: ArrayView2<'_, f32>,
+        need_input: bool,
+    ) -> Result<Gradients, ModelError> {
+        let n = trace.n;
+        if grad_output.dim() != (n, self.out_len()) {
+            return Err(CoreError::shape(
+                "output gradient",
+                grad_output.shape(),
+                format!("[{n}, {}]", self.out_len()),
+            )
+            .into());
+        }
+        let dy = self.output_order(
+            &grad_output.iter().copied().collect::<Vec<_>>(),
+            n,
+            false,
+        );
+        let out = self.backward_impl(trace, dy, self.layers.len(), need_input, ParamMode::Summed)?;
+        Ok(self.collect_summed(out, n))
+    }
+
+    /// Like [`Network::backward`], but starting below the last `skip_top` layers: `grad` is the
+    /// gradient with respect to the output of layer `len - skip_top - 1` (e.g. the logits under a
+    /// final softmax, for a fused softmax cross-entropy), which must be a flat vector per sample.
+    pub fn backward_below(
+        &self,
+        trace: &Trace,
+        skip_top: usize,
+        grad: ArrayView2<'_, f32>,
+        need_input: bool,
+    ) -> Result<Gradients, ModelError> {
+        let n = trace.n;
+        let top = self.layers.len().checked_sub(skip_top).ok_or_else(|| {
+            ModelError::Internal(format!("cannot skip {skip_top} of {} layers", self.layers.len()))
+        })?;
+        let len = self.dims[top].len();
+        if grad.dim() != (n, len) || (self.dims[top].h, self.dims[top].w) != (1, 1) {
+            return Err(CoreError::shape("gradient", grad.shape(), format!("[{n}, {len}] (flat)")).into());
+        }
+        let dy = grad.iter().copied().collect();
+        let out = self.backward_impl(trace, dy, top, need_input, ParamMode::Summed)?;
+        Ok(self.collect_summed(out, n))
+    }
+
+    fn collect_summed(&self, out: BackwardOut, n: usize) -> Gradients {
+        let mut params: Vec<Vec<f32>> = Vec::new();
+        let mut summed = out.summed;
+        summed.sort_by_key(|(i, _)| *i);
+        for (_, g) in summed {
+            params.push(g.weight);
+            params.push(g.bias);
+        }
+        Gradients {
+            input: out.input.map(|v| self.input_from_internal(v, n)),
+            params,
+        }
+    }
+
+    /// Fills every parameter from `values` (in [`Network::parameter_groups`] order), checking
+    /// lengths.
+    pub fn set_params(&mut self, values: &[Vec<f32>]) -> Result<(), ModelError> {
+        let groups = self.groups();
+        if values.len() != groups.len() {
+            return Err(ModelError::Weights(format!(
+                "{} parameter tensors given, the network has {}",
+                values.len(),
+                groups.len()
+            )));
+        }
+        for (g, v) in groups.iter().zip(values) {
+            if v.len() != g.len() {
+                return Err(ModelError::Weights(format!(
+                    "`{}` has {} values, expected {} (shape {:?})",
+                    g.name,
+                    v.len(),
+                    g.len(),
+                    g.shape
+                )));
+            }
+        }
+        for (p, v) in self.param_slices_mut().into_iter().zip(values) {
+            p.copy_from_slice(v);
+        }
+        Ok(())
+    }
+}
+
+impl Predictor for Network {
+    fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    fn n_outputs(&self) -> usize {
+        self.out_len()
+    }
+
+    fn predict(&self, x: ArrayViewD<'_, f32>) -> xai_core::Result<Array2<f32>> {
+        let x4 = self.check_input(&x)?;
+        self.forward(x4).map_err(Into::into)
+    }
+}
+
+impl DifferentiableModel for Network {
+    fn input_gradient(
+        &self,
+        x: ArrayViewD<'_, f32>,
+        output_weights: ArrayView2<'_, f32>,
+    ) -> xai_core::Result<ArrayD<f32>> {
+        let x4 = self.check_input(&x)?;
+        let n = x4.shape()[0];
+        if output_weights.dim() != (n, self.out_len()) {
+            return Err(CoreError::shape(
+                "output weights",
+                output_weights.shape(),
+                format!("[{n}, {}]", self.out_len()),
+            ));
+        }
+        let trace = self.forward_trace(x4, None)?;
+        let dy = self.output_order(
+            &output_weights.iter().copied().collect::<Vec<_>>(),
+            n,
+            false,
+        );
+        let out = self.backward_impl(&trace, dy, self.layers.len(), true, ParamMode::None)?;
+        let input = out
+            .input
+            .ok_or_else(|| CoreError::Model("backward pass returned no input gradient".into()))?;
+        Ok(self.input_from_internal(input, n).into_dyn())
+    }
+
+    fn parameter_groups(&self) -> Vec<ParamGroup> {
+        self.groups()
+    }
+
+    fn per_sample_grads(
+        &self,
+        x: ArrayViewD<'_, f32>,
+        targets: &Targets,
+        loss: &Loss,
+        selection: &ParamSelection,
+    ) -> xai_core::Result<PerSampleGrads> {
+        selection.validate(&self.groups())?;
+        let x4 = self.check_input(&x)?;
+        let n = x4.shape()[0];
+        if targets.len() != n {
+            return Err(CoreError::InvalidTargets(format!(
+                "{} targets for a batch of {n} samples",
+                targets.len()
+            )));
+        }
+        let trace = self.forward_trace(x4, None)?;
+        let outputs = Array2::from_shape_vec(
+            (n, self.out_len()),
+            self.output_order(trace.output_flat(), n, true),
+        )
+        .expect("sized");
+        let (_, grad_out) = loss.value_and_grad(outputs.view(), targets)?;
+        let dy = self.output_order(&grad_out.iter().copied().collect::<Vec<_>>(), n, false);
+        let out = self.backward_impl(
+            &trace,
+            dy,
+            self.layers.len(),
+            false,
+            ParamMode::PerSample(selection),
+        )?;
+        let mut per_layer = out.per_sample;
+        per_layer.sort_by_key(|(i, _)| *i);
+        PerSampleGrads::new(per_layer.into_iter().flat_map(|(_, b)| b).collect())
+    }
+}

@@ -1,0 +1,373 @@
+//! Property tests of the layers and the network: convolution and pooling against naive
+//! references, gradients against finite differences, batched per-sample gradients against
+//! one-sample backward passes, and weights round trips.
+
+use ndarray::{Array2, Array4};
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use xai_core::{DifferentiableModel, Loss, OutputKind, ParamSelection, Predictor, Targets};
+
+use crate::layers::{Conv2d, Dense, Layer, MaxPool2d, Padding};
+use crate::{NamedLayer, Network};
+
+fn named(name: &str, layer: Layer) -> NamedLayer {
+    NamedLayer {
+        name: name.into(),
+        layer,
+    }
+}
+
+fn random_images(rng: &mut StdRng, n: usize, c: usize, h: usize, w: usize) -> Array4<f32> {
+    Array4::from_shape_fn((n, c, h, w), |_| rng.gen_range(-1.0..1.0))
+}
+
+/// Direct convolution over an NCHW input with HWIO weights; returns NCHW.
+fn naive_conv(x: &Array4<f32>, conv: &Conv2d) -> Array4<f32> {
+    let (n, c, h, w) = x.dim();
+    let (kh, kw) = conv.kernel;
+    let (sh, sw) = conv.stride;
+    let (pt, pl, oh, ow) = match conv.padding {
+        Padding::Valid => (0, 0, (h - kh) / sh + 1, (w - kw) / sw + 1),
+        Padding::Same => {
+            let oh = h.div_ceil(sh);
+            let ow = w.div_ceil(sw);
+            let th = ((oh - 1) * sh + kh).saturating_sub(h);
+            let tw = ((ow - 1) * sw + kw).saturating_sub(w);
+            (th / 2, tw / 2, oh, ow)
+        }
+        Padding::Explicit {
+            top,
+            bottom,
+            left,
+            right,
+        } => (
+            top,
+            left,
+            (h + top + bottom - kh) / sh + 1,
+            (w + left + right - kw) / sw + 1,
+        ),
+    };
+    let o = conv.out_channels;
+    let mut out = Array4::zeros((n, o, oh, ow));
+    for s in 0..n {
+        for oc in 0..o {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = conv.bias[oc];
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = (oy * sh + ky) as isize - pt as isize;
+                            let ix = (ox * sw + kx) as isize - pl as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            for ic in 0..c {
+                                let wi = ((ky * kw + kx) * c + ic) * o + oc;
+                                acc += conv.weight[wi] * x[[s, ic, iy as usize, ix as usize]];
+                            }
+                        }
+                    }
+                    out[[s, oc, oy, ox]] = acc;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn padding_strategy() -> impl Strategy<Value = Padding> {
+    prop_oneof![
+        Just(Padding::Valid),
+        Just(Padding::Same),
+        (0usize..2, 0usize..2, 0usize..2, 0usize..2).prop_map(|(top, bottom, left, right)| {
+            Padding::Explicit {
+                top,
+                bottom,
+                left,
+                right,
+            }
+        }),
+    ]
+}
+
+/// A small network with every layer kind, ending in a softmax.
+fn small_net(seed: u64, c: usize) -> Network {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let layers = vec![
+        named(
+            "conv1",
+            Layer::Conv2d(Conv2d::new(c, 3, (2, 2), (1, 1), Padding::Same, &mut rng)),
+        ),
+        named("relu1", Layer::Relu),
+        named("pool1", Layer::MaxPool2d(MaxPool2d::new(2, Padding::Same))),
+        named("up", Layer::Upsample2d(2)),
+        named(
+            "conv2",
+            Layer::Conv2d(Conv2d::new(3, 2, (3, 3), (2, 2), Padding::Valid, &mut rng)),
+        ),
+        named("drop", Layer::Dropout(0.5)),
+        named("flatten", Layer::Flatten),
+        named("dense1", Layer::Dense(Dense::new(2 * 2 * 2, 5, &mut rng))),
+        named("relu2", Layer::Relu),
+        named("dense2", Layer::Dense(Dense::new(5, 3, &mut rng))),
+        named("softmax", Layer::Softmax),
+    ];
+    let mut net = Network::new("small", [c, 6, 6], layers).unwrap();
+    // Non-zero biases so that their gradients are exercised.
+    for p in net.param_slices_mut() {
+        for v in p.iter_mut() {
+            if *v == 0.0 {
+                *v = rng.gen_range(-0.3..0.3);
+            }
+        }
+    }
+    net
+}
+
+fn total_loss(net: &Network, x: &Array4<f32>, t: &Targets, loss: Loss) -> f64 {
+    let out = net.predict(x.view().into_dyn()).unwrap();
+    let (v, _) = loss.value_and_grad(out.view(), t).unwrap();
+    v.iter().map(|a| *a as f64).sum()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn conv_matches_naive_reference(
+        seed in 0u64..1000,
+        n in 1usize..3, c in 1usize..4, o in 1usize..4,
+        h in 3usize..8, w in 3usize..8,
+        kh in 1usize..4, kw in 1usize..4,
+        sh in 1usize..3, sw in 1usize..3,
+        padding in padding_strategy(),
+    ) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut conv = Conv2d::new(c, o, (kh, kw), (sh, sw), padding, &mut rng);
+        conv.bias = (0..o).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let net = match Network::new("c", [c, h, w], vec![named("conv", Layer::Conv2d(conv.clone()))]) {
+            Ok(net) => net,
+            Err(_) => return Ok(()), // the window does not fit this input: rejected, not a panic
+        };
+        let x = random_images(&mut rng, n, c, h, w);
+        let got = net.predict(x.view().into_dyn()).unwrap();
+        let want = naive_conv(&x, &conv);
+        let want = want.into_shape_with_order((n, got.ncols())).unwrap();
+        for (a, b) in got.iter().zip(want.iter()) {
+            prop_assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences(seed in 0u64..1000, c in 1usize..3) {
+        let net = small_net(seed, c);
+        let mut rng = StdRng::seed_from_u64(seed + 1);
+        let x = random_images(&mut rng, 3, c, 6, 6);
+        let t = Targets::Classes(vec![0, 2, 1]);
+        let loss = Loss::CrossEntropy(OutputKind::Probabilities);
+        // Input gradient.
+        let (_, grad) = net.loss_input_gradient(x.view().into_dyn(), &t, &loss).unwrap();
+        // Small steps: ReLU and max-pool kinks make wide central differences unreliable.
+        let h = 1e-3f32;
+        let mut checked = 0;
+        for idx in 0..x.len() {
+            let mut xp = x.clone();
+            let mut xm = x.clone();
+            xp.as_slice_mut().unwrap()[idx] += h;
+            xm.as_slice_mut().unwrap()[idx] -= h;
+            let fd = (total_loss(&net, &xp, &t, loss) - total_loss(&net, &xm, &t, loss)) / (2.0 * h as f64);
+            let an = grad.as_slice().unwrap()[idx] as f64;
+            // ReLU and max-pool kinks make a few central differences unreliable; require agreement
+            // on the large majority and never a large disagreement in aggregate.
+            if (fd - an).abs() <= 2e-2 * (1.0 + fd.abs()) { checked += 1; }
+        }
+        prop_assert!(checked as f64 >= 0.9 * x.len() as f64, "{checked}/{}", x.len());
+        // Parameter gradients (summed over the batch).
+        let trace = net.forward_trace(x.view(), None).unwrap();
+        let out = net.predict(x.view().into_dyn()).unwrap();
+        let (_, g_out) = loss.value_and_grad(out.view(), &t).unwrap();
+        let grads = net.backward(&trace, g_out.view(), false).unwrap();
+        let mut agree = 0;
+        let mut total = 0;
+        for (k, g) in grads.params.iter().enumerate() {
+            for j in 0..g.len() {
+                let mut np = net.clone();
+                np.param_slices_mut()[k][j] += h;
+                let mut nm = net.clone();
+                nm.param_slices_mut()[k][j] -= h;
+                let fd = (total_loss(&np, &x, &t, loss) - total_loss(&nm, &x, &t, loss)) / (2.0 * h as f64);
+                total += 1;
+                if (fd - g[j] as f64).abs() <= 2e-2 * (1.0 + fd.abs()) { agree += 1; }
+            }
+        }
+        prop_assert!(agree as f64 >= 0.9 * total as f64, "{agree}/{total}");
+    }
+
+    #[test]
+    fn per_sample_grads_equal_one_sample_backward_passes(seed in 0u64..1000) {
+        let net = small_net(seed, 2);
+        let mut rng = StdRng::seed_from_u64(seed + 7);
+        let x = random_images(&mut rng, 4, 2, 6, 6);
+        let t = Targets::Classes(vec![0, 1, 2, 1]);
+        let loss = Loss::CrossEntropy(OutputKind::Probabilities);
+        let psg = net.per_sample_grads(x.view().into_dyn(), &t, &loss, &ParamSelection::All).unwrap();
+        let flat = psg.to_flat();
+        prop_assert_eq!(flat.ncols(), net.n_params());
+        for s in 0..4 {
+            let xs = x.slice(ndarray::s![s..s + 1, .., .., ..]).to_owned();
+            let ts = t.select(&[s]);
+            let trace = net.forward_trace(xs.view(), None).unwrap();
+            let out = net.predict(xs.view().into_dyn()).unwrap();
+            let (_, g_out) = loss.value_and_grad(out.view(), &ts).unwrap();
+            let grads = net.backward(&trace, g_out.view(), false).unwrap();
+            let want: Vec<f32> = grads.params.concat();
+            for (a, b) in flat.row(s).iter().zip(&want) {
+                prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+        }
+        // A subset of the parameters gives the matching columns.
+        let sel = ParamSelection::Groups(vec!["dense2.weight".into(), "dense2.bias".into()]);
+        let sub = net.per_sample_grads(x.view().into_dyn(), &t, &loss, &sel).unwrap();
+        let n_sub = sub.n_params();
+        prop_assert_eq!(n_sub, 5 * 3 + 3);
+        let tail = flat.slice(ndarray::s![.., flat.ncols() - n_sub..]).to_owned();
+        let sub_flat = sub.to_flat();
+        for (a, b) in sub_flat.iter().zip(tail.iter()) {
+            prop_assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()));
+        }
+    }
+}
+
+#[test]
+fn input_gradient_of_nchw_multichannel_matches_finite_differences() {
+    // Checks the NCHW <-> NHWC conversions with 3 channels and a flattened image output.
+    let mut rng = StdRng::seed_from_u64(3);
+    let layers = vec![
+        named(
+            "conv",
+            Layer::Conv2d(Conv2d::new(3, 2, (3, 3), (1, 1), Padding::Same, &mut rng)),
+        ),
+        named("up", Layer::Upsample2d(2)),
+    ];
+    let net = Network::new("img", [3, 4, 5], layers).unwrap();
+    let x = random_images(&mut rng, 2, 3, 4, 5);
+    let n_out = net.n_outputs();
+    let wts = Array2::from_shape_fn((2, n_out), |(i, j)| ((i * 31 + j * 7) % 13) as f32 / 13.0 - 0.5);
+    let g = net.input_gradient(x.view().into_dyn(), wts.view()).unwrap();
+    let f = |x: &Array4<f32>| -> f64 {
+        let o = net.predict(x.view().into_dyn()).unwrap();
+        o.iter().zip(wts.iter()).map(|(a, b)| (*a as f64) * (*b as f64)).sum()
+    };
+    let h = 1e-2;
+    for idx in [0usize, 7, 19, 33, 59, 100, 119] {
+        let mut xp = x.clone();
+        let mut xm = x.clone();
+        xp.as_slice_mut().unwrap()[idx] += h;
+        xm.as_slice_mut().unwrap()[idx] -= h;
+        let fd = (f(&xp) - f(&xm)) / (2.0 * h as f64);
+        let an = g.as_slice().unwrap()[idx] as f64;
+        assert!((fd - an).abs() < 1e-3 * (1.0 + fd.abs()), "{idx}: {fd} vs {an}");
+    }
+}
+
+#[test]
+fn wrong_inputs_are_errors_not_panics() {
+    let net = small_net(0, 1);
+    let x = Array4::<f32>::zeros((2, 1, 5, 6));
+    let err = net.predict(x.view().into_dyn()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "input has shape [2, 1, 5, 6], expected [n, 1, 6, 6]"
+    );
+    let x = Array4::<f32>::zeros((2, 1, 6, 6));
+    assert!(net
+        .input_gradient(x.view().into_dyn(), Array2::zeros((2, 4)).view())
+        .is_err());
+    let t = Targets::Classes(vec![0]);
+    assert!(net
+        .per_sample_grads(
+            x.view().into_dyn(),
+            &t,
+            &Loss::MeanSquaredError,
+            &ParamSelection::All
+        )
+        .is_err());
+    let bad = ParamSelection::Groups(vec!["nope.weight".into()]);
+    let t = Targets::Classes(vec![0, 1]);
+    let e = net
+        .per_sample_grads(x.view().into_dyn(), &t, &Loss::MeanSquaredError, &bad)
+        .unwrap_err();
+    assert!(e.to_string().contains("nope.weight"), "{e}");
+    // A dense layer of the wrong size is an architecture error.
+    let mut rng = StdRng::seed_from_u64(0);
+    let e = Network::new(
+        "bad",
+        [1, 4, 4],
+        vec![
+            named("flatten", Layer::Flatten),
+            named("dense", Layer::Dense(Dense::new(15, 2, &mut rng))),
+        ],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("expects 15 input features, got 16"), "{e}");
+}
+
+#[test]
+fn weights_round_trip_and_mismatches_are_reported() {
+    let net = small_net(5, 1);
+    let dir = std::env::temp_dir().join(format!("xai-models-io-{}", std::process::id()));
+    let path = dir.join("small.safetensors");
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("note".to_string(), "test".to_string());
+    crate::save_weights(&net, &path, meta).unwrap();
+    let mut other = small_net(6, 1);
+    assert_ne!(other, net);
+    let read = crate::load_weights(&mut other, &path).unwrap();
+    assert_eq!(other, net);
+    assert_eq!(read.get("note").map(String::as_str), Some("test"));
+    let mut wrong = small_net(0, 2);
+    let e = crate::load_weights(&mut wrong, &path).unwrap_err();
+    assert!(e.to_string().contains("shape"), "{e}");
+    std::fs::write(dir.join("junk.safetensors"), b"not a tensor file").unwrap();
+    assert!(crate::load_weights(&mut other, dir.join("junk.safetensors")).is_err());
+    assert!(crate::load_weights(&mut other, dir.join("missing.safetensors")).is_err());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn training_reduces_the_loss_and_is_reproducible() {
+    // Two well-separated synthetic classes of 6x6 images.
+    let mut rng = StdRng::seed_from_u64(11);
+    let n = 64;
+    let mut x = random_images(&mut rng, n, 1, 6, 6) * 0.3;
+    let labels: Vec<usize> = (0..n).map(|i| i % 3).collect();
+    for (i, &l) in labels.iter().enumerate() {
+        for j in 0..6 {
+            x[[i, 0, l * 2, j]] += 1.0;
+        }
+    }
+    let t = Targets::Classes(labels);
+    let config = crate::TrainConfig {
+        epochs: 15,
+        batch_size: 16,
+        learning_rate: 1e-2,
+        seed: 1,
+        loss: Loss::CrossEntropy(OutputKind::Probabilities),
+        progress: false,
+    };
+    let mut a = small_net(1, 1);
+    let hist = crate::train(&mut a, x.view(), &t, &config).unwrap();
+    assert!(hist.last().unwrap().loss < 0.5 * hist[0].loss, "{hist:?}");
+    let m = crate::evaluate(&a, x.view(), &t, &config.loss).unwrap();
+    assert!(m.accuracy.unwrap() > 0.9, "{m:?}");
+    let mut b = small_net(1, 1);
+    crate::train(&mut b, x.view(), &t, &config).unwrap();
+    assert_eq!(a, b, "same seed, same weights");
+    let bad = crate::TrainConfig {
+        batch_size: 0,
+        ..config
+    };
+    assert!(crate::train(&mut b, x.view(), &t, &bad).is_err());
+}
+

@@ -1,0 +1,229 @@
+//! Training with Adam (Kingma & Ba 2015), seeded shuffling, dropout, an `indicatif` progress bar,
+//! and evaluation.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{Array2, Array4, ArrayView4, Axis};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use xai_core::{argmax_rows, CoreError, Loss, OutputKind, Targets};
+
+use crate::layers::Layer;
+use crate::{ModelError, Network};
+
+/// Adam optimiser state (Kingma & Ba 2015, Algorithm 1), with Keras' defaults.
+#[derive(Debug, Clone)]
+pub struct Adam {
+    /// Step size α.
+    pub learning_rate: f32,
+    /// Exponential decay of the first moment, β₁.
+    pub beta1: f32,
+    /// Exponential decay of the second moment, β₂.
+    pub beta2: f32,
+    /// ε added to the denominator.
+    pub epsilon: f32,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    t: i32,
+}
+
+impl Adam {
+    /// Adam with learning rate `learning_rate`, β₁ = 0.9, β₂ = 0.999, ε = 1e-7 (Keras).
+    pub fn new(learning_rate: f32) -> Self {
+        Self {
+            learning_rate,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            m: Vec::new(),
+            v: Vec::new(),
+            t: 0,
+        }
+    }
+
+    /// One update of `params` with gradients `grads` (same order and lengths).
+    pub fn step(&mut self, params: Vec<&mut Vec<f32>>, grads: &[Vec<f32>]) -> Result<(), ModelError> {
+        if params.len() != grads.len() {
+            return Err(ModelError::Internal(format!(
+                "{} parameter tensors but {} gradients",
+                params.len(),
+                grads.len()
+            )));
+        }
+        if self.m.is_empty() {
+            self.m = grads.iter().map(|g| vec![0.0; g.len()]).collect();
+            self.v = self.m.clone();
+        }
+        self.t += 1;
+        let bc1 = 1.0 - self.beta1.powi(self.t);
+        let bc2 = 1.0 - self.beta2.powi(self.t);
+        let step = self.learning_rate * bc2.sqrt() / bc1;
+        for (k, (p, g)) in params.into_iter().zip(grads).enumerate() {
+            if p.len() != g.len() || self.m[k].len() != g.len() {
+                return Err(ModelError::Internal(format!("gradient {k} has the wrong length")));
+            }
+            let (m, v) = (&mut self.m[k], &mut self.v[k]);
+            for j in 0..g.len() {
+                m[j] = self.beta1 * m[j] + (1.0 - self.beta1) * g[j];
+                v[j] = self.beta2 * v[j] + (1.0 - self.beta2) * g[j] * g[j];
+                p[j] -= step * m[j] / (v[j].sqrt() + self.epsilon);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How to train a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Samples per Adam step.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub learning_rate: f32,
+    /// Seed for shuffling and dropout.
+    pub seed: u64,
+    /// The loss (cross-entropy on the model's output kind, or MSE).
+    pub loss: Loss,
+    /// Show an `indicatif` progress bar with the running loss and accuracy.
+    pub progress: bool,
+}
+
+/// Loss and accuracy of one epoch or evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Mean loss per sample.
+    pub loss: f32,
+    /// Fraction of correct argmax predictions (`None` for regression targets).
+    pub accuracy: Option<f32>,
+}
+
+fn batch_images(x: &ArrayView4<'_, f32>, idx: &[usize]) -> Array4<f32> {
+    x.select(Axis(0), idx)
+}
+
+fn accuracy(outputs: &Array2<f32>, targets: &Targets) -> Option<f32> {
+    let Targets::Classes(c) = targets else {
+        return None;
+    };
+    let pred = argmax_rows(outputs.view());
+    let correct = pred.iter().zip(c).filter(|(p, t)| p == t).count();
+    Some(correct as f32 / c.len().max(1) as f32)
+}
+
+/// Trains `net` on images `x` (`[n, c, h, w]`) with `targets`, returning the metrics of each epoch.
+///
+/// When the network ends in a softmax and the loss is cross-entropy on probabilities, the
+/// gradient is taken through the fused softmax-cross-entropy (`p - t`), as Keras does.
+pub fn train(
+    net: &mut Network,
+    x: ArrayView4<'_, f32>,
+    targets: &Targets,
+    config: &TrainConfig,
+) -> Result<Vec<Metrics>, ModelError> {
+    let n = x.shape()[0];
+    if n == 0 {
+        return Err(CoreError::Empty("training set".into()).into());
+    }
+    if targets.len() != n {
+        return Err(CoreError::InvalidTargets(format!("{} targets for {n} images", targets.len())).into());
+    }
+    if config.batch_size == 0 || config.epochs == 0 {
+        return Err(CoreError::param(
+            "batch_size/epochs",
+            format!("{}/{}", config.batch_size, config.epochs),
+            "both at least 1",
+        )
+        .into());
+    }
+    if !(config.learning_rate > 0.0 && config.learning_rate.is_finite()) {
+        return Err(CoreError::param("learning_rate", config.learning_rate, "a finite value > 0").into());
+    }
+    let fused_softmax = matches!(config.loss, Loss::CrossEntropy(OutputKind::Probabilities))
+        && matches!(net.layers().last().map(|l| &l.layer), Some(Layer::Softmax));
+    let n_out = xai_core::Predictor::n_outputs(net);
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let mut adam = Adam::new(config.learning_rate);
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut history = Vec::with_capacity(config.epochs);
+    let steps = n.div_ceil(config.batch_size);
+    for epoch in 0..config.epochs {
+        order.shuffle(&mut rng);
+        let bar = if config.progress {
+            let b = ProgressBar::new(steps as u64);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b.set_prefix(format!("{} epoch {}/{}", net.name(), epoch + 1, config.epochs));
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        for idx in order.chunks(config.batch_size) {
+            let xb = batch_images(&x, idx);
+            let tb = targets.select(idx);
+            let trace = net.forward_trace(xb.view(), Some(&mut rng))?;
+            let outputs = Array2::from_shape_vec((idx.len(), n_out), trace.output_flat().to_vec())
+                .map_err(|e| ModelError::Internal(e.to_string()))?;
+            let (values, mut grad) = config.loss.value_and_grad(outputs.view(), &tb)?;
+            let grads = if fused_softmax {
+                // d(CE ∘ softmax)/dz = p·Σt - t at the logits z, taken below the softmax layer
+                // (exact even where p underflows to 0). Mean over the batch, as Keras does.
+                let t = tb.to_dense(n_out)?;
+                let scale = 1.0 / idx.len() as f32;
+                let mut logit_grad = outputs.clone();
+                for (mut g, t_row) in logit_grad.rows_mut().into_iter().zip(t.rows()) {
+                    let t_sum = t_row.sum();
+                    g.zip_mut_with(&t_row, |p, tv| *p = (*p * t_sum - tv) * scale);
+                }
+                net.backward_below(&trace, 1, logit_grad.view(), false)?
+            } else {
+                grad /= idx.len() as f32;
+                net.backward(&trace, grad.view(), false)?
+            };
+            adam.step(net.param_slices_mut(), &grads.params)?;
+            loss_sum += values.iter().map(|v| *v as f64).sum::<f64>();
+            if let Targets::Classes(c) = &tb {
+                let pred = argmax_rows(outputs.view());
+                correct += pred.iter().zip(c).filter(|(p, t)| p == t).count();
+            }
+            seen += idx.len();
+            let acc = if matches!(targets, Targets::Classes(_)) {
+                format!(" acc {:.4}", correct as f64 / seen as f64)
+            } else {
+                String::new()
+            };
+            bar.set_message(format!("loss {:.4}{acc}", loss_sum / seen as f64));
+            bar.inc(1);
+        }
+        bar.finish();
+        history.push(Metrics {
+            loss: (loss_sum / seen as f64) as f32,
+            accuracy: matches!(targets, Targets::Classes(_))
+                .then(|| correct as f32 / seen as f32),
+        });
+    }
+    Ok(history)
+}
+
+/// Mean loss and accuracy of `net` on `x` with `targets` (evaluation mode: no dropout).
+pub fn evaluate(
+    net: &Network,
+    x: ArrayView4<'_, f32>,
+    targets: &Targets,
+    loss: &Loss,
+) -> Result<Metrics, ModelError> {
+    let outputs = net.forward(x)?;
+    let (values, _) = loss.value_and_grad(outputs.view(), targets)?;
+    Ok(Metrics {
+        loss: values.mean().unwrap_or(f32::NAN),
+        accuracy: accuracy(&outputs, targets),
+    })
+}

@@ -1,0 +1,250 @@
+//! The example networks of the seeds, with the seeds' exact shapes and parameter counts, their
+//! training recipes, and the weights shipped under `models/`.
+
+use std::path::PathBuf;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use xai_core::{Loss, OutputKind};
+use xai_datasets::Scaling;
+
+use crate::layers::{Conv2d, Dense, Layer, MaxPool2d, Padding};
+use crate::network::NamedLayer;
+use crate::train::TrainConfig;
+use crate::{load_weights, ModelError, Network};
+
+/// The example networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ModelKind {
+    /// alibi's MNIST CNN from the gradient-similarity example (412,778 parameters, softmax
+    /// output), trained on inputs in [0, 1].
+    AlibiCnn,
+    /// The same CNN as in alibi's CEM example, trained on inputs in [-0.5, 0.5].
+    CemCnn,
+    /// alibi's CEM convolutional autoencoder (5,250 parameters), on inputs in [-0.5, 0.5].
+    CemAutoencoder,
+    /// omnixai's `MNISTNet` (21,840 parameters, logits output), on inputs in [0, 1].
+    MnistNet,
+    /// A small binary (0 vs 1) MNIST CNN like dianna's (softmax over 2 classes), inputs in [0, 1].
+    BinaryCnn,
+}
+
+impl ModelKind {
+    /// Every kind.
+    pub const ALL: [ModelKind; 5] = [
+        ModelKind::AlibiCnn,
+        ModelKind::CemCnn,
+        ModelKind::CemAutoencoder,
+        ModelKind::MnistNet,
+        ModelKind::BinaryCnn,
+    ];
+
+    /// Short snake-case name, used for file names and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::AlibiCnn => "alibi_cnn",
+            ModelKind::CemCnn => "cem_cnn",
+            ModelKind::CemAutoencoder => "cem_autoencoder",
+            ModelKind::MnistNet => "mnist_net",
+            ModelKind::BinaryCnn => "binary_cnn",
+        }
+    }
+
+    /// Parses [`ModelKind::name`].
+    pub fn from_name(name: &str) -> Option<ModelKind> {
+        ModelKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The input scaling the network is trained with.
+    pub fn scaling(self) -> Scaling {
+        match self {
+            ModelKind::CemCnn | ModelKind::CemAutoencoder => Scaling::Centered,
+            _ => Scaling::UnitInterval,
+        }
+    }
+
+    /// The loss it is trained with (and that explains it).
+    pub fn loss(self) -> Loss {
+        match self {
+            ModelKind::MnistNet => Loss::CrossEntropy(OutputKind::Logits),
+            ModelKind::CemAutoencoder => Loss::MeanSquaredError,
+            _ => Loss::CrossEntropy(OutputKind::Probabilities),
+        }
+    }
+
+    /// The untrained network, initialised from `seed`.
+    pub fn build(self, seed: u64) -> Network {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let r = &mut rng;
+        let layers = match self {
+            ModelKind::AlibiCnn | ModelKind::CemCnn => vec![
+                conv("conv1", 1, 64, 2, Padding::Same, r),
+                relu("relu1"),
+                pool("pool1", Padding::Valid),
+                dropout("dropout1", 0.3),
+                conv("conv2", 64, 32, 2, Padding::Same, r),
+                relu("relu2"),
+                pool("pool2", Padding::Valid),
+                dropout("dropout2", 0.3),
+                named("flatten", Layer::Flatten),
+                dense("dense1", 7 * 7 * 32, 256, r),
+                relu("relu3"),
+                dropout("dropout3", 0.5),
+                dense("dense2", 256, 10, r),
+                named("softmax", Layer::Softmax),
+            ],
+            ModelKind::CemAutoencoder => vec![
+                conv("enc_conv1", 1, 16, 3, Padding::Same, r),
+                relu("enc_relu1"),
+                conv("enc_conv2", 16, 16, 3, Padding::Same, r),
+                relu("enc_relu2"),
+                pool("enc_pool", Padding::Same),
+                conv("encoded", 16, 1, 3, Padding::Same, r),
+                conv("dec_conv1", 1, 16, 3, Padding::Same, r),
+                relu("dec_relu1"),
+                named("dec_upsample", Layer::Upsample2d(2)),
+                conv("dec_conv2", 16, 16, 3, Padding::Same, r),
+                relu("dec_relu2"),
+                conv("decoded", 16, 1, 3, Padding::Same, r),
+            ],
+            ModelKind::MnistNet => vec![
+                conv("conv1", 1, 10, 5, Padding::Valid, r),
+                pool("pool1", Padding::Valid),
+                relu("relu1"),
+                conv("conv2", 10, 20, 5, Padding::Valid, r),
+                dropout("dropout1", 0.5),
+                pool("pool2", Padding::Valid),
+                relu("relu2"),
+                named("flatten", Layer::Flatten),
+                dense("fc1", 320, 50, r),
+                relu("relu3"),
+                dropout("dropout2", 0.5),
+                dense("fc2", 50, 10, r),
+            ],
+            ModelKind::BinaryCnn => vec![
+                conv("conv1", 1, 32, 3, Padding::Valid, r),
+                relu("relu1"),
+                pool("pool1", Padding::Valid),
+                conv("conv2", 32, 64, 3, Padding::Valid, r),
+                relu("relu2"),
+                pool("pool2", Padding::Valid),
+                named("flatten", Layer::Flatten),
+                dense("dense1", 5 * 5 * 64, 128, r),
+                relu("relu3"),
+                dense("dense2", 128, 2, r),
+                named("softmax", Layer::Softmax),
+            ],
+        };
+        Network::new(self.name(), [1, 28, 28], layers).expect("the zoo's architectures are valid")
+    }
+
+    /// The seed's training recipe (epochs, batch size, Adam learning rate), with a fixed seed.
+    pub fn train_config(self) -> TrainConfig {
+        let (epochs, batch_size) = match self {
+            ModelKind::AlibiCnn => (6, 256),
+            ModelKind::CemCnn => (5, 64),
+            ModelKind::CemAutoencoder => (10, 128),
+            ModelKind::MnistNet => (5, 32),
+            ModelKind::BinaryCnn => (2, 64),
+        };
+        TrainConfig {
+            epochs,
+            batch_size,
+            learning_rate: 1e-3,
+            seed: 2026,
+            loss: self.loss(),
+            progress: true,
+        }
+    }
+
+    /// Path of the shipped weights, `<models_dir>/<name>.safetensors`.
+    pub fn weights_path(self) -> PathBuf {
+        models_dir().join(format!("{}.safetensors", self.name()))
+    }
+}
+
+/// The folder of shipped weights: `$XAI_MODELS_DIR`, or the workspace's `models/`.
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("XAI_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models")))
+}
+
+/// The network of `kind` with its shipped, trained weights.
+pub fn load_pretrained(kind: ModelKind) -> Result<Network, ModelError> {
+    let path = kind.weights_path();
+    if !path.exists() {
+        return Err(ModelError::MissingWeights {
+            path,
+            hint: format!(
+                "run `cargo xtask train {}` (or set XAI_MODELS_DIR to a folder holding it)",
+                kind.name()
+            ),
+        });
+    }
+    let mut net = kind.build(0);
+    load_weights(&mut net, &path)?;
+    Ok(net)
+}
+
+fn named(name: &str, layer: Layer) -> NamedLayer {
+    NamedLayer {
+        name: name.into(),
+        layer,
+    }
+}
+
+fn conv(name: &str, i: usize, o: usize, k: usize, p: Padding, r: &mut StdRng) -> NamedLayer {
+    named(name, Layer::Conv2d(Conv2d::new(i, o, (k, k), (1, 1), p, r)))
+}
+
+fn dense(name: &str, i: usize, o: usize, r: &mut StdRng) -> NamedLayer {
+    named(name, Layer::Dense(Dense::new(i, o, r)))
+}
+
+fn relu(name: &str) -> NamedLayer {
+    named(name, Layer::Relu)
+}
+
+fn pool(name: &str, p: Padding) -> NamedLayer {
+    named(name, Layer::MaxPool2d(MaxPool2d::new(2, p)))
+}
+
+fn dropout(name: &str, p: f32) -> NamedLayer {
+    named(name, Layer::Dropout(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xai_core::Predictor;
+
+    #[test]
+    fn parameter_counts_match_the_seeds() {
+        assert_eq!(ModelKind::AlibiCnn.build(0).n_params(), 412_778);
+        assert_eq!(ModelKind::CemCnn.build(0).n_params(), 412_778);
+        assert_eq!(ModelKind::CemAutoencoder.build(0).n_params(), 5_250);
+        // omnixai MNISTNet: 260 + 5,020 + 16,050 + 510.
+        assert_eq!(ModelKind::MnistNet.build(0).n_params(), 21_840);
+        assert_eq!(ModelKind::CemAutoencoder.build(0).n_outputs(), 784);
+        assert_eq!(ModelKind::BinaryCnn.build(0).n_outputs(), 2);
+    }
+
+    #[test]
+    fn output_shapes_match_the_seed_summaries() {
+        let net = ModelKind::AlibiCnn.build(0);
+        let d = net.dims();
+        // conv1 28x28x64, pool 14x14x64, conv2 14x14x32, pool 7x7x32, flatten 1568.
+        assert_eq!((d[1].h, d[1].w, d[1].c), (28, 28, 64));
+        assert_eq!((d[3].h, d[3].w, d[3].c), (14, 14, 64));
+        assert_eq!((d[5].h, d[5].w, d[5].c), (14, 14, 32));
+        assert_eq!(d[9].c, 1568);
+        let ae = ModelKind::CemAutoencoder.build(0);
+        let d = ae.dims();
+        assert_eq!((d[6].h, d[6].w, d[6].c), (14, 14, 1));
+        for k in ModelKind::ALL {
+            assert_eq!(ModelKind::from_name(k.name()), Some(k));
+        }
+    }
+}

@@ -1,1 +1,37 @@
-//! placeholder
+//! # xai-viz
+//!
+//! PNG figures for the `xai` workspace, drawn with [`plotters`]' bitmap backend and an embedded
+//! font (DejaVu Sans, registered once as `"sans-serif"`): no system font libraries are needed.
+//!
+//! * [`image_grid`] — rows x columns of small grayscale images, each with its own title
+//!   (e.g. `"label 4, pred 4"`), and an optional figure title (alibi's figures).
+//! * [`heatmap_panels`] — panels side by side, each a grayscale image, a heatmap, or a heatmap
+//!   drawn semi-transparently over the image, on a blue-white-red map centred on 0 with a
+//!   symmetric range shared by all panels, and a shared colour bar with a label (dianna's
+//!   KernelSHAP figure).
+//! * [`bar_chart`] and [`bar_chart_grid`] — labelled bars with a title and axis labels, alone
+//!   or several in one figure (alibi's similarity figure).
+//! * [`bwr`], [`diverging_color`], [`DivergingColormap`] — the diverging colour map, for others.
+//!
+//! Each figure also has a `render_*` twin that returns the pixels as an [`RgbImage`].
+//! Every function reports bad input (nothing to draw, sizes that disagree, a bad range) as a
+//! [`VizError`] and never panics on it.
+
+mod bars;
+mod colormap;
+mod error;
+mod grid;
+mod heatmap;
+mod render;
+mod text;
+
+pub use bars::{
+    bar_chart, bar_chart_grid, render_bar_chart, render_bar_chart_grid, BarChart, BarChartOptions,
+};
+pub use colormap::{
+    blend, bwr, diverging_color, gray_color, symmetric_limit, DivergingColormap, Rgb,
+};
+pub use error::VizError;
+pub use grid::{image_grid, render_image_grid, ImageGridOptions};
+pub use heatmap::{heatmap_panels, render_heatmap_panels, HeatmapOptions, HeatmapPanel};
+pub use render::{ensure_font, RgbImage, FONT_FAMILY, MAX_FIGURE_SIDE};

@@ -1,0 +1,338 @@
+//! Reading and writing the IDX format (LeCun's MNIST container), gzipped or raw.
+//!
+//! An IDX file is: two zero bytes, a type byte (`0x08` = unsigned byte, the only type supported
+//! here), a byte with the number of dimensions `d`, `d` big-endian `u32` sizes, then the
+//! elements in row-major order. The payload length must match the sizes exactly.
+
+use std::io::Read;
+use std::path::Path;
+
+use flate2::read::GzDecoder;
+use ndarray::{Array1, Array3};
+
+use crate::error::{DatasetError, IdxFormatError};
+
+/// The IDX type code for unsigned bytes.
+pub const IDX_TYPE_U8: u8 = 0x08;
+
+/// A parsed IDX array of unsigned bytes: dimension sizes and the row-major elements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdxArray {
+    /// Dimension sizes, outermost first (e.g. `[60000, 28, 28]`).
+    pub dims: Vec<usize>,
+    /// Elements in row-major order; `data.len()` is the product of `dims`.
+    pub data: Vec<u8>,
+}
+
+impl IdxArray {
+    /// Converts to an [`ndarray::ArrayD`].
+    pub fn into_ndarray(self) -> ndarray::ArrayD<u8> {
+        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&self.dims), self.data)
+            .expect("IdxArray invariant: data length is the product of dims")
+    }
+}
+
+fn idx_err(kind: IdxFormatError) -> DatasetError {
+    DatasetError::Idx { path: None, kind }
+}
+
+/// Validates an IDX header and returns `(dims, header_len)`.
+fn parse_header(bytes: &[u8]) -> Result<(Vec<usize>, usize), DatasetError> {
+    if bytes.len() < 4 {
+        return Err(idx_err(IdxFormatError::TruncatedHeader {
+            expected: 4,
+            found: bytes.len(),
+        }));
+    }
+    let magic = u16::from_be_bytes([bytes[0], bytes[1]]);
+    if magic != 0 {
+        return Err(idx_err(IdxFormatError::BadMagic { found: magic }));
+    }
+    if bytes[2] != IDX_TYPE_U8 {
+        return Err(idx_err(IdxFormatError::UnsupportedType { found: bytes[2] }));
+    }
+    let ndims = bytes[3] as usize;
+    if ndims == 0 {
+        return Err(idx_err(IdxFormatError::NoDimensions));
+    }
+    let header_len = 4 + 4 * ndims;
+    if bytes.len() < header_len {
+        return Err(idx_err(IdxFormatError::TruncatedHeader {
+            expected: header_len,
+            found: bytes.len(),
+        }));
+    }
+    let dims: Vec<usize> = bytes[4..header_len]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect();
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| idx_err(IdxFormatError::Overflow { dims: dims.clone() }))?;
+    let found = bytes.len() - header_len;
+    if found != expected {
+        return Err(idx_err(IdxFormatError::LengthMismatch {
+            dims,
+            expected,
+            found,
+        }));
+    }
+    Ok((dims, header_len))
+}
+
+/// Parses an (uncompressed) IDX array of unsigned bytes, validating the magic number, the
+/// number of dimensions and that the payload length matches the dimension sizes exactly.
+///
+/// ```
+/// use xai_datasets::{encode_idx, parse_idx};
+/// let bytes = encode_idx(&[2, 3], &[1, 2, 3, 4, 5, 6]).unwrap();
+/// let arr = parse_idx(&bytes).unwrap();
+/// assert_eq!(arr.dims, vec![2, 3]);
+/// assert_eq!(arr.data, vec![1, 2, 3, 4, 5, 6]);
+/// assert!(parse_idx(&bytes[..bytes.len() - 1]).is_err());
+/// ```
+pub fn parse_idx(bytes: &[u8]) -> Result<IdxArray, DatasetError> {
+    let (dims, header_len) = parse_header(bytes)?;
+    Ok(IdxArray {
+        dims,
+        data: bytes[header_len..].to_vec(),
+    })
+}
+
+/// Like [`parse_idx`] but takes ownership of the buffer and avoids copying the payload.
+fn parse_idx_owned(mut bytes: Vec<u8>) -> Result<IdxArray, DatasetError> {
+    let (dims, header_len) = parse_header(&bytes)?;
+    bytes.drain(..header_len);
+    Ok(IdxArray { dims, data: bytes })
+}
+
+/// Encodes an unsigned-byte IDX array (uncompressed). Errors if there are no dimensions, more
+/// than 255, a size above `u32::MAX`, or if `data.len()` is not the product of `dims`.
+pub fn encode_idx(dims: &[usize], data: &[u8]) -> Result<Vec<u8>, DatasetError> {
+    if dims.is_empty() || dims.len() > 255 {
+        return Err(DatasetError::InvalidArgument(format!(
+            "IDX needs 1 to 255 dimensions, got {}",
+            dims.len()
+        )));
+    }
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| DatasetError::InvalidArgument(format!("dimensions {dims:?} overflow")))?;
+    if expected != data.len() {
+        return Err(DatasetError::InvalidArgument(format!(
+            "dimensions {dims:?} need {expected} elements, got {}",
+            data.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(4 + 4 * dims.len() + data.len());
+    out.extend_from_slice(&[0, 0, IDX_TYPE_U8, dims.len() as u8]);
+    for &d in dims {
+        let d = u32::try_from(d).map_err(|_| {
+            DatasetError::InvalidArgument(format!("dimension size {d} exceeds u32::MAX"))
+        })?;
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    Ok(out)
+}
+
+/// Parses IDX bytes that may be gzipped (detected by the gzip magic `1f 8b`, not by file name).
+///
+/// Random or truncated input gives an error, never a panic.
+pub fn decode_idx_bytes(bytes: &[u8]) -> Result<IdxArray, DatasetError> {
+    if is_gzip(bytes) {
+        parse_idx_owned(gunzip(bytes)?)
+    } else {
+        parse_idx(bytes)
+    }
+}
+
+fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
+}
+
+/// Upper bound on the pre-allocation taken from the gzip trailer (the real size may differ).
+const MAX_PREALLOC: usize = 256 << 20;
+
+fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, DatasetError> {
+    // The gzip trailer's ISIZE (size mod 2^32) is a good capacity hint for MNIST-sized files.
+    let hint = if bytes.len() >= 18 {
+        let t = &bytes[bytes.len() - 4..];
+        (u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize).min(MAX_PREALLOC)
+    } else {
+        0
+    };
+    let mut out = Vec::with_capacity(hint);
+    GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .map_err(|source| DatasetError::Gzip { path: None, source })?;
+    Ok(out)
+}
+
+/// Reads a whole file, mapping errors to [`DatasetError`] with the path.
+fn read_file(path: &Path) -> Result<Vec<u8>, DatasetError> {
+    std::fs::read(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            DatasetError::NotFound {
+                tried: vec![path.to_path_buf()],
+                default_dir: std::path::PathBuf::from(crate::WORKSPACE_MNIST_DIR),
+            }
+        } else {
+            DatasetError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })
+}
+
+/// Reads an IDX file (gzipped or raw) of any rank.
+pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray, DatasetError> {
+    let path = path.as_ref();
+    let bytes = read_file(path)?;
+    let arr = if is_gzip(&bytes) {
+        let raw = gunzip(&bytes).map_err(|e| e.with_path(path))?;
+        drop(bytes);
+        parse_idx_owned(raw)
+    } else {
+        parse_idx_owned(bytes)
+    };
+    arr.map_err(|e| e.with_path(path))
+}
+
+/// Reads an IDX image file (gzipped or raw): must have 3 dimensions `[n, rows, cols]`.
+pub fn read_idx_images(path: impl AsRef<Path>) -> Result<Array3<u8>, DatasetError> {
+    let path = path.as_ref();
+    let arr = read_idx(path)?;
+    if arr.dims.len() != 3 {
+        return Err(DatasetError::Unexpected {
+            path: path.to_path_buf(),
+            expected: "an image file with 3 dimensions [n, rows, cols] (magic 0x00000803)".into(),
+            found: format!("{} dimension(s) {:?}", arr.dims.len(), arr.dims),
+        });
+    }
+    let (n, r, c) = (arr.dims[0], arr.dims[1], arr.dims[2]);
+    Ok(Array3::from_shape_vec((n, r, c), arr.data).expect("validated length"))
+}
+
+/// Reads an IDX label file (gzipped or raw): must have 1 dimension `[n]`.
+pub fn read_idx_labels(path: impl AsRef<Path>) -> Result<Array1<u8>, DatasetError> {
+    let path = path.as_ref();
+    let arr = read_idx(path)?;
+    if arr.dims.len() != 1 {
+        return Err(DatasetError::Unexpected {
+            path: path.to_path_buf(),
+            expected: "a label file with 1 dimension [n] (magic 0x00000801)".into(),
+            found: format!("{} dimension(s) {:?}", arr.dims.len(), arr.dims),
+        });
+    }
+    Ok(Array1::from_vec(arr.data))
+}
+
+/// Writes `arr` as an IDX file; gzipped (default compression) when `gzip` is true.
+pub fn write_idx(
+    path: impl AsRef<Path>,
+    dims: &[usize],
+    data: &[u8],
+    gzip: bool,
+) -> Result<(), DatasetError> {
+    use std::io::Write;
+    let path = path.as_ref();
+    let raw = encode_idx(dims, data)?;
+    let io = |source| DatasetError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes = if gzip {
+        let mut enc =
+            flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), Default::default());
+        enc.write_all(&raw).map_err(io)?;
+        enc.finish().map_err(io)?
+    } else {
+        raw
+    };
+    std::fs::write(path, bytes).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_errors_are_specific() {
+        assert!(matches!(
+            parse_idx(&[0, 0]),
+            Err(DatasetError::Idx {
+                kind: IdxFormatError::TruncatedHeader {
+                    expected: 4,
+                    found: 2
+                },
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_idx(&[1, 2, 8, 1, 0, 0, 0, 0]),
+            Err(DatasetError::Idx {
+                kind: IdxFormatError::BadMagic { found: 0x0102 },
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_idx(&[0, 0, 0x0d, 1, 0, 0, 0, 0]),
+            Err(DatasetError::Idx {
+                kind: IdxFormatError::UnsupportedType { found: 0x0d },
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_idx(&[0, 0, 8, 0]),
+            Err(DatasetError::Idx {
+                kind: IdxFormatError::NoDimensions,
+                ..
+            })
+        ));
+        // Trailing bytes are an error too.
+        let mut b = encode_idx(&[2], &[1, 2]).unwrap();
+        b.push(3);
+        let e = parse_idx(&b).unwrap_err();
+        assert!(e.to_string().contains("need 2 data bytes, found 3"), "{e}");
+    }
+
+    #[test]
+    fn overflowing_dims_are_an_error() {
+        let mut b = vec![0, 0, 8, 4];
+        for _ in 0..4 {
+            b.extend_from_slice(&u32::MAX.to_be_bytes());
+        }
+        assert!(matches!(
+            parse_idx(&b),
+            Err(DatasetError::Idx {
+                kind: IdxFormatError::Overflow { .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn gzip_detection_and_truncated_gzip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.gz");
+        write_idx(&p, &[3, 2], &[1, 2, 3, 4, 5, 6], true).unwrap();
+        let arr = read_idx(&p).unwrap();
+        assert_eq!(arr.dims, vec![3, 2]);
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() - 6]).unwrap();
+        let e = read_idx(&p).unwrap_err();
+        assert!(matches!(e, DatasetError::Gzip { .. }), "{e:?}");
+        assert!(e.to_string().contains("x.gz"), "{e}");
+    }
+
+    #[test]
+    fn encode_rejects_bad_arguments() {
+        assert!(encode_idx(&[], &[]).is_err());
+        assert!(encode_idx(&[2, 2], &[0; 3]).is_err());
+        assert!(encode_idx(&[1usize << 33, 0], &[]).is_err());
+    }
+}

@@ -1,0 +1,369 @@
+//! Attribution heatmap panels with a shared diverging colour bar (as in dianna's KernelSHAP
+//! figure: the digit, then one attribution map per class).
+
+use std::path::Path;
+
+use ndarray::ArrayView2;
+use plotters::prelude::*;
+
+use crate::colormap::{blend, gray_color, DivergingColormap};
+use crate::error::VizError;
+use crate::render::{
+    auto_range, blit, check_image, check_png_path, check_range, fit, format_tick, frame,
+    grid_shape, rasterize, render, RgbImage,
+};
+use crate::text::draw_fitted_text;
+
+/// One panel: a grayscale image, a heatmap, or a heatmap drawn semi-transparently over an image.
+#[derive(Debug, Clone)]
+pub struct HeatmapPanel<'a> {
+    /// Title above the panel (may be empty).
+    pub title: String,
+    /// The grayscale image (background), if any.
+    pub image: Option<ArrayView2<'a, f32>>,
+    /// The heatmap (attributions), if any; must have the image's shape when both are given.
+    pub heatmap: Option<ArrayView2<'a, f32>>,
+}
+
+impl<'a> HeatmapPanel<'a> {
+    /// A panel with only a grayscale image.
+    pub fn image(title: impl Into<String>, image: ArrayView2<'a, f32>) -> Self {
+        HeatmapPanel {
+            title: title.into(),
+            image: Some(image),
+            heatmap: None,
+        }
+    }
+
+    /// A panel with only a heatmap.
+    pub fn heatmap(title: impl Into<String>, heatmap: ArrayView2<'a, f32>) -> Self {
+        HeatmapPanel {
+            title: title.into(),
+            image: None,
+            heatmap: Some(heatmap),
+        }
+    }
+
+    /// A heatmap drawn over an image (with [`HeatmapOptions::overlay_alpha`]).
+    pub fn overlay(
+        title: impl Into<String>,
+        image: ArrayView2<'a, f32>,
+        heatmap: ArrayView2<'a, f32>,
+    ) -> Self {
+        HeatmapPanel {
+            title: title.into(),
+            image: Some(image),
+            heatmap: Some(heatmap),
+        }
+    }
+}
+
+/// Options of [`heatmap_panels`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeatmapOptions {
+    /// Figure title above the panels.
+    pub title: Option<String>,
+    /// Panels per row; all in one row when `None`.
+    pub cols: Option<usize>,
+    /// Side of the square box each panel is scaled into.
+    pub panel_px: u32,
+    /// Values mapped to black and white in images; `None` uses the min and max over all images.
+    pub image_range: Option<(f32, f32)>,
+    /// Opacity of a heatmap drawn over an image, in `[0, 1]`.
+    pub overlay_alpha: f32,
+    /// The colour scale runs over `[-limit, limit]`; `None` uses the largest absolute heatmap
+    /// value across all panels (shared, symmetric, centred on 0).
+    pub limit: Option<f32>,
+    /// Draw the shared horizontal colour bar (only if some panel has a heatmap).
+    pub colorbar: bool,
+    /// Label under the colour bar (e.g. `"SHAP value"`).
+    pub colorbar_label: Option<String>,
+    /// Font size of panel titles, in pixels.
+    pub title_px: u32,
+}
+
+impl Default for HeatmapOptions {
+    fn default() -> Self {
+        HeatmapOptions {
+            title: None,
+            cols: None,
+            panel_px: 140,
+            image_range: None,
+            overlay_alpha: 0.6,
+            limit: None,
+            colorbar: true,
+            colorbar_label: None,
+            title_px: 14,
+        }
+    }
+}
+
+impl HeatmapOptions {
+    /// Sets the figure title.
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// Sets the colour bar label.
+    pub fn colorbar_label(mut self, label: impl Into<String>) -> Self {
+        self.colorbar_label = Some(label.into());
+        self
+    }
+
+    /// Sets the images' value range.
+    pub fn image_range(mut self, min: f32, max: f32) -> Self {
+        self.image_range = Some((min, max));
+        self
+    }
+
+    /// Sets a fixed symmetric limit for the colour scale.
+    pub fn limit(mut self, limit: f32) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+}
+
+const PAD: u32 = 12;
+const FIG_TITLE_PX: u32 = 20;
+const BAR_H: u32 = 14;
+const TICK_PX: u32 = 12;
+const MIN_WIDTH: u64 = 360;
+
+/// Renders panels side by side (wrapping after `cols`), with heatmaps on a blue-white-red map
+/// centred on 0 whose symmetric range is shared by all panels, and a shared colour bar below.
+pub fn render_heatmap_panels(
+    panels: &[HeatmapPanel<'_>],
+    opts: &HeatmapOptions,
+) -> Result<RgbImage, VizError> {
+    let n = panels.len();
+    if n == 0 {
+        return Err(VizError::Empty(
+            "heatmap figure needs at least one panel".into(),
+        ));
+    }
+    for (i, p) in panels.iter().enumerate() {
+        if p.image.is_none() && p.heatmap.is_none() {
+            return Err(VizError::Empty(format!(
+                "panel {i} ({:?}) has neither an image nor a heatmap",
+                p.title
+            )));
+        }
+        if let Some(img) = &p.image {
+            check_image(img, &format!("image of panel {i}"))?;
+        }
+        if let Some(h) = &p.heatmap {
+            check_image(h, &format!("heatmap of panel {i}"))?;
+        }
+        if let (Some(img), Some(h)) = (&p.image, &p.heatmap) {
+            if img.dim() != h.dim() {
+                return Err(VizError::SizeMismatch {
+                    what: format!("heatmap of panel {i} ({:?})", p.title),
+                    expected: format!("{:?} (the image's shape)", img.shape()),
+                    found: format!("{:?}", h.shape()),
+                });
+            }
+        }
+    }
+    if opts.panel_px == 0 || opts.title_px == 0 {
+        return Err(VizError::InvalidOption(
+            "panel_px and title_px must be positive".into(),
+        ));
+    }
+    if !(0.0..=1.0).contains(&opts.overlay_alpha) {
+        return Err(VizError::InvalidOption(format!(
+            "overlay_alpha {} is not in [0, 1]",
+            opts.overlay_alpha
+        )));
+    }
+    let (lo, hi) = match opts.image_range {
+        Some(r) => {
+            check_range(r)?;
+            r
+        }
+        None => auto_range(
+            panels
+                .iter()
+                .filter_map(|p| p.image.as_ref())
+                .flat_map(|a| a.iter()),
+        ),
+    };
+    let cmap = match opts.limit {
+        Some(l) if l.is_finite() && l > 0.0 => DivergingColormap::new(l),
+        Some(l) => {
+            return Err(VizError::InvalidOption(format!(
+                "colour limit {l} must be finite and positive"
+            )))
+        }
+        None => DivergingColormap::symmetric_for(
+            panels
+                .iter()
+                .filter_map(|p| p.heatmap.as_ref())
+                .flat_map(|a| a.iter()),
+        ),
+    };
+    let (rows, cols) = grid_shape(n, None, Some(opts.cols.unwrap_or(n)), n)?;
+    let has_heat = panels.iter().any(|p| p.heatmap.is_some());
+    let show_bar = opts.colorbar && has_heat;
+
+    let cell = opts.panel_px as u64;
+    let pad = PAD as u64;
+    let title_band = if panels.iter().any(|p| !p.title.is_empty()) {
+        opts.title_px as u64 + 10
+    } else {
+        0
+    };
+    let fig_title_band = if opts.title.is_some() {
+        FIG_TITLE_PX as u64 + 14
+    } else {
+        0
+    };
+    let label_band = if opts.colorbar_label.is_some() { 22 } else { 0 };
+    let bar_band = if show_bar {
+        BAR_H as u64 + 8 + TICK_PX as u64 + 8 + label_band + pad
+    } else {
+        0
+    };
+    let grid_w = cols as u64 * (cell + pad) + pad;
+    let width = grid_w.max(MIN_WIDTH);
+    let x_off = (width - grid_w) / 2;
+    let grid_h = rows as u64 * (title_band + cell + pad) + pad;
+    let height = fig_title_band + grid_h + bar_band;
+
+    render((width, height), |area| {
+        if let Some(t) = &opts.title {
+            draw_fitted_text(
+                area,
+                t,
+                ((width / 2) as i32, (pad + FIG_TITLE_PX as u64 / 2) as i32),
+                FIG_TITLE_PX as f64,
+                width.saturating_sub(2 * pad) as u32,
+            )?;
+        }
+        for (i, p) in panels.iter().enumerate() {
+            let (r, c) = (i / cols, i % cols);
+            let x0 = x_off + pad + c as u64 * (cell + pad);
+            let y0 = fig_title_band + pad + r as u64 * (title_band + cell + pad);
+            if !p.title.is_empty() {
+                draw_fitted_text(
+                    area,
+                    &p.title,
+                    ((x0 + cell / 2) as i32, (y0 + title_band / 2) as i32),
+                    opts.title_px as f64,
+                    opts.panel_px + PAD / 2,
+                )?;
+            }
+            let (ir, ic) = p
+                .image
+                .as_ref()
+                .or(p.heatmap.as_ref())
+                .expect("checked")
+                .dim();
+            let (w, h) = fit(ir, ic, opts.panel_px, opts.panel_px);
+            let x = x0 + (cell - w as u64) / 2;
+            let y = y0 + title_band + (cell - h as u64) / 2;
+            let buf = rasterize(ir, ic, (w, h), |rr, cc| match (&p.image, &p.heatmap) {
+                (Some(img), Some(heat)) => blend(
+                    gray_color(img[[rr, cc]], lo, hi),
+                    cmap.color(heat[[rr, cc]]),
+                    opts.overlay_alpha,
+                ),
+                (Some(img), None) => gray_color(img[[rr, cc]], lo, hi),
+                (None, Some(heat)) => cmap.color(heat[[rr, cc]]),
+                (None, None) => unreachable!("checked above"),
+            });
+            blit(area, (x as i32, y as i32), (w, h), buf)?;
+            frame(area, (x as i32, y as i32), (w, h))?;
+        }
+        if show_bar {
+            let bar_w = ((width as f64 * 0.6) as u64).clamp(200, width - 2 * pad) as u32;
+            let bx = ((width - bar_w as u64) / 2) as i32;
+            let by = (fig_title_band + grid_h + 4) as i32;
+            draw_colorbar(
+                area,
+                (bx, by),
+                bar_w,
+                cmap.limit,
+                opts.colorbar_label.as_deref(),
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// Draws a horizontal blue-white-red colour bar for `[-limit, limit]` with ticks and a label.
+fn draw_colorbar(
+    area: &crate::render::Area<'_>,
+    (x, y): (i32, i32),
+    w: u32,
+    limit: f32,
+    label: Option<&str>,
+) -> Result<(), VizError> {
+    let cmap = DivergingColormap::new(limit);
+    let mut buf = Vec::with_capacity(3 * w as usize * BAR_H as usize);
+    for _ in 0..BAR_H {
+        for i in 0..w {
+            let t = if w > 1 {
+                i as f32 / (w - 1) as f32
+            } else {
+                0.5
+            };
+            buf.extend_from_slice(&cmap.color((2.0 * t - 1.0) * limit));
+        }
+    }
+    blit(area, (x, y), (w, BAR_H), buf)?;
+    frame(area, (x, y), (w, BAR_H))?;
+    let n_ticks: i32 = if w >= 300 { 5 } else { 3 };
+    let tick_color = RGBColor(80, 80, 80);
+    for k in 0..n_ticks {
+        let t = k as f64 / (n_ticks - 1) as f64;
+        let tx = x + (t * (w - 1) as f64).round() as i32;
+        let ty = y + BAR_H as i32;
+        area.draw(&PathElement::new(vec![(tx, ty), (tx, ty + 4)], tick_color))?;
+        let v = (2.0 * t - 1.0) * limit as f64;
+        crate::text::draw_text_centered(
+            area,
+            &format_tick(v),
+            (tx, ty + 6 + TICK_PX as i32 / 2 + 2),
+            TICK_PX as f32,
+            BLACK,
+        )?;
+    }
+    if let Some(label) = label {
+        draw_fitted_text(
+            area,
+            label,
+            (
+                x + w as i32 / 2,
+                y + BAR_H as i32 + 8 + TICK_PX as i32 + 8 + 9,
+            ),
+            15.0,
+            w,
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes [`render_heatmap_panels`]'s figure to a PNG file (parent folders are created).
+///
+/// ```no_run
+/// use ndarray::Array2;
+/// use xai_viz::{heatmap_panels, HeatmapOptions, HeatmapPanel};
+///
+/// let digit = Array2::<f32>::zeros((28, 28));
+/// let shap: Vec<Array2<f32>> = vec![Array2::zeros((28, 28)); 10];
+/// let mut panels = vec![HeatmapPanel::image("digit", digit.view())];
+/// for (c, s) in shap.iter().enumerate() {
+///     panels.push(HeatmapPanel::overlay(format!("class {c}"), digit.view(), s.view()));
+/// }
+/// heatmap_panels("target/shap.png", &panels, &HeatmapOptions::default().colorbar_label("SHAP value"))?;
+/// # Ok::<(), xai_viz::VizError>(())
+/// ```
+pub fn heatmap_panels(
+    path: impl AsRef<Path>,
+    panels: &[HeatmapPanel<'_>],
+    opts: &HeatmapOptions,
+) -> Result<(), VizError> {
+    check_png_path(path.as_ref())?;
+    render_heatmap_panels(panels, opts)?.save_png(path)
+}

@@ -65,8 +65,8 @@ pub fn load_weights_from_bytes(
     net: &mut Network,
     bytes: &[u8],
 ) -> Result<HashMap<String, String>, ModelError> {
-    let tensors =
-        SafeTensors::deserialize(bytes).map_err(|e| ModelError::Weights(format!("not a safetensors file ({e})")))?;
+    let tensors = SafeTensors::deserialize(bytes)
+        .map_err(|e| ModelError::Weights(format!("not a safetensors file ({e})")))?;
     let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| ModelError::Weights(format!("unreadable header ({e})")))?;
     let mut values = Vec::new();

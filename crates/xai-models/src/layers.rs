@@ -210,8 +210,8 @@ pub(crate) enum Cache {
     Cols(Vec<f32>),
     /// For each output element, the flat index (within the sample) of the input that won.
     Argmax(Vec<u32>),
-    /// Dropout multipliers (0 or 1/(1-p)).
-    Mask(Vec<f32>),
+    /// Dropout: which elements were kept, and the scale 1/(1-p) applied to them.
+    Keep { kept: Vec<bool>, scale: f32 },
 }
 
 /// Gradients of one parameterised layer.
@@ -315,7 +315,8 @@ impl Conv2d {
                                 }
                                 let dst = (iy as usize * input.w + ix as usize) * c;
                                 let src = (ky * win.kw + kx) * c;
-                                for (d, s) in dx_n[dst..dst + c].iter_mut().zip(&row[src..src + c]) {
+                                for (d, s) in dx_n[dst..dst + c].iter_mut().zip(&row[src..src + c])
+                                {
                                     *d += s;
                                 }
                             }
@@ -333,12 +334,7 @@ impl Dense {
         Self {
             in_features,
             out_features,
-            weight: glorot(
-                rng,
-                in_features,
-                out_features,
-                in_features * out_features,
-            ),
+            weight: glorot(rng, in_features, out_features, in_features * out_features),
             bias: vec![0.0; out_features],
         }
     }
@@ -436,6 +432,58 @@ impl Layer {
         }
     }
 
+    /// Whether the layer maps each value on its own (ReLU, dropout, flatten), so that it can
+    /// work in place on its input.
+    pub(crate) fn is_elementwise(&self) -> bool {
+        matches!(self, Layer::Relu | Layer::Dropout(_) | Layer::Flatten)
+    }
+
+    /// In-place forward pass of an elementwise layer (see [`Layer::is_elementwise`]); other
+    /// layers leave `x` unchanged.
+    pub(crate) fn forward_in_place(&self, x: &mut [f32], mode: &mut Mode<'_>) -> Cache {
+        match (self, mode) {
+            (Layer::Relu, _) => {
+                for v in x.iter_mut() {
+                    *v = v.max(0.0);
+                }
+                Cache::None
+            }
+            (Layer::Dropout(p), Mode::Train(rng)) => {
+                let keep = 1.0 - p;
+                let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
+                let kept: Vec<bool> = x
+                    .iter_mut()
+                    .map(|v| {
+                        let k = rng.gen::<f32>() < keep;
+                        *v = if k { *v * scale } else { 0.0 };
+                        k
+                    })
+                    .collect();
+                Cache::Keep { kept, scale }
+            }
+            _ => Cache::None,
+        }
+    }
+
+    /// In-place backward pass of an elementwise layer, given its output `y`.
+    pub(crate) fn backward_in_place(&self, y: &[f32], cache: &Cache, dy: &mut [f32]) {
+        match (self, cache) {
+            (Layer::Relu, _) => {
+                for (g, o) in dy.iter_mut().zip(y) {
+                    if *o <= 0.0 {
+                        *g = 0.0;
+                    }
+                }
+            }
+            (Layer::Dropout(_), Cache::Keep { kept, scale }) => {
+                for (g, k) in dy.iter_mut().zip(kept) {
+                    *g = if *k { *g * scale } else { 0.0 };
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Forward pass of a batch of `n` samples. Returns the output and what backward needs.
     pub(crate) fn forward(
         &self,
@@ -465,27 +513,32 @@ impl Layer {
                     &mut out,
                     true,
                 );
-                (out, if keep_cache { Cache::Cols(cols) } else { Cache::None })
+                (
+                    out,
+                    if keep_cache {
+                        Cache::Cols(cols)
+                    } else {
+                        Cache::None
+                    },
+                )
             }
             Layer::MaxPool2d(pool) => {
                 let win = window(input, pool.size, pool.stride, pool.padding)?;
                 let (out, argmax) = max_pool_forward(x, n, input, &win);
-                (out, if keep_cache { Cache::Argmax(argmax) } else { Cache::None })
+                (
+                    out,
+                    if keep_cache {
+                        Cache::Argmax(argmax)
+                    } else {
+                        Cache::None
+                    },
+                )
             }
-            Layer::Relu => (x.iter().map(|v| v.max(0.0)).collect(), Cache::None),
-            Layer::Dropout(p) => match mode {
-                Mode::Eval => (x.to_vec(), Cache::None),
-                Mode::Train(rng) => {
-                    let keep = 1.0 - p;
-                    let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
-                    let mask: Vec<f32> = (0..x.len())
-                        .map(|_| if rng.gen::<f32>() < keep { scale } else { 0.0 })
-                        .collect();
-                    let out = x.iter().zip(&mask).map(|(a, m)| a * m).collect();
-                    (out, Cache::Mask(mask))
-                }
-            },
-            Layer::Flatten => (x.to_vec(), Cache::None),
+            Layer::Relu | Layer::Dropout(_) | Layer::Flatten => {
+                let mut out = x.to_vec();
+                let cache = self.forward_in_place(&mut out, mode);
+                (out, cache)
+            }
             Layer::Dense(d) => {
                 let mut out = Vec::with_capacity(n * d.out_features);
                 for _ in 0..n {
@@ -553,7 +606,9 @@ impl Layer {
             }
             Layer::MaxPool2d(_) => {
                 let Cache::Argmax(argmax) = cache else {
-                    return Err(ModelError::Internal("max-pool backward without its cache".into()));
+                    return Err(ModelError::Internal(
+                        "max-pool backward without its cache".into(),
+                    ));
                 };
                 let mut dx = vec![0.0f32; n * input.len()];
                 let per_out = out_dims.len();
@@ -565,16 +620,11 @@ impl Layer {
                 }
                 dx
             }
-            Layer::Relu => y
-                .iter()
-                .zip(dy)
-                .map(|(o, g)| if *o > 0.0 { *g } else { 0.0 })
-                .collect(),
-            Layer::Dropout(_) => match cache {
-                Cache::Mask(mask) => dy.iter().zip(mask).map(|(g, m)| g * m).collect(),
-                _ => dy.to_vec(),
-            },
-            Layer::Flatten => dy.to_vec(),
+            Layer::Relu | Layer::Dropout(_) | Layer::Flatten => {
+                let mut dx = dy.to_vec();
+                self.backward_in_place(y, cache, &mut dx);
+                dx
+            }
             Layer::Dense(d) => {
                 let mut dx = vec![0.0f32; n * d.in_features];
                 matmul(
@@ -616,7 +666,9 @@ impl Layer {
         Ok(match self {
             Layer::Conv2d(conv) => {
                 let Cache::Cols(cols) = cache else {
-                    return Err(ModelError::Internal("conv backward without its im2col cache".into()));
+                    return Err(ModelError::Internal(
+                        "conv backward without its im2col cache".into(),
+                    ));
                 };
                 let win = conv.window(input)?;
                 let rows = n * win.oh * win.ow;
@@ -666,7 +718,9 @@ impl Layer {
         input: Dims,
     ) -> Result<(Vec<f32>, Vec<f32>), ModelError> {
         let Cache::Cols(cols) = cache else {
-            return Err(ModelError::Internal("conv backward without its im2col cache".into()));
+            return Err(ModelError::Internal(
+                "conv backward without its im2col cache".into(),
+            ));
         };
         let win = conv.window(input)?;
         let positions = win.oh * win.ow;

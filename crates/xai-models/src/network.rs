@@ -201,9 +201,12 @@ impl Network {
         let [c, h, w] = self.input_shape;
         let nhwc = Array4::from_shape_vec((n, h, w, c), v).expect("sized from dims");
         if c == 1 {
-            nhwc.into_shape_with_order((n, c, h, w)).expect("same length")
+            nhwc.into_shape_with_order((n, c, h, w))
+                .expect("same length")
         } else {
-            nhwc.permuted_axes([0, 3, 1, 2]).as_standard_layout().to_owned()
+            nhwc.permuted_axes([0, 3, 1, 2])
+                .as_standard_layout()
+                .to_owned()
         }
     }
 
@@ -231,7 +234,10 @@ impl Network {
         out
     }
 
-    fn check_input<'a>(&self, x: &'a ArrayViewD<'_, f32>) -> Result<ArrayView4<'a, f32>, CoreError> {
+    fn check_input<'a>(
+        &self,
+        x: &'a ArrayViewD<'_, f32>,
+    ) -> Result<ArrayView4<'a, f32>, CoreError> {
         check_batch("input", x, &self.input_shape)?;
         x.view()
             .into_dimensionality::<Ix4>()
@@ -251,7 +257,10 @@ impl Network {
             return Err(CoreError::shape(
                 "input",
                 shape,
-                format!("[n, {}, {}, {}]", self.input_shape[0], self.input_shape[1], self.input_shape[2]),
+                format!(
+                    "[n, {}, {}, {}]",
+                    self.input_shape[0], self.input_shape[1], self.input_shape[2]
+                ),
             )
             .into());
         }
@@ -263,9 +272,20 @@ impl Network {
         let mut acts = vec![self.to_internal(x)];
         let mut caches = Vec::with_capacity(self.layers.len());
         for (i, l) in self.layers.iter().enumerate() {
-            let (out, cache) =
-                l.layer
-                    .forward(acts.last().expect("input"), n, self.dims[i], &mut mode, true)?;
+            let (out, cache) = if l.layer.is_elementwise() {
+                // ReLU, dropout and flatten never need their input again: work in place.
+                let mut buf = std::mem::take(acts.last_mut().expect("input"));
+                let cache = l.layer.forward_in_place(&mut buf, &mut mode);
+                (buf, cache)
+            } else {
+                l.layer.forward(
+                    acts.last().expect("input"),
+                    n,
+                    self.dims[i],
+                    &mut mode,
+                    true,
+                )?
+            };
             acts.push(out);
             caches.push(cache);
         }
@@ -282,10 +302,14 @@ impl Network {
             let chunk = x.slice(ndarray::s![start..end, .., .., ..]);
             let mut act = self.to_internal(chunk);
             for (i, l) in self.layers.iter().enumerate() {
-                act = l
-                    .layer
-                    .forward(&act, end - start, self.dims[i], &mut Mode::Eval, false)?
-                    .0;
+                if l.layer.is_elementwise() {
+                    l.layer.forward_in_place(&mut act, &mut Mode::Eval);
+                } else {
+                    act = l
+                        .layer
+                        .forward(&act, end - start, self.dims[i], &mut Mode::Eval, false)?
+                        .0;
+                }
             }
             out.extend_from_slice(&self.output_order(&act, end - start, true));
             start = end;
@@ -297,7 +321,12 @@ impl Network {
     pub fn forward(&self, x: ArrayView4<'_, f32>) -> Result<Array2<f32>, ModelError> {
         let n = x.shape()[0];
         if x.shape()[1..] != self.input_shape {
-            return Err(CoreError::shape("input", x.shape(), format!("[n, {:?}]", self.input_shape)).into());
+            return Err(CoreError::shape(
+                "input",
+                x.shape(),
+                format!("[n, {:?}]", self.input_shape),
+            )
+            .into());
         }
         let out = self.forward_eval(x)?;
         Ok(Array2::from_shape_vec((n, self.out_len()), out).expect("sized from dims"))
@@ -401,8 +430,11 @@ impl Network {
                                 if sel.contains(&wname) {
                                     blocks.push(GradBlock::Full {
                                         name: wname,
-                                        values: Array2::from_shape_vec((n, dw.len() / n.max(1)), dw)
-                                            .expect("sized"),
+                                        values: Array2::from_shape_vec(
+                                            (n, dw.len() / n.max(1)),
+                                            dw,
+                                        )
+                                        .expect("sized"),
                                     });
                                 }
                                 if sel.contains(&bname) {
@@ -421,13 +453,18 @@ impl Network {
                 }
             }
             if i > lowest || need_input {
-                dy = l.layer.backward_input(
-                    &trace.acts[i + 1],
-                    &trace.caches[i],
-                    &dy,
-                    n,
-                    self.dims[i],
-                )?;
+                if l.layer.is_elementwise() {
+                    l.layer
+                        .backward_in_place(&trace.acts[i + 1], &trace.caches[i], &mut dy);
+                } else {
+                    dy = l.layer.backward_input(
+                        &trace.acts[i + 1],
+                        &trace.caches[i],
+                        &dy,
+                        n,
+                        self.dims[i],
+                    )?;
+                }
             }
         }
         if need_input {
@@ -454,12 +491,9 @@ impl Network {
             )
             .into());
         }
-        let dy = self.output_order(
-            &grad_output.iter().copied().collect::<Vec<_>>(),
-            n,
-            false,
-        );
-        let out = self.backward_impl(trace, dy, self.layers.len(), need_input, ParamMode::Summed)?;
+        let dy = self.output_order(&grad_output.iter().copied().collect::<Vec<_>>(), n, false);
+        let out =
+            self.backward_impl(trace, dy, self.layers.len(), need_input, ParamMode::Summed)?;
         Ok(self.collect_summed(out, n))
     }
 
@@ -475,11 +509,16 @@ impl Network {
     ) -> Result<Gradients, ModelError> {
         let n = trace.n;
         let top = self.layers.len().checked_sub(skip_top).ok_or_else(|| {
-            ModelError::Internal(format!("cannot skip {skip_top} of {} layers", self.layers.len()))
+            ModelError::Internal(format!(
+                "cannot skip {skip_top} of {} layers",
+                self.layers.len()
+            ))
         })?;
         let len = self.dims[top].len();
         if grad.dim() != (n, len) || (self.dims[top].h, self.dims[top].w) != (1, 1) {
-            return Err(CoreError::shape("gradient", grad.shape(), format!("[{n}, {len}] (flat)")).into());
+            return Err(
+                CoreError::shape("gradient", grad.shape(), format!("[{n}, {len}] (flat)")).into(),
+            );
         }
         let dy = grad.iter().copied().collect();
         let out = self.backward_impl(trace, dy, top, need_input, ParamMode::Summed)?;

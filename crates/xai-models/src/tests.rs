@@ -253,11 +253,16 @@ fn input_gradient_of_nchw_multichannel_matches_finite_differences() {
     let net = Network::new("img", [3, 4, 5], layers).unwrap();
     let x = random_images(&mut rng, 2, 3, 4, 5);
     let n_out = net.n_outputs();
-    let wts = Array2::from_shape_fn((2, n_out), |(i, j)| ((i * 31 + j * 7) % 13) as f32 / 13.0 - 0.5);
+    let wts = Array2::from_shape_fn((2, n_out), |(i, j)| {
+        ((i * 31 + j * 7) % 13) as f32 / 13.0 - 0.5
+    });
     let g = net.input_gradient(x.view().into_dyn(), wts.view()).unwrap();
     let f = |x: &Array4<f32>| -> f64 {
         let o = net.predict(x.view().into_dyn()).unwrap();
-        o.iter().zip(wts.iter()).map(|(a, b)| (*a as f64) * (*b as f64)).sum()
+        o.iter()
+            .zip(wts.iter())
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum()
     };
     let h = 1e-2;
     for idx in [0usize, 7, 19, 33, 59, 100, 119] {
@@ -267,7 +272,10 @@ fn input_gradient_of_nchw_multichannel_matches_finite_differences() {
         xm.as_slice_mut().unwrap()[idx] -= h;
         let fd = (f(&xp) - f(&xm)) / (2.0 * h as f64);
         let an = g.as_slice().unwrap()[idx] as f64;
-        assert!((fd - an).abs() < 1e-3 * (1.0 + fd.abs()), "{idx}: {fd} vs {an}");
+        assert!(
+            (fd - an).abs() < 1e-3 * (1.0 + fd.abs()),
+            "{idx}: {fd} vs {an}"
+        );
     }
 }
 
@@ -310,7 +318,10 @@ fn wrong_inputs_are_errors_not_panics() {
         ],
     )
     .unwrap_err();
-    assert!(e.to_string().contains("expects 15 input features, got 16"), "{e}");
+    assert!(
+        e.to_string().contains("expects 15 input features, got 16"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -370,4 +381,3 @@ fn training_reduces_the_loss_and_is_reproducible() {
     };
     assert!(crate::train(&mut b, x.view(), &t, &bad).is_err());
 }
-

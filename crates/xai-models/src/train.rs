@@ -1,6 +1,8 @@
 //! Training with Adam (Kingma & Ba 2015), seeded shuffling, dropout, an `indicatif` progress bar,
 //! and evaluation.
 
+use std::io::IsTerminal;
+
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, Array4, ArrayView4, Axis};
 use rand::rngs::StdRng;
@@ -43,7 +45,11 @@ impl Adam {
     }
 
     /// One update of `params` with gradients `grads` (same order and lengths).
-    pub fn step(&mut self, params: Vec<&mut Vec<f32>>, grads: &[Vec<f32>]) -> Result<(), ModelError> {
+    pub fn step(
+        &mut self,
+        params: Vec<&mut Vec<f32>>,
+        grads: &[Vec<f32>],
+    ) -> Result<(), ModelError> {
         if params.len() != grads.len() {
             return Err(ModelError::Internal(format!(
                 "{} parameter tensors but {} gradients",
@@ -61,7 +67,9 @@ impl Adam {
         let step = self.learning_rate * bc2.sqrt() / bc1;
         for (k, (p, g)) in params.into_iter().zip(grads).enumerate() {
             if p.len() != g.len() || self.m[k].len() != g.len() {
-                return Err(ModelError::Internal(format!("gradient {k} has the wrong length")));
+                return Err(ModelError::Internal(format!(
+                    "gradient {k} has the wrong length"
+                )));
             }
             let (m, v) = (&mut self.m[k], &mut self.v[k]);
             for j in 0..g.len() {
@@ -128,7 +136,9 @@ pub fn train(
         return Err(CoreError::Empty("training set".into()).into());
     }
     if targets.len() != n {
-        return Err(CoreError::InvalidTargets(format!("{} targets for {n} images", targets.len())).into());
+        return Err(
+            CoreError::InvalidTargets(format!("{} targets for {n} images", targets.len())).into(),
+        );
     }
     if config.batch_size == 0 || config.epochs == 0 {
         return Err(CoreError::param(
@@ -139,7 +149,9 @@ pub fn train(
         .into());
     }
     if !(config.learning_rate > 0.0 && config.learning_rate.is_finite()) {
-        return Err(CoreError::param("learning_rate", config.learning_rate, "a finite value > 0").into());
+        return Err(
+            CoreError::param("learning_rate", config.learning_rate, "a finite value > 0").into(),
+        );
     }
     let fused_softmax = matches!(config.loss, Loss::CrossEntropy(OutputKind::Probabilities))
         && matches!(net.layers().last().map(|l| &l.layer), Some(Layer::Softmax));
@@ -160,7 +172,12 @@ pub fn train(
                 .expect("valid template")
                 .progress_chars("=> "),
             );
-            b.set_prefix(format!("{} epoch {}/{}", net.name(), epoch + 1, config.epochs));
+            b.set_prefix(format!(
+                "{} epoch {}/{}",
+                net.name(),
+                epoch + 1,
+                config.epochs
+            ));
             b
         } else {
             ProgressBar::hidden()
@@ -204,11 +221,25 @@ pub fn train(
             bar.inc(1);
         }
         bar.finish();
-        history.push(Metrics {
+        let metrics = Metrics {
             loss: (loss_sum / seen as f64) as f32,
-            accuracy: matches!(targets, Targets::Classes(_))
-                .then(|| correct as f32 / seen as f32),
-        });
+            accuracy: matches!(targets, Targets::Classes(_)).then(|| correct as f32 / seen as f32),
+        };
+        if config.progress && !std::io::stderr().is_terminal() {
+            // No terminal for the bar (CI, a log file): one line per epoch instead.
+            eprintln!(
+                "{} epoch {}/{}: loss {:.4}{}",
+                net.name(),
+                epoch + 1,
+                config.epochs,
+                metrics.loss,
+                metrics
+                    .accuracy
+                    .map(|a| format!(" acc {a:.4}"))
+                    .unwrap_or_default()
+            );
+        }
+        history.push(metrics);
     }
     Ok(history)
 }

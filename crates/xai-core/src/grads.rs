@@ -341,9 +341,7 @@ impl PerSampleGrads {
                     .iter()
                     .map(|p| f(&p.blocks[k]).map(|a| a.view()))
                     .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| {
-                        CoreError::Serialize("gradient blocks of mixed form".into())
-                    })?;
+                    .ok_or_else(|| CoreError::Serialize("gradient blocks of mixed form".into()))?;
                 ndarray::concatenate(Axis(0), &views)
                     .map_err(|e| CoreError::Serialize(format!("cannot stack gradients: {e}")))
             };
@@ -430,6 +428,10 @@ mod tests {
             name: "a".into(),
             shape: vec![3],
         }];
-        assert!(sel.validate(&groups).unwrap_err().to_string().contains("nope"));
+        assert!(sel
+            .validate(&groups)
+            .unwrap_err()
+            .to_string()
+            .contains("nope"));
     }
 }

@@ -192,7 +192,9 @@ mod tests {
     fn wrong_targets_are_errors() {
         let out = array![[0.0f32, 0.0]];
         let l = Loss::CrossEntropy(OutputKind::Logits);
-        assert!(l.value_and_grad(out.view(), &Targets::Classes(vec![2])).is_err());
+        assert!(l
+            .value_and_grad(out.view(), &Targets::Classes(vec![2]))
+            .is_err());
         assert!(l
             .value_and_grad(out.view(), &Targets::Classes(vec![0, 1]))
             .is_err());

@@ -179,10 +179,7 @@ mod tests {
         let err = p
             .predict(array![[1.0f32, 2.0, 3.0]].view().into_dyn())
             .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "input has shape [1, 3], expected [n, 2]"
-        );
+        assert_eq!(err.to_string(), "input has shape [1, 3], expected [n, 2]");
         let bad = FnPredictor::new(vec![2], 3, |x: ArrayViewD<'_, f32>| {
             Ok(Array2::zeros((x.shape()[0], 1)))
         });

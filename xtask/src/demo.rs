@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 const METHODS: [&str; 4] = ["similarity", "cem", "kernelshap", "l2x"];
 
 pub fn run(args: &[String]) -> Result<()> {
+    let _ = &args;
     let which = args.first().map(String::as_str).unwrap_or("all");
     let methods: Vec<&str> = if which == "all" {
         METHODS.to_vec()
@@ -20,6 +21,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut failed = Vec::new();
     for m in methods {
         let result: Result<()> = match m {
+            "similarity" => crate::similarity::run(),
             other => Err(anyhow::anyhow!(
                 "the `{other}` method's crate is not part of the workspace yet, so there is no demo for it"
             )),

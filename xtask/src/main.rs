@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 mod demo;
+mod similarity;
 mod train;
 
 /// Large activation buffers are allocated every training step; mimalloc reuses them instead of

@@ -438,6 +438,12 @@ impl Layer {
         matches!(self, Layer::Relu | Layer::Dropout(_) | Layer::Flatten)
     }
 
+    /// Whether the backward pass reads the layer's own output (ReLU's mask, softmax's
+    /// probabilities), which must then be kept in the trace.
+    pub(crate) fn backward_reads_output(&self) -> bool {
+        matches!(self, Layer::Relu | Layer::Softmax)
+    }
+
     /// In-place forward pass of an elementwise layer (see [`Layer::is_elementwise`]); other
     /// layers leave `x` unchanged.
     pub(crate) fn forward_in_place(&self, x: &mut [f32], mode: &mut Mode<'_>) -> Cache {

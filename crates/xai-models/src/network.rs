@@ -272,8 +272,11 @@ impl Network {
         let mut acts = vec![self.to_internal(x)];
         let mut caches = Vec::with_capacity(self.layers.len());
         for (i, l) in self.layers.iter().enumerate() {
-            let (out, cache) = if l.layer.is_elementwise() {
-                // ReLU, dropout and flatten never need their input again: work in place.
+            // ReLU, dropout and flatten never need their input again, so they work in place,
+            // unless that input is the output of a layer whose backward pass reads its output.
+            let in_place = l.layer.is_elementwise()
+                && (i == 0 || !self.layers[i - 1].layer.backward_reads_output());
+            let (out, cache) = if in_place {
                 let mut buf = std::mem::take(acts.last_mut().expect("input"));
                 let cache = l.layer.forward_in_place(&mut buf, &mut mode);
                 (buf, cache)

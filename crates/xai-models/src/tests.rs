@@ -110,6 +110,8 @@ fn small_net(seed: u64, c: usize) -> Network {
         named("flatten", Layer::Flatten),
         named("dense1", Layer::Dense(Dense::new(2 * 2 * 2, 5, &mut rng))),
         named("relu2", Layer::Relu),
+        // A dropout right after a ReLU: the ReLU's output must survive in the trace.
+        named("drop2", Layer::Dropout(0.5)),
         named("dense2", Layer::Dense(Dense::new(5, 3, &mut rng))),
         named("softmax", Layer::Softmax),
     ];
@@ -360,7 +362,7 @@ fn training_reduces_the_loss_and_is_reproducible() {
     }
     let t = Targets::Classes(labels);
     let config = crate::TrainConfig {
-        epochs: 15,
+        epochs: 40,
         batch_size: 16,
         learning_rate: 1e-2,
         seed: 1,

@@ -22,6 +22,7 @@ pub fn run(args: &[String]) -> Result<()> {
     for m in methods {
         let result: Result<()> = match m {
             "similarity" => crate::similarity::run(),
+            "cem" => crate::cem::run(),
             other => Err(anyhow::anyhow!(
                 "the `{other}` method's crate is not part of the workspace yet, so there is no demo for it"
             )),

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
+mod cem;
 mod demo;
 mod similarity;
 mod train;

@@ -6,7 +6,6 @@ use anyhow::{bail, Result};
 const METHODS: [&str; 4] = ["similarity", "cem", "kernelshap", "l2x"];
 
 pub fn run(args: &[String]) -> Result<()> {
-    let _ = &args;
     let which = args.first().map(String::as_str).unwrap_or("all");
     let methods: Vec<&str> = if which == "all" {
         METHODS.to_vec()
@@ -23,6 +22,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let result: Result<()> = match m {
             "similarity" => crate::similarity::run(),
             "cem" => crate::cem::run(),
+            "l2x" => crate::l2x::run(&args[1..]),
             other => Err(anyhow::anyhow!(
                 "the `{other}` method's crate is not part of the workspace yet, so there is no demo for it"
             )),

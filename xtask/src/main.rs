@@ -12,6 +12,7 @@ use anyhow::{bail, Result};
 
 mod cem;
 mod demo;
+mod l2x;
 mod similarity;
 mod train;
 

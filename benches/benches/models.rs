@@ -30,7 +30,8 @@ fn bench_alibi_cnn(c: &mut Criterion) {
             let mut rng = rand::rngs::StdRng::seed_from_u64(2);
             b.iter(|| {
                 let trace = net.forward_trace(x.view(), Some(&mut rng)).unwrap();
-                let out = Array2::from_shape_vec((batch, 10), trace.output_flat().to_vec()).unwrap();
+                let out =
+                    Array2::from_shape_vec((batch, 10), trace.output_flat().to_vec()).unwrap();
                 let (_, mut g) = loss.value_and_grad(out.view(), &targets).unwrap();
                 g /= batch as f32;
                 let grads = net.backward(&trace, g.view(), false).unwrap();

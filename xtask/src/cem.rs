@@ -42,7 +42,10 @@ pub fn run() -> Result<()> {
         format!("original, pred {x_pred}"),
         format!("autoencoder, pred {recon_pred}"),
     ];
-    for (out, name) in outputs.iter().zip(["pertinent negative", "pertinent positive"]) {
+    for (out, name) in outputs
+        .iter()
+        .zip(["pertinent negative", "pertinent positive"])
+    {
         let data = &out.explanations[0].data;
         match &data.pertinent {
             Some(p) => {
@@ -72,6 +75,10 @@ pub fn run() -> Result<()> {
             .value_range(-0.5, 0.5)
             .title(format!("CEM on MNIST test image {TEST_INDEX}")),
     )?;
-    println!("wrote {} and the explanations under {}", path.display(), dir.display());
+    println!(
+        "wrote {} and the explanations under {}",
+        path.display(),
+        dir.display()
+    );
     Ok(())
 }

@@ -22,6 +22,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let result: Result<()> = match m {
             "similarity" => crate::similarity::run(),
             "cem" => crate::cem::run(),
+            "kernelshap" => crate::kernelshap::run(&args[1..]),
             "l2x" => crate::l2x::run(&args[1..]),
             other => Err(anyhow::anyhow!(
                 "the `{other}` method's crate is not part of the workspace yet, so there is no demo for it"

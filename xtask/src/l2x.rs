@@ -30,7 +30,11 @@ pub fn run(args: &[String]) -> Result<()> {
     let demo = mnist_demo(&config)?;
     println!(
         "{} the L2X explainer ({})",
-        if demo.trained { "trained and saved" } else { "loaded" },
+        if demo.trained {
+            "trained and saved"
+        } else {
+            "loaded"
+        },
         config.explainer_dir.display()
     );
     let k = demo.explanation.meta.params["k"].clone();
@@ -41,7 +45,10 @@ pub fn run(args: &[String]) -> Result<()> {
             demo.true_labels[i], demo.predictions[i], demo.approximator_predictions[i]
         );
         panels.push(HeatmapPanel::image(
-            format!("label {}, pred {}", demo.true_labels[i], demo.predictions[i]),
+            format!(
+                "label {}, pred {}",
+                demo.true_labels[i], demo.predictions[i]
+            ),
             demo.images.index_axis(Axis(0), i),
         ));
         panels.push(HeatmapPanel::heatmap(
@@ -49,7 +56,10 @@ pub fn run(args: &[String]) -> Result<()> {
             demo.importance.index_axis(Axis(0), i),
         ));
         panels.push(HeatmapPanel::image(
-            format!("{k} patches: approx. pred {}", demo.approximator_predictions[i]),
+            format!(
+                "{k} patches: approx. pred {}",
+                demo.approximator_predictions[i]
+            ),
             demo.selected.index_axis(Axis(0), i),
         ));
     }

@@ -12,6 +12,7 @@ use anyhow::{bail, Result};
 
 mod cem;
 mod demo;
+mod kernelshap;
 mod l2x;
 mod similarity;
 mod train;

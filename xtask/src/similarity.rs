@@ -47,14 +47,24 @@ pub fn run() -> Result<()> {
     let mut images: Vec<Array2<f32>> = Vec::new();
     let mut titles: Vec<String> = Vec::new();
     for i in 0..N_TEST {
-        images.push(x_test.index_axis(Axis(0), i).index_axis(Axis(0), 0).to_owned());
+        images.push(
+            x_test
+                .index_axis(Axis(0), i)
+                .index_axis(Axis(0), 0)
+                .to_owned(),
+        );
         titles.push(format!(
             "test: label {}, pred {}",
             test_labels[i], report.test_predictions[i]
         ));
         for j in 0..K {
             let r = data.most_similar_indices[[i, j]];
-            images.push(x_ref.index_axis(Axis(0), r).index_axis(Axis(0), 0).to_owned());
+            images.push(
+                x_ref
+                    .index_axis(Axis(0), r)
+                    .index_axis(Axis(0), 0)
+                    .to_owned(),
+            );
             titles.push(format!(
                 "#{} label {}, pred {}",
                 j + 1,
@@ -88,7 +98,13 @@ pub fn run() -> Result<()> {
                 count[c] += 1;
             }
             let means: Vec<f32> = (0..10)
-                .map(|c| if count[c] > 0 { sum[c] / count[c] as f32 } else { 0.0 })
+                .map(|c| {
+                    if count[c] > 0 {
+                        sum[c] / count[c] as f32
+                    } else {
+                        0.0
+                    }
+                })
                 .collect();
             charts.push(
                 BarChart::new(

@@ -244,6 +244,15 @@ impl Network {
             .map_err(|e| CoreError::Model(e.to_string()))
     }
 
+    /// Checks that an NCHW batch has the network's per-sample shape.
+    fn check_nchw(&self, x: &ArrayView4<'_, f32>) -> Result<(), ModelError> {
+        let [c, h, w] = self.input_shape;
+        if x.shape()[1..] != self.input_shape {
+            return Err(CoreError::shape("input", x.shape(), format!("[n, {c}, {h}, {w}]")).into());
+        }
+        Ok(())
+    }
+
     /// Forward pass of an NCHW batch that keeps everything a backward pass needs.
     ///
     /// `rng` switches dropout on (training); `None` evaluates.
@@ -252,18 +261,8 @@ impl Network {
         x: ArrayView4<'_, f32>,
         rng: Option<&mut StdRng>,
     ) -> Result<Trace, ModelError> {
+        self.check_nchw(&x)?;
         let shape = x.shape();
-        if shape[1..] != self.input_shape {
-            return Err(CoreError::shape(
-                "input",
-                shape,
-                format!(
-                    "[n, {}, {}, {}]",
-                    self.input_shape[0], self.input_shape[1], self.input_shape[2]
-                ),
-            )
-            .into());
-        }
         let n = shape[0];
         let mut mode = match rng {
             Some(r) => Mode::Train(r),
@@ -323,14 +322,7 @@ impl Network {
     /// Evaluates the network on an NCHW batch, `[n, n_outputs]`.
     pub fn forward(&self, x: ArrayView4<'_, f32>) -> Result<Array2<f32>, ModelError> {
         let n = x.shape()[0];
-        if x.shape()[1..] != self.input_shape {
-            return Err(CoreError::shape(
-                "input",
-                x.shape(),
-                format!("[n, {:?}]", self.input_shape),
-            )
-            .into());
-        }
+        self.check_nchw(&x)?;
         let out = self.forward_eval(x)?;
         Ok(Array2::from_shape_vec((n, self.out_len()), out).expect("sized from dims"))
     }

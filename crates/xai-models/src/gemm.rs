@@ -26,7 +26,7 @@ fn small_inner_matmul(
             }
         }
     };
-    if m * n * k >= 1 << 18 {
+    if m * n * k >= 1 << 18 && crate::parallel::inner_parallelism() {
         use rayon::prelude::*;
         c.par_chunks_mut(n).zip(a.par_chunks(k)).for_each(row);
     } else {
@@ -95,7 +95,7 @@ pub(crate) fn matmul(
         Op::T => (1, cols_b as isize),
     };
     let flops = m * n * k;
-    let parallelism = if flops >= 1 << 20 && rayon::current_num_threads() > 1 {
+    let parallelism = if flops >= 1 << 20 && crate::parallel::inner_parallelism() {
         Parallelism::Rayon(0)
     } else {
         Parallelism::None

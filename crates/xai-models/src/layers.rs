@@ -264,30 +264,31 @@ impl Conv2d {
         let per_sample = win.oh * win.ow * k;
         let mut cols = vec![0.0f32; n * per_sample];
         let c = input.c;
-        cols.par_chunks_mut(per_sample)
-            .zip(x.par_chunks(input.len()))
-            .for_each(|(cols_n, x_n)| {
-                for oy in 0..win.oh {
-                    for ox in 0..win.ow {
-                        let row = &mut cols_n[(oy * win.ow + ox) * k..(oy * win.ow + ox + 1) * k];
-                        for ky in 0..win.kh {
-                            let iy = (oy * win.sh + ky) as isize - win.pad_top as isize;
-                            if iy < 0 || iy >= input.h as isize {
-                                continue;
-                            }
-                            for kx in 0..win.kw {
-                                let ix = (ox * win.sw + kx) as isize - win.pad_left as isize;
-                                if ix < 0 || ix >= input.w as isize {
-                                    continue;
-                                }
-                                let src = (iy as usize * input.w + ix as usize) * c;
-                                let dst = (ky * win.kw + kx) * c;
-                                row[dst..dst + c].copy_from_slice(&x_n[src..src + c]);
-                            }
+        for_each_sample(&mut cols, per_sample, x, input.len(), |(cols_n, x_n)| {
+            for oy in 0..win.oh {
+                for ox in 0..win.ow {
+                    let row = &mut cols_n[(oy * win.ow + ox) * k..(oy * win.ow + ox + 1) * k];
+                    // The in-bounds kernel columns [kx0, kx1) read one contiguous run of the
+                    // input row (NHWC), so each kernel row is a single copy.
+                    let ix0 = (ox * win.sw) as isize - win.pad_left as isize;
+                    let kx0 = (-ix0).max(0) as usize;
+                    let kx1 = ((input.w as isize - ix0).max(0) as usize).min(win.kw);
+                    if kx0 >= kx1 {
+                        continue;
+                    }
+                    for ky in 0..win.kh {
+                        let iy = (oy * win.sh + ky) as isize - win.pad_top as isize;
+                        if iy < 0 || iy >= input.h as isize {
+                            continue;
                         }
+                        let src = (iy as usize * input.w + (ix0 + kx0 as isize) as usize) * c;
+                        let dst = (ky * win.kw + kx0) * c;
+                        let len = (kx1 - kx0) * c;
+                        row[dst..dst + len].copy_from_slice(&x_n[src..src + len]);
                     }
                 }
-            });
+            }
+        });
         cols
     }
 
@@ -297,9 +298,12 @@ impl Conv2d {
         let per_sample = win.oh * win.ow * k;
         let c = input.c;
         let mut dx = vec![0.0f32; n * input.len()];
-        dx.par_chunks_mut(input.len())
-            .zip(dcols.par_chunks(per_sample))
-            .for_each(|(dx_n, dcols_n)| {
+        for_each_sample(
+            &mut dx,
+            input.len(),
+            dcols,
+            per_sample,
+            |(dx_n, dcols_n)| {
                 for oy in 0..win.oh {
                     for ox in 0..win.ow {
                         let row = &dcols_n[(oy * win.ow + ox) * k..(oy * win.ow + ox + 1) * k];
@@ -323,7 +327,8 @@ impl Conv2d {
                         }
                     }
                 }
-            });
+            },
+        );
         dx
     }
 }
@@ -530,7 +535,7 @@ impl Layer {
             }
             Layer::MaxPool2d(pool) => {
                 let win = window(input, pool.size, pool.stride, pool.padding)?;
-                let (out, argmax) = max_pool_forward(x, n, input, &win);
+                let (out, argmax) = max_pool_forward(x, n, input, &win, keep_cache);
                 (
                     out,
                     if keep_cache {
@@ -734,25 +739,56 @@ impl Layer {
         let o = conv.out_channels;
         let mut dw = vec![0.0f32; n * k * o];
         let mut db = vec![0.0f32; n * o];
-        dw.par_chunks_mut(k * o)
-            .zip(db.par_chunks_mut(o))
-            .enumerate()
-            .for_each(|(s, (dw_n, db_n))| {
-                let cols_n = &cols[s * positions * k..(s + 1) * positions * k];
-                let dy_n = &dy[s * positions * o..(s + 1) * positions * o];
-                matmul(
-                    cols_n,
-                    (positions, k),
-                    Op::T,
-                    dy_n,
-                    (positions, o),
-                    Op::N,
-                    dw_n,
-                    false,
-                );
-                db_n.copy_from_slice(&column_sums(dy_n, o));
-            });
+        let one = |(s, (dw_n, db_n)): (usize, (&mut [f32], &mut [f32]))| {
+            let cols_n = &cols[s * positions * k..(s + 1) * positions * k];
+            let dy_n = &dy[s * positions * o..(s + 1) * positions * o];
+            matmul(
+                cols_n,
+                (positions, k),
+                Op::T,
+                dy_n,
+                (positions, o),
+                Op::N,
+                dw_n,
+                false,
+            );
+            db_n.copy_from_slice(&column_sums(dy_n, o));
+        };
+        if crate::parallel::inner_parallelism() && n > 1 {
+            dw.par_chunks_mut(k * o)
+                .zip(db.par_chunks_mut(o))
+                .enumerate()
+                .for_each(one);
+        } else {
+            dw.chunks_mut(k * o)
+                .zip(db.chunks_mut(o))
+                .enumerate()
+                .for_each(one);
+        }
         Ok((dw, db))
+    }
+}
+
+/// Calls `f` on each sample's pair of (output, input) chunks, on rayon's threads unless the
+/// caller runs serially (see [`crate::parallel`]).
+fn for_each_sample<A: Send, B: Sync>(
+    out: &mut [A],
+    out_len: usize,
+    input: &[B],
+    in_len: usize,
+    f: impl Fn((&mut [A], &[B])) + Send + Sync,
+) {
+    if out_len == 0 || in_len == 0 {
+        return;
+    }
+    if crate::parallel::inner_parallelism() && out.len() > out_len {
+        out.par_chunks_mut(out_len)
+            .zip(input.par_chunks(in_len))
+            .for_each(f);
+    } else {
+        out.chunks_mut(out_len)
+            .zip(input.chunks(in_len))
+            .for_each(f);
     }
 }
 
@@ -766,18 +802,31 @@ fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
     s
 }
 
-fn max_pool_forward(x: &[f32], n: usize, input: Dims, win: &Window) -> (Vec<f32>, Vec<u32>) {
+/// Max pooling of a batch; with `argmax`, also records for every output element the flat index
+/// (within its sample) of the input that won (the first one on ties). Vectorised over channels.
+/// A window that saw only NaN keeps its first in-bounds element.
+fn max_pool_forward(
+    x: &[f32],
+    n: usize,
+    input: Dims,
+    win: &Window,
+    with_argmax: bool,
+) -> (Vec<f32>, Vec<u32>) {
     let c = input.c;
     let per_out = win.oh * win.ow * c;
-    let mut out = vec![f32::NEG_INFINITY; n * per_out];
-    let mut argmax = vec![0u32; n * per_out];
-    for s in 0..n {
+    let mut out = vec![0.0f32; n * per_out];
+    let mut argmax = if with_argmax {
+        vec![0u32; n * per_out]
+    } else {
+        Vec::new()
+    };
+    let pool_sample = |s: usize, out_n: &mut [f32], mut arg_n: Option<&mut [u32]>| {
         let x_n = &x[s * input.len()..(s + 1) * input.len()];
-        let out_n = &mut out[s * per_out..(s + 1) * per_out];
-        let arg_n = &mut argmax[s * per_out..(s + 1) * per_out];
         for oy in 0..win.oh {
             for ox in 0..win.ow {
                 let o_base = (oy * win.ow + ox) * c;
+                let o = &mut out_n[o_base..o_base + c];
+                let mut first = true;
                 for ky in 0..win.kh {
                     let iy = (oy * win.sh + ky) as isize - win.pad_top as isize;
                     if iy < 0 || iy >= input.h as isize {
@@ -789,23 +838,58 @@ fn max_pool_forward(x: &[f32], n: usize, input: Dims, win: &Window) -> (Vec<f32>
                             continue;
                         }
                         let i_base = (iy as usize * input.w + ix as usize) * c;
-                        for ch in 0..c {
-                            let v = x_n[i_base + ch];
-                            if v > out_n[o_base + ch] {
-                                out_n[o_base + ch] = v;
-                                arg_n[o_base + ch] = (i_base + ch) as u32;
+                        let v = &x_n[i_base..i_base + c];
+                        match arg_n.as_deref_mut() {
+                            None if first => o.copy_from_slice(v),
+                            // `max` keeps the non-NaN operand, so NaN survives only if all are NaN.
+                            None => o.iter_mut().zip(v).for_each(|(a, b)| *a = a.max(*b)),
+                            Some(arg) => {
+                                let arg = &mut arg[o_base..o_base + c];
+                                if first {
+                                    o.copy_from_slice(v);
+                                    for (ch, a) in arg.iter_mut().enumerate() {
+                                        *a = (i_base + ch) as u32;
+                                    }
+                                } else {
+                                    for (ch, ((a, idx), b)) in
+                                        o.iter_mut().zip(arg.iter_mut()).zip(v).enumerate()
+                                    {
+                                        // A NaN winner is replaced by any number.
+                                        let better = *b > *a || (a.is_nan() && !b.is_nan());
+                                        if better {
+                                            *a = *b;
+                                            *idx = (i_base + ch) as u32;
+                                        }
+                                    }
+                                }
                             }
                         }
-                    }
-                }
-                // A window that saw only NaN keeps its first in-bounds element.
-                for ch in 0..c {
-                    if out_n[o_base + ch] == f32::NEG_INFINITY {
-                        out_n[o_base + ch] = x_n[arg_n[o_base + ch] as usize];
+                        first = false;
                     }
                 }
             }
         }
+    };
+    let parallel = crate::parallel::inner_parallelism() && n > 1;
+    match (with_argmax, parallel) {
+        (true, true) => out
+            .par_chunks_mut(per_out)
+            .zip(argmax.par_chunks_mut(per_out))
+            .enumerate()
+            .for_each(|(s, (o, a))| pool_sample(s, o, Some(a))),
+        (true, false) => out
+            .chunks_mut(per_out)
+            .zip(argmax.chunks_mut(per_out))
+            .enumerate()
+            .for_each(|(s, (o, a))| pool_sample(s, o, Some(a))),
+        (false, true) => out
+            .par_chunks_mut(per_out)
+            .enumerate()
+            .for_each(|(s, o)| pool_sample(s, o, None)),
+        (false, false) => out
+            .chunks_mut(per_out)
+            .enumerate()
+            .for_each(|(s, o)| pool_sample(s, o, None)),
     }
     (out, argmax)
 }

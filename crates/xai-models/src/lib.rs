@@ -31,6 +31,7 @@ mod gemm;
 mod io;
 pub mod layers;
 mod network;
+mod parallel;
 mod train;
 pub mod zoo;
 

@@ -3,6 +3,7 @@
 
 use ndarray::{Array2, Array4, ArrayD, ArrayView2, ArrayView4, ArrayViewD, Ix4};
 use rand::rngs::StdRng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use xai_core::{
     check_batch, CoreError, DifferentiableModel, GradBlock, Loss, ParamGroup, ParamSelection,
@@ -79,8 +80,6 @@ struct BackwardOut {
     summed: Vec<(usize, LayerGrads)>,
     per_sample: Vec<(usize, Vec<GradBlock>)>,
 }
-
-const PREDICT_CHUNK: usize = 256;
 
 impl Network {
     /// Builds a network over inputs of shape `[c, h, w]`, checking that every layer fits the
@@ -294,13 +293,10 @@ impl Network {
         Ok(Trace { n, acts, caches })
     }
 
-    /// Forward pass without keeping intermediate activations, in chunks of 256 samples.
+    /// Forward pass without keeping intermediate activations, in chunks of samples that run on
+    /// rayon's threads (see [`crate::parallel`]).
     fn forward_eval(&self, x: ArrayView4<'_, f32>) -> Result<Vec<f32>, ModelError> {
-        let n = x.shape()[0];
-        let mut out = Vec::with_capacity(n * self.out_len());
-        let mut start = 0;
-        while start < n {
-            let end = (start + PREDICT_CHUNK).min(n);
+        let run = |(start, end): (usize, usize)| -> Result<Vec<f32>, ModelError> {
             let chunk = x.slice(ndarray::s![start..end, .., .., ..]);
             let mut act = self.to_internal(chunk);
             for (i, l) in self.layers.iter().enumerate() {
@@ -313,10 +309,9 @@ impl Network {
                         .0;
                 }
             }
-            out.extend_from_slice(&self.output_order(&act, end - start, true));
-            start = end;
-        }
-        Ok(out)
+            Ok(self.output_order(&act, end - start, true))
+        };
+        map_chunks(x.shape()[0], run)
     }
 
     /// Evaluates the network on an NCHW batch, `[n, n_outputs]`.
@@ -593,17 +588,16 @@ impl DifferentiableModel for Network {
                 format!("[{n}, {}]", self.out_len()),
             ));
         }
-        let trace = self.forward_trace(x4, None)?;
-        let dy = self.output_order(
-            &output_weights.iter().copied().collect::<Vec<_>>(),
-            n,
-            false,
-        );
-        let out = self.backward_impl(&trace, dy, self.layers.len(), true, ParamMode::None)?;
-        let input = out
-            .input
-            .ok_or_else(|| CoreError::Model("backward pass returned no input gradient".into()))?;
-        Ok(self.input_from_internal(input, n).into_dyn())
+        let grads = map_chunks(n, |(start, end)| {
+            let trace = self.forward_trace(x4.slice(ndarray::s![start..end, .., .., ..]), None)?;
+            let w = output_weights.slice(ndarray::s![start..end, ..]);
+            let dy = self.output_order(&w.iter().copied().collect::<Vec<_>>(), end - start, false);
+            let out = self.backward_impl(&trace, dy, self.layers.len(), true, ParamMode::None)?;
+            out.input.ok_or_else(|| {
+                ModelError::Internal("backward pass returned no input gradient".into())
+            })
+        })?;
+        Ok(self.input_from_internal(grads, n).into_dyn())
     }
 
     fn parameter_groups(&self) -> Vec<ParamGroup> {
@@ -626,6 +620,47 @@ impl DifferentiableModel for Network {
                 targets.len()
             )));
         }
+        let ranges = crate::parallel::chunk_ranges(n);
+        let chunk = |(start, end): (usize, usize)| -> xai_core::Result<PerSampleGrads> {
+            let indices: Vec<usize> = (start..end).collect();
+            let targets = if ranges.len() == 1 {
+                targets.clone()
+            } else {
+                targets.select(&indices)
+            };
+            self.per_sample_grads_chunk(
+                x4.slice(ndarray::s![start..end, .., .., ..]),
+                &targets,
+                loss,
+                selection,
+            )
+        };
+        if ranges.len() == 1 {
+            return chunk(ranges[0]);
+        }
+        let parts: Vec<xai_core::Result<PerSampleGrads>> = if rayon::current_num_threads() > 1 {
+            ranges
+                .par_iter()
+                .map(|&r| crate::parallel::serial(|| chunk(r)))
+                .collect()
+        } else {
+            ranges.iter().map(|&r| chunk(r)).collect()
+        };
+        let parts = parts.into_iter().collect::<xai_core::Result<Vec<_>>>()?;
+        PerSampleGrads::concat(&parts)
+    }
+}
+
+impl Network {
+    /// Per-sample gradients of one chunk of a batch (see [`DifferentiableModel::per_sample_grads`]).
+    fn per_sample_grads_chunk(
+        &self,
+        x4: ArrayView4<'_, f32>,
+        targets: &Targets,
+        loss: &Loss,
+        selection: &ParamSelection,
+    ) -> xai_core::Result<PerSampleGrads> {
+        let n = x4.shape()[0];
         let trace = self.forward_trace(x4, None)?;
         let outputs = Array2::from_shape_vec(
             (n, self.out_len()),
@@ -645,4 +680,29 @@ impl DifferentiableModel for Network {
         per_layer.sort_by_key(|(i, _)| *i);
         PerSampleGrads::new(per_layer.into_iter().flat_map(|(_, b)| b).collect())
     }
+}
+
+/// Runs `run` on the sample ranges of [`crate::parallel::chunk_ranges`] (on rayon's threads, each
+/// chunk with serial layers, when there is more than one) and concatenates the results in order.
+fn map_chunks<T: Send>(
+    n: usize,
+    run: impl Fn((usize, usize)) -> Result<Vec<T>, ModelError> + Sync,
+) -> Result<Vec<T>, ModelError> {
+    let ranges = crate::parallel::chunk_ranges(n);
+    if ranges.len() == 1 {
+        return run(ranges[0]);
+    }
+    let parts: Vec<Result<Vec<T>, ModelError>> = if rayon::current_num_threads() > 1 {
+        ranges
+            .par_iter()
+            .map(|&r| crate::parallel::serial(|| run(r)))
+            .collect()
+    } else {
+        ranges.iter().map(|&r| run(r)).collect()
+    };
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
 }

@@ -418,7 +418,6 @@ impl<'a> Cem<'a> {
         let mut search = Search::new(self, no_info, 1);
         search.clip = None;
         let mut states = [st];
-        search.evaluate_y(&mut states, &[0], 0, 0)?;
         search.smooth_gradients(&mut states, &[0], true, 0, 0)?;
         let st = &states[0];
         let terms = search.objective_at_y(st);
@@ -709,15 +708,20 @@ impl<'c, 'a> Search<'c, 'a> {
             for st in states.iter_mut() {
                 st.begin_step(max_iterations);
             }
-            self.evaluate_y(states, &all, c_step, 0)?;
             for iteration in 0..max_iterations {
-                // The objective at y_k: the loss trace and the early-stop test.
                 let mut active = std::mem::take(&mut self.active);
                 active.clear();
-                for (i, st) in states.iter_mut().enumerate() {
-                    if !st.active {
-                        continue;
-                    }
+                active.extend((0..states.len()).filter(|&i| states[i].active));
+                if active.is_empty() {
+                    self.active = active;
+                    break;
+                }
+                // Outputs and gradient at y_k, from one forward pass per model.
+                let refresh = iteration % update_num_grad == 0;
+                self.smooth_gradients(states, &active, refresh, c_step, iteration)?;
+                // The objective at y_k: the loss trace and the early-stop test.
+                active.retain(|&i| {
+                    let st = &mut states[i];
                     let terms = self.objective_at_y(st);
                     st.objective.push(terms.total as f32);
                     if let Some(stop) = early_stop {
@@ -730,18 +734,16 @@ impl<'c, 'a> Search<'c, 'a> {
                             st.stalled += 1;
                             if st.stalled >= stop.patience {
                                 st.active = false;
-                                continue;
+                                return false;
                             }
                         }
                     }
-                    active.push(i);
-                }
+                    true
+                });
                 if active.is_empty() {
                     self.active = active;
                     break;
                 }
-                let refresh = iteration % update_num_grad == 0;
-                self.smooth_gradients(states, &active, refresh, c_step, iteration)?;
                 let lr = learning_rate(lr_init, iteration, max_iterations);
                 for &i in &active {
                     let st = &mut states[i];
@@ -764,8 +766,7 @@ impl<'c, 'a> Search<'c, 'a> {
                     fista_step(&geometry, &mut st.x, &mut st.y, &st.grad, lr, iteration + 1);
                     st.iterations = iteration + 1;
                 }
-                let need_y = iteration + 1 < max_iterations;
-                self.evaluate_step(states, &active, need_y, c_step, iteration)?;
+                self.evaluate_step(states, &active, c_step, iteration)?;
                 self.active = active;
             }
             self.finish_step(states, &all, c_step)?;
@@ -787,66 +788,12 @@ impl<'c, 'a> Search<'c, 'a> {
         count
     }
 
-    /// Model outputs, attack hinge and autoencoder residual at `y` for `indices`.
-    fn evaluate_y(
-        &mut self,
-        states: &mut [InstanceState],
-        indices: &[usize],
-        c_step: usize,
-        iteration: usize,
-    ) -> Result<()> {
-        let m = self.gather(indices.iter().map(|&i| states[i].y.as_slice()));
-        let cem = self.cem;
-        let view = self.view_batch(m)?;
-        let outputs = cem.classifier.predict(view)?;
-        check_outputs("classifier predict", &outputs, m, cem.n_classes)?;
-        if outputs.iter().any(|v| !v.is_finite()) {
-            return Err(non_finite("classifier outputs", c_step, iteration));
-        }
-        for (row, &i) in indices.iter().enumerate() {
-            let st = &mut states[i];
-            for (dst, src) in st.y_outputs.iter_mut().zip(outputs.row(row)) {
-                *dst = *src;
-            }
-            st.y_hinge = attack_hinge(self.mode, &st.y_outputs, st.target, self.kappa);
-        }
-        if cem.uses_autoencoder() {
-            self.autoencoder_residuals(states, indices, m, c_step, iteration)?;
-        }
-        Ok(())
-    }
-
-    /// `AE(y) - y` for `indices`, whose `y` rows are already in the batch buffer.
-    fn autoencoder_residuals(
-        &mut self,
-        states: &mut [InstanceState],
-        indices: &[usize],
-        rows: usize,
-        c_step: usize,
-        iteration: usize,
-    ) -> Result<()> {
-        let Some(ae) = self.cem.autoencoder else {
-            return Ok(());
-        };
-        let f = self.cem.n_features;
-        let view = self.view_batch(rows)?;
-        let recon = ae.predict(view)?;
-        check_outputs("autoencoder predict", &recon, rows, f)?;
-        if recon.iter().any(|v| !v.is_finite()) {
-            return Err(non_finite("autoencoder outputs", c_step, iteration));
-        }
-        for (row, &i) in indices.iter().enumerate() {
-            let st = &mut states[i];
-            for ((res, r), yv) in st.y_residual.iter_mut().zip(recon.row(row)).zip(&st.y) {
-                *res = r - yv;
-            }
-        }
-        Ok(())
-    }
-
-    /// The gradient of the smooth part of the objective at `y` for `indices`, clipped as alibi
-    /// (white-box: the whole gradient; black-box: the numerical attack gradient and the rest
-    /// separately), into each state's `grad`.
+    /// At `y` for `indices`: the classifier's outputs and attack hinge, the autoencoder's
+    /// residual `AE(y) - y`, and the gradient of the smooth part of the objective, clipped as
+    /// alibi (white-box: the whole gradient; black-box: the numerical attack gradient and the
+    /// rest separately), into each state. Each model makes one forward pass (a pullback, see
+    /// [`DifferentiableModel::predict_and_input_gradient`]); in white-box mode the classifier's
+    /// and the autoencoder's passes run concurrently.
     fn smooth_gradients(
         &mut self,
         states: &mut [InstanceState],
@@ -858,67 +805,136 @@ impl<'c, 'a> Search<'c, 'a> {
         let cem = self.cem;
         let f = cem.n_features;
         let k = cem.n_classes;
-        for &i in indices {
-            states[i].grad.fill(0.0);
-        }
-        // Attack term: instances whose hinge is active.
-        let mut subset = std::mem::take(&mut self.subset);
-        subset.clear();
-        subset.extend(
-            indices
-                .iter()
-                .copied()
-                .filter(|&i| states[i].y_hinge.is_active()),
-        );
-        if !subset.is_empty() && (cem.classifier.is_white_box() || refresh_numerical) {
-            let h = self.gather(subset.iter().map(|&i| states[i].y.as_slice()));
-            self.weights.clear();
-            self.weights.resize(h * k, 0.0);
-            for (row, &i) in subset.iter().enumerate() {
-                let st = &states[i];
-                attack_output_weights(
-                    self.mode,
-                    &st.y_hinge,
-                    st.target,
-                    st.c,
-                    &mut self.weights[row * k..(row + 1) * k],
-                );
-            }
+        let m = self.gather(indices.iter().map(|&i| states[i].y.as_slice()));
+        let view = shaped_rows(&mut self.batch_dims, &self.batch, m)?;
+        let (mode, kappa, gamma) = (self.mode, self.kappa, self.gamma);
+        let targets_and_c: Vec<(usize, f32)> = indices
+            .iter()
+            .map(|&i| (states[i].target, states[i].c))
+            .collect();
+
+        // The classifier: outputs (and, white-box, the attack term's gradient) at y.
+        let classifier_pass = || -> Result<(ndarray::Array2<f32>, Option<ArrayD<f32>>)> {
             match cem.classifier {
                 Classifier::WhiteBox(model) => {
-                    let weights = std::mem::take(&mut self.weights);
-                    let view = self.view_batch(h)?;
-                    let w = ArrayView2::from_shape((h, k), &weights[..h * k])
-                        .map_err(|e| CoreError::Model(e.to_string()))?;
-                    let g = model.input_gradient(view, w)?;
-                    self.weights = weights;
-                    let g = g.as_standard_layout();
-                    let flat = g.as_slice().filter(|s| s.len() == h * f).ok_or_else(|| {
-                        CemError::ModelOutputShape {
-                            what: "classifier input_gradient",
-                            got: g.shape().to_vec(),
-                            expected: self.batch_dims_with(h),
-                        }
-                    })?;
-                    for (row, &i) in subset.iter().enumerate() {
-                        states[i]
-                            .grad
-                            .copy_from_slice(&flat[row * f..(row + 1) * f]);
-                    }
+                    let mut weights_from_outputs =
+                        |outputs: ArrayView2<'_, f32>| -> xai_core::Result<ndarray::Array2<f32>> {
+                            let mut w = ndarray::Array2::zeros((m, k));
+                            if outputs.dim() != (m, k) || outputs.iter().any(|v| !v.is_finite()) {
+                                // Reported after the pass, with the model's own shape.
+                                return Ok(w);
+                            }
+                            for (row, &(target, c)) in targets_and_c.iter().enumerate() {
+                                let out = outputs.row(row);
+                                let out = out.as_slice().ok_or_else(|| {
+                                    CoreError::Model("classifier outputs are not contiguous".into())
+                                })?;
+                                let hinge = attack_hinge(mode, out, target, kappa);
+                                let w_row = w.row_mut(row).into_slice().ok_or_else(|| {
+                                    CoreError::Model("weight rows are not contiguous".into())
+                                })?;
+                                attack_output_weights(mode, &hinge, target, c, w_row);
+                            }
+                            Ok(w)
+                        };
+                    let (outputs, g) =
+                        model.predict_and_input_gradient(view.view(), &mut weights_from_outputs)?;
+                    Ok((outputs, Some(g)))
                 }
-                Classifier::BlackBox(predictor) => {
-                    self.numerical_attack_gradients(predictor, states, &subset, h)?;
+                Classifier::BlackBox(predictor) => Ok((predictor.predict(view.view())?, None)),
+            }
+        };
+        // The autoencoder: its reconstruction and the gradient of gamma ||AE(y) - y||^2, which is
+        // 2 gamma (J_AE^T r - r) with r = AE(y) - y; the pass returns J_AE^T (2 gamma r).
+        let autoencoder_pass = || -> Result<Option<(ndarray::Array2<f32>, ArrayD<f32>)>> {
+            let Some(ae) = cem.autoencoder.filter(|_| cem.uses_autoencoder()) else {
+                return Ok(None);
+            };
+            let y_rows = &self.batch[..m * f];
+            let mut weights_from_reconstruction =
+                |recon: ArrayView2<'_, f32>| -> xai_core::Result<ndarray::Array2<f32>> {
+                    let mut w = ndarray::Array2::zeros((m, f));
+                    if recon.dim() != (m, f) {
+                        return Ok(w);
+                    }
+                    for ((wv, r), yv) in w.iter_mut().zip(recon.iter()).zip(y_rows) {
+                        *wv = 2.0 * gamma * (r - yv);
+                    }
+                    Ok(w)
+                };
+            let (recon, g) =
+                ae.predict_and_input_gradient(view.view(), &mut weights_from_reconstruction)?;
+            Ok(Some((recon, g)))
+        };
+        let (classified, reconstructed) = if cem.classifier.is_white_box() {
+            rayon::join(classifier_pass, autoencoder_pass)
+        } else {
+            (classifier_pass(), autoencoder_pass())
+        };
+        let (outputs, attack_grad) = classified?;
+        let reconstructed = reconstructed?;
+
+        check_outputs("classifier predict", &outputs, m, k)?;
+        if outputs.iter().any(|v| !v.is_finite()) {
+            return Err(non_finite("classifier outputs", c_step, iteration));
+        }
+        for (row, &i) in indices.iter().enumerate() {
+            let st = &mut states[i];
+            for (dst, src) in st.y_outputs.iter_mut().zip(outputs.row(row)) {
+                *dst = *src;
+            }
+            st.y_hinge = attack_hinge(self.mode, &st.y_outputs, st.target, self.kappa);
+            st.grad.fill(0.0);
+        }
+        // Attack term: instances whose hinge is active.
+        if let Some(g) = attack_grad {
+            let g = g.as_standard_layout();
+            let flat = g.as_slice().filter(|s| s.len() == m * f).ok_or_else(|| {
+                CemError::ModelOutputShape {
+                    what: "classifier input_gradient",
+                    got: g.shape().to_vec(),
+                    expected: self.batch_dims_with(m),
+                }
+            })?;
+            for (row, &i) in indices.iter().enumerate() {
+                if states[i].y_hinge.is_active() {
+                    states[i]
+                        .grad
+                        .copy_from_slice(&flat[row * f..(row + 1) * f]);
                 }
             }
-        }
-        if !cem.classifier.is_white_box() {
+        } else if let Classifier::BlackBox(predictor) = cem.classifier {
+            let mut subset = std::mem::take(&mut self.subset);
+            subset.clear();
+            subset.extend(
+                indices
+                    .iter()
+                    .copied()
+                    .filter(|&i| states[i].y_hinge.is_active()),
+            );
+            if !subset.is_empty() && refresh_numerical {
+                let h = self.gather(subset.iter().map(|&i| states[i].y.as_slice()));
+                self.weights.clear();
+                self.weights.resize(h * k, 0.0);
+                for (row, &i) in subset.iter().enumerate() {
+                    let st = &states[i];
+                    attack_output_weights(
+                        self.mode,
+                        &st.y_hinge,
+                        st.target,
+                        st.c,
+                        &mut self.weights[row * k..(row + 1) * k],
+                    );
+                }
+                self.numerical_attack_gradients(predictor, states, &subset, h)?;
+            }
             for &i in indices {
                 if !states[i].y_hinge.is_active() {
                     states[i].held_attack_valid = false;
                 }
             }
+            self.subset = subset;
         }
-        self.subset = subset;
         // L2 term: 2 (y - a).
         for &i in indices {
             let st = &mut states[i];
@@ -926,38 +942,29 @@ impl<'c, 'a> Search<'c, 'a> {
                 *g += 2.0 * (yv - a);
             }
         }
-        // Autoencoder term: gamma ||AE(y) - y||^2 has gradient 2 gamma (J_AE^T r - r), r = AE(y) - y.
-        if cem.uses_autoencoder() {
-            if let Some(ae) = cem.autoencoder {
-                let m = self.gather(indices.iter().map(|&i| states[i].y.as_slice()));
-                self.weights.clear();
-                for &i in indices {
-                    let scale = 2.0 * self.gamma;
-                    self.weights
-                        .extend(states[i].y_residual.iter().map(|r| scale * r));
+        // Autoencoder term: 2 gamma (J_AE^T r - r).
+        if let Some((recon, vjp)) = reconstructed {
+            check_outputs("autoencoder predict", &recon, m, f)?;
+            if recon.iter().any(|v| !v.is_finite()) {
+                return Err(non_finite("autoencoder outputs", c_step, iteration));
+            }
+            let vjp = vjp.as_standard_layout();
+            let flat = vjp.as_slice().filter(|s| s.len() == m * f).ok_or_else(|| {
+                CemError::ModelOutputShape {
+                    what: "autoencoder input_gradient",
+                    got: vjp.shape().to_vec(),
+                    expected: self.batch_dims_with(m),
                 }
-                let weights = std::mem::take(&mut self.weights);
-                let view = self.view_batch(m)?;
-                let w = ArrayView2::from_shape((m, f), &weights[..m * f])
-                    .map_err(|e| CoreError::Model(e.to_string()))?;
-                let g = ae.input_gradient(view, w)?;
-                let g = g.as_standard_layout();
-                let flat = g.as_slice().filter(|s| s.len() == m * f).ok_or_else(|| {
-                    CemError::ModelOutputShape {
-                        what: "autoencoder input_gradient",
-                        got: g.shape().to_vec(),
-                        expected: self.batch_dims_with(m),
-                    }
-                })?;
-                for (row, &i) in indices.iter().enumerate() {
-                    let grad = &mut states[i].grad;
-                    let vjp = &flat[row * f..(row + 1) * f];
-                    let w_row = &weights[row * f..(row + 1) * f];
-                    for ((gv, v), wv) in grad.iter_mut().zip(vjp).zip(w_row) {
-                        *gv += v - wv;
-                    }
+            })?;
+            for (row, &i) in indices.iter().enumerate() {
+                let st = &mut states[i];
+                for ((res, r), yv) in st.y_residual.iter_mut().zip(recon.row(row)).zip(&st.y) {
+                    *res = r - yv;
                 }
-                self.weights = weights;
+                let vjp_row = &flat[row * f..(row + 1) * f];
+                for ((gv, v), r) in st.grad.iter_mut().zip(vjp_row).zip(&st.y_residual) {
+                    *gv += v - 2.0 * self.gamma * r;
+                }
             }
         }
         // Clip, then (black-box) add the separately clipped numerical attack gradient.
@@ -1037,32 +1044,21 @@ impl<'c, 'a> Search<'c, 'a> {
         Ok(())
     }
 
-    /// After a FISTA step: classifier outputs at `x_{k+1}` (to test the PN/PP condition and keep
-    /// the best solution) and, in the same call, at `y_{k+1}` (for the next gradient).
+    /// After a FISTA step: classifier outputs at `x_{k+1}`, to test the PN/PP condition and keep
+    /// the best solution (the outputs at `y_{k+1}` come with the next gradient).
     fn evaluate_step(
         &mut self,
         states: &mut [InstanceState],
         indices: &[usize],
-        need_y: bool,
         c_step: usize,
         iteration: usize,
     ) -> Result<()> {
         let cem = self.cem;
         let k = cem.n_classes;
-        let m = indices.len();
-        self.batch.clear();
-        for &i in indices {
-            self.batch.extend_from_slice(&states[i].x);
-        }
-        if need_y {
-            for &i in indices {
-                self.batch.extend_from_slice(&states[i].y);
-            }
-        }
-        let rows = if need_y { 2 * m } else { m };
-        let view = self.view_batch(rows)?;
+        let m = self.gather(indices.iter().map(|&i| states[i].x.as_slice()));
+        let view = self.view_batch(m)?;
         let outputs = cem.classifier.predict(view)?;
-        check_outputs("classifier predict", &outputs, rows, k)?;
+        check_outputs("classifier predict", &outputs, m, k)?;
         if outputs.iter().any(|v| !v.is_finite()) {
             return Err(non_finite("classifier outputs", c_step, iteration));
         }
@@ -1070,12 +1066,6 @@ impl<'c, 'a> Search<'c, 'a> {
             let st = &mut states[i];
             for (dst, src) in st.x_outputs.iter_mut().zip(outputs.row(row)) {
                 *dst = *src;
-            }
-            if need_y {
-                for (dst, src) in st.y_outputs.iter_mut().zip(outputs.row(m + row)) {
-                    *dst = *src;
-                }
-                st.y_hinge = attack_hinge(self.mode, &st.y_outputs, st.target, self.kappa);
             }
             if satisfies_condition(self.mode, &st.x_outputs, st.target, self.kappa) {
                 let (l1, l2) = l1_l2(&st.x, &st.anchor);
@@ -1110,12 +1100,6 @@ impl<'c, 'a> Search<'c, 'a> {
                     }
                 }
             }
-        }
-        if need_y && cem.uses_autoencoder() {
-            // Move the y rows to the front of the batch buffer for the autoencoder call.
-            let f = cem.n_features;
-            self.batch.copy_within(m * f..2 * m * f, 0);
-            self.autoencoder_residuals(states, indices, m, c_step, iteration)?;
         }
         Ok(())
     }

@@ -31,6 +31,30 @@ pub trait DifferentiableModel: Predictor {
         output_weights: ArrayView2<'_, f32>,
     ) -> Result<ArrayD<f32>>;
 
+    /// The outputs `f(x)` and the vector-Jacobian product `∂(Σ w ∘ f(x))/∂x` for weights `w`
+    /// that depend on those outputs (a pullback): `output_weights` receives `f(x)` and returns
+    /// `w`, `[n, n_outputs]`. Methods whose loss weights come from the model's own outputs (CEM's
+    /// hinge, an autoencoder's residual) get both from one forward pass.
+    ///
+    /// The default calls [`Predictor::predict`] and then [`DifferentiableModel::input_gradient`]
+    /// (two forward passes); models that keep their forward pass, such as `xai-models`'
+    /// networks, override it. A weight matrix that is all zeros may skip the backward pass and
+    /// return a zero gradient.
+    fn predict_and_input_gradient(
+        &self,
+        x: ArrayViewD<'_, f32>,
+        output_weights: &mut dyn FnMut(ArrayView2<'_, f32>) -> Result<Array2<f32>>,
+    ) -> Result<(Array2<f32>, ArrayD<f32>)> {
+        let outputs = self.predict(x.view())?;
+        let weights = output_weights(outputs.view())?;
+        let grad = if weights.iter().all(|w| *w == 0.0) {
+            ArrayD::zeros(x.raw_dim())
+        } else {
+            self.input_gradient(x, weights.view())?
+        };
+        Ok((outputs, grad))
+    }
+
     /// The model's parameter groups (e.g. `conv1.weight`, `dense2.bias`), in the order used by
     /// flattened gradients.
     fn parameter_groups(&self) -> Vec<ParamGroup>;

@@ -851,15 +851,14 @@ fn max_pool_forward(
                                         *a = (i_base + ch) as u32;
                                     }
                                 } else {
+                                    // Branch-free so that it vectorises; a NaN winner is
+                                    // replaced by any number.
                                     for (ch, ((a, idx), b)) in
                                         o.iter_mut().zip(arg.iter_mut()).zip(v).enumerate()
                                     {
-                                        // A NaN winner is replaced by any number.
-                                        let better = *b > *a || (a.is_nan() && !b.is_nan());
-                                        if better {
-                                            *a = *b;
-                                            *idx = (i_base + ch) as u32;
-                                        }
+                                        let better = (*b > *a) | (a.is_nan() & !b.is_nan());
+                                        *a = if better { *b } else { *a };
+                                        *idx = if better { (i_base + ch) as u32 } else { *idx };
                                     }
                                 }
                             }

@@ -600,6 +600,40 @@ impl DifferentiableModel for Network {
         Ok(self.input_from_internal(grads, n).into_dyn())
     }
 
+    fn predict_and_input_gradient(
+        &self,
+        x: ArrayViewD<'_, f32>,
+        output_weights: &mut dyn FnMut(ArrayView2<'_, f32>) -> xai_core::Result<Array2<f32>>,
+    ) -> xai_core::Result<(Array2<f32>, ArrayD<f32>)> {
+        let x4 = self.check_input(&x)?;
+        let n = x4.shape()[0];
+        // One trace for the whole batch: this is for the small batches of iterative methods
+        // (CEM); large batches go through `input_gradient`'s chunks.
+        let trace = self.forward_trace(x4, None)?;
+        let outputs = Array2::from_shape_vec(
+            (n, self.out_len()),
+            self.output_order(trace.output_flat(), n, true),
+        )
+        .expect("sized from dims");
+        let weights = output_weights(outputs.view())?;
+        if weights.dim() != (n, self.out_len()) {
+            return Err(CoreError::shape(
+                "output weights",
+                weights.shape(),
+                format!("[{n}, {}]", self.out_len()),
+            ));
+        }
+        if weights.iter().all(|w| *w == 0.0) {
+            return Ok((outputs, ArrayD::zeros(x.raw_dim())));
+        }
+        let dy = self.output_order(&weights.iter().copied().collect::<Vec<_>>(), n, false);
+        let out = self.backward_impl(&trace, dy, self.layers.len(), true, ParamMode::None)?;
+        let input = out
+            .input
+            .ok_or_else(|| CoreError::Model("backward pass returned no input gradient".into()))?;
+        Ok((outputs, self.input_from_internal(input, n).into_dyn()))
+    }
+
     fn parameter_groups(&self) -> Vec<ParamGroup> {
         self.groups()
     }

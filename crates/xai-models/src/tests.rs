@@ -383,3 +383,78 @@ fn training_reduces_the_loss_and_is_reproducible() {
     };
     assert!(crate::train(&mut b, x.view(), &t, &bad).is_err());
 }
+
+#[test]
+fn chunked_batches_equal_row_by_row_results() {
+    // 37 samples span three chunks of the thread split; every result must equal the one the
+    // same sample gets on its own.
+    let net = small_net(11, 2);
+    let mut rng = StdRng::seed_from_u64(12);
+    let n = 37;
+    let x = random_images(&mut rng, n, 2, 6, 6);
+    let t = Targets::Classes((0..n).map(|i| i % 3).collect());
+    let loss = Loss::CrossEntropy(OutputKind::Probabilities);
+    let w = Array2::from_shape_fn((n, 3), |(i, j)| ((i * 5 + j * 3) % 7) as f32 / 7.0 - 0.4);
+    let probs = net.predict(x.view().into_dyn()).unwrap();
+    let grads = net.input_gradient(x.view().into_dyn(), w.view()).unwrap();
+    let psg = net
+        .per_sample_grads(x.view().into_dyn(), &t, &loss, &ParamSelection::All)
+        .unwrap()
+        .to_flat();
+    for s in [0, 15, 16, 31, 32, 36] {
+        let xs = x.slice(ndarray::s![s..s + 1, .., .., ..]).to_owned();
+        let one = net.predict(xs.view().into_dyn()).unwrap();
+        let ws = w.slice(ndarray::s![s..s + 1, ..]).to_owned();
+        let g_one = net.input_gradient(xs.view().into_dyn(), ws.view()).unwrap();
+        let psg_one = net
+            .per_sample_grads(
+                xs.view().into_dyn(),
+                &t.select(&[s]),
+                &loss,
+                &ParamSelection::All,
+            )
+            .unwrap()
+            .to_flat();
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+        assert!(one.iter().zip(probs.row(s)).all(|(a, b)| close(*a, *b)));
+        let g_row = grads.index_axis(ndarray::Axis(0), s);
+        assert!(g_one.iter().zip(g_row.iter()).all(|(a, b)| close(*a, *b)));
+        assert!(psg_one.iter().zip(psg.row(s)).all(|(a, b)| close(*a, *b)));
+    }
+}
+
+#[test]
+fn pullback_equals_predict_then_input_gradient() {
+    let net = small_net(21, 1);
+    let mut rng = StdRng::seed_from_u64(22);
+    let x = random_images(&mut rng, 3, 1, 6, 6);
+    // Weights that depend on the outputs, as CEM's hinge does: the top class minus the runner-up.
+    let weights_of = |o: ndarray::ArrayView2<'_, f32>| {
+        let mut w = Array2::zeros(o.dim());
+        for (i, row) in o.outer_iter().enumerate() {
+            let top = xai_core::argmax_rows(row.insert_axis(ndarray::Axis(0)))[0];
+            w[[i, top]] = 1.0;
+            w[[i, (top + 1) % 3]] = -1.0;
+        }
+        w
+    };
+    let (outputs, grad) = net
+        .predict_and_input_gradient(x.view().into_dyn(), &mut |o| Ok(weights_of(o)))
+        .unwrap();
+    let want_outputs = net.predict(x.view().into_dyn()).unwrap();
+    let want_grad = net
+        .input_gradient(x.view().into_dyn(), weights_of(want_outputs.view()).view())
+        .unwrap();
+    assert_eq!(outputs, want_outputs);
+    assert_eq!(grad, want_grad);
+    // All-zero weights skip the backward pass and give a zero gradient of the input's shape.
+    let (_, zero) = net
+        .predict_and_input_gradient(x.view().into_dyn(), &mut |o| Ok(Array2::zeros(o.dim())))
+        .unwrap();
+    assert_eq!(zero.shape(), x.shape());
+    assert!(zero.iter().all(|v| *v == 0.0));
+    // Weights of the wrong shape are an error, not a panic.
+    assert!(net
+        .predict_and_input_gradient(x.view().into_dyn(), &mut |_| Ok(Array2::zeros((1, 1))))
+        .is_err());
+}

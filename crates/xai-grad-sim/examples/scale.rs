@@ -57,6 +57,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let x_ref = refs.images_f32(Scaling::UnitInterval).into_dyn();
     let y_ref = Targets::Classes(refs.labels_usize());
     let x_test = tests.images_f32(Scaling::UnitInterval).into_dyn();
+    // Only the arrays handed to the explainer stay alive (as in a user's program).
+    drop((mnist, refs, tests));
     let params = GradSimParams::new(Loss::CrossEntropy(OutputKind::Probabilities))
         .sim_fn(SimilarityFn::GradCos)
         .precompute_grads(precompute)

@@ -380,7 +380,29 @@ impl<'m, M: DifferentiableModel + ?Sized> FittedGradientSimilarity<'m, M> {
             Ok(())
         };
         match &self.stored {
-            Some(chunks) => chunks.iter().try_for_each(&mut visit_reference),
+            Some(chunks) => {
+                // The products of stored chunks are independent: compute a window of them on
+                // rayon's threads, then visit them in order.
+                use rayon::prelude::*;
+                let window = 2 * rayon::current_num_threads().max(1);
+                for group in chunks.chunks(window) {
+                    let grams: Vec<Result<Vec<ndarray::Array2<f32>>>> = group
+                        .par_iter()
+                        .map(|reference| {
+                            test_grads
+                                .iter()
+                                .map(|test| Ok(test.grads.gram(&reference.grads)?))
+                                .collect()
+                        })
+                        .collect();
+                    for (reference, dots) in group.iter().zip(grams) {
+                        for (test, dot) in test_grads.iter().zip(dots?) {
+                            visit(test, reference, dot.view());
+                        }
+                    }
+                }
+                Ok(())
+            }
             None => {
                 let x_ref = self.x_ref.view();
                 for (start, end) in batch_ranges(self.n_references(), self.params.batch_size) {

@@ -1,0 +1,58 @@
+//! # xai-onnx
+//!
+//! ONNX image classifiers as `xai-core` models, and ONNX export of `xai-models` networks.
+//!
+//! * [`OnnxOptions`] — how the model is fed and read: per-sample shape (`[1, 28, 28]` by
+//!   default), input [`Layout`] (NCHW or NHWC; the API is always NCHW), input scaling
+//!   (`x * scale + offset` before the model, e.g. 255 for raw pixels), the [`OutputKind`]
+//!   (logits, probabilities, log-probabilities; read from the graph's last node unless stated),
+//!   optional conversion to probabilities (what KernelSHAP explains), and the [`Backend`].
+//! * [`OnnxModel`] — the loaded model: a [`xai_core::Predictor`], and a
+//!   [`xai_core::DifferentiableModel`] when imported.
+//! * Two engines behind one loader ([`Engine`]):
+//!   the **importer** turns a chain of `Conv`, `MaxPool`, `Gemm` / `MatMul` + `Add`, `Relu`,
+//!   `Flatten` / `Reshape`, `Transpose` (layout only), `Softmax` / `LogSoftmax` nodes into an
+//!   [`xai_models::Network`] of our own layers (fast, and differentiable for the white-box
+//!   methods); **tract** (tract-onnx) runs any other graph, outputs only. [`Backend::Auto`]
+//!   imports when it can and reports why not otherwise ([`OnnxModel::fallback_reason`]).
+//! * [`to_onnx`] / [`save_onnx`] — write a `Network` as an ONNX model (opset 13, dynamic batch),
+//!   optionally with an NHWC input, an input scale, or another output kind ([`ExportOptions`]).
+//! * [`OnnxError`] — typed errors: missing file, bytes that are not ONNX, an input shape that does
+//!   not match the options, an operator the importer cannot read (named), gradients asked of a
+//!   tract-run model.
+//!
+//! ```
+//! use xai_core::{DifferentiableModel, Predictor};
+//! use xai_models::zoo::ModelKind;
+//! use xai_onnx::{to_onnx_bytes, Backend, Engine, ExportOptions, OnnxOptions};
+//!
+//! let net = ModelKind::BinaryCnn.build(0); // untrained; zoo::load_pretrained for the weights
+//! let bytes = to_onnx_bytes(&net, &ExportOptions::new()).unwrap();
+//! let model = OnnxOptions::new().backend(Backend::Import).check().unwrap().load_bytes(&bytes).unwrap();
+//! assert_eq!(model.engine(), Engine::Imported);
+//! let x = ndarray::Array4::<f32>::from_elem((2, 1, 28, 28), 0.5);
+//! let ours = net.predict(x.view().into_dyn()).unwrap();
+//! let onnx = model.predict(x.view().into_dyn()).unwrap();
+//! assert!((&ours - &onnx).iter().all(|d| d.abs() < 1e-5));
+//! // An imported model has gradients too.
+//! let g = model.input_gradient(x.view().into_dyn(), ndarray::Array2::ones((2, 2)).view()).unwrap();
+//! assert_eq!(g.shape(), &[2, 1, 28, 28]);
+//! ```
+
+mod error;
+mod export;
+mod import;
+mod model;
+mod options;
+mod proto;
+mod tract_backend;
+
+pub use error::{OnnxError, Result};
+pub use export::{save_onnx, to_onnx, to_onnx_bytes, ExportOptions, EXPORT_OPSET};
+pub use model::OnnxModel;
+pub use options::{Backend, Engine, Layout, OnnxOptions, OutputKind, ValidOnnxOptions};
+/// tract-onnx's protobuf types of the ONNX format (`ModelProto`, ...), as [`to_onnx`] returns.
+pub use tract_onnx::pb;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,519 @@
+//! [`OnnxModel`]: a loaded ONNX classifier behind the `xai-core` traits.
+
+use std::path::Path;
+
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix4};
+use tract_onnx::pb::ModelProto;
+use xai_core::{
+    check_batch, CoreError, DifferentiableModel, Loss, ParamGroup, ParamSelection, PerSampleGrads,
+    Predictor, Targets,
+};
+use xai_models::layers::Layer;
+use xai_models::{NamedLayer, Network};
+
+use crate::error::{OnnxError, Result};
+use crate::import::{import, Head, Imported};
+use crate::options::{Backend, Engine, Layout, OutputKind, ValidOnnxOptions};
+use crate::proto::{check_input, decode_model, graph, graph_input, read_model};
+use crate::tract_backend::TractRunner;
+
+/// A loaded ONNX image classifier: a [`Predictor`] on NCHW batches `[n, c, h, w]`, and a
+/// [`DifferentiableModel`] when the importer could read it ([`Engine::Imported`]).
+///
+/// Inputs go through `x * input_scale + input_offset` and, for an NHWC model, a transpose; the
+/// outputs are the model's, or probabilities when [`crate::OnnxOptions::probabilities`] was
+/// set ([`OnnxModel::output_kind`] says which).
+#[derive(Debug)]
+pub struct OnnxModel {
+    name: String,
+    input_shape: Vec<usize>,
+    n_outputs: usize,
+    model_output_kind: OutputKind,
+    output_kind: OutputKind,
+    options: ValidOnnxOptions,
+    fallback_reason: Option<String>,
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Imported {
+        net: Network,
+        head: Head,
+        /// Input transform, the options' and the graph's own scaling combined.
+        scale: f32,
+        offset: f32,
+    },
+    Tract {
+        runner: TractRunner,
+        /// Output conversion to probabilities: none, softmax or exp.
+        post: Post,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Post {
+    None,
+    Softmax,
+    Exp,
+}
+
+/// The kind the graph's last real operation suggests.
+fn detected_output_kind(model: &ModelProto) -> Option<OutputKind> {
+    let g = model.graph.as_ref()?;
+    let last = g
+        .node
+        .iter()
+        .rev()
+        .find(|n| !matches!(n.op_type.as_str(), "Identity" | "Dropout" | "Constant"))?;
+    Some(match last.op_type.as_str() {
+        "Softmax" => OutputKind::Probabilities,
+        "LogSoftmax" => OutputKind::LogProbabilities,
+        _ => OutputKind::Logits,
+    })
+}
+
+fn softmax_rows(z: &mut Array2<f32>) {
+    for mut row in z.axis_iter_mut(Axis(0)) {
+        let max = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        row.mapv_inplace(|v| (v - max).exp());
+        let s = row.sum();
+        row.mapv_inplace(|v| v / s);
+    }
+}
+
+fn log_softmax_rows(z: &mut Array2<f32>) {
+    for mut row in z.axis_iter_mut(Axis(0)) {
+        let max = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+        row.mapv_inplace(|v| v - lse);
+    }
+}
+
+impl Head {
+    fn forward(self, mut z: Array2<f32>) -> Array2<f32> {
+        match self {
+            Head::Identity => {}
+            Head::LogSoftmax => log_softmax_rows(&mut z),
+            Head::Exp => z.mapv_inplace(f32::exp),
+        }
+        z
+    }
+
+    /// Vector-Jacobian product: the gradient with respect to `z` of `Σ g ∘ head(z)`, given
+    /// `y = head(z)`.
+    fn vjp(self, y: &Array2<f32>, g: ArrayView2<'_, f32>) -> Array2<f32> {
+        match self {
+            Head::Identity => g.to_owned(),
+            Head::LogSoftmax => {
+                // d/dz_j Σ_i g_i (z_i - lse) = g_j - softmax_j Σ_i g_i, softmax = exp(y).
+                let mut out = g.to_owned();
+                for (mut row, yr) in out.axis_iter_mut(Axis(0)).zip(y.axis_iter(Axis(0))) {
+                    let s = row.sum();
+                    row.zip_mut_with(&yr, |o, &yv| *o -= yv.exp() * s);
+                }
+                out
+            }
+            Head::Exp => &g * y,
+        }
+    }
+}
+
+impl ValidOnnxOptions {
+    /// Loads the ONNX model at `path` with these options.
+    ///
+    /// Errors: [`OnnxError::FileNotFound`], [`OnnxError::NotOnnx`] for bytes that are not an
+    /// ONNX model, [`OnnxError::InputShapeMismatch`] when the model's declared input does not
+    /// fit the input shape and layout, [`OnnxError::UnsupportedOp`] (with [`Backend::Import`])
+    /// naming the first operator the importer cannot read, [`OnnxError::Tract`] when tract
+    /// cannot run the graph.
+    pub fn load(&self, path: impl AsRef<Path>) -> Result<OnnxModel> {
+        let path = path.as_ref();
+        let proto = read_model(path)?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "onnx".into());
+        self.load_proto(&proto, Some(path), name)
+    }
+
+    /// Loads an ONNX model from its serialised bytes (see [`ValidOnnxOptions::load`]).
+    pub fn load_bytes(&self, bytes: &[u8]) -> Result<OnnxModel> {
+        let proto = decode_model(bytes, "the given bytes")?;
+        let name = proto
+            .graph
+            .as_ref()
+            .map(|g| g.name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "onnx".into());
+        self.load_proto(&proto, None, name)
+    }
+
+    fn load_proto(
+        &self,
+        proto: &ModelProto,
+        path: Option<&Path>,
+        name: String,
+    ) -> Result<OnnxModel> {
+        let input = graph_input(graph(proto)?)?;
+        let fixed_batch = check_input(&input, self)?;
+        let detected = detected_output_kind(proto).unwrap_or(OutputKind::Logits);
+        let model_output_kind = match (self.output_kind, detected) {
+            (None, d) => d,
+            (Some(stated), OutputKind::Logits) => stated,
+            (Some(stated), d) if stated == d => stated,
+            (Some(stated), d) => {
+                return Err(OnnxError::option(
+                    "output_kind",
+                    stated,
+                    format!(
+                        "{d}: the graph ends in {}",
+                        if d == OutputKind::Probabilities {
+                            "Softmax"
+                        } else {
+                            "LogSoftmax"
+                        }
+                    ),
+                ))
+            }
+        };
+        let output_kind = if self.probabilities {
+            OutputKind::Probabilities
+        } else {
+            model_output_kind
+        };
+        let mut fallback_reason = None;
+        let imported = match self.backend {
+            Backend::Tract => None,
+            Backend::Import => Some(import(proto, self, &input.name, fixed_batch)?),
+            Backend::Auto => match import(proto, self, &input.name, fixed_batch) {
+                Ok(i) => Some(i),
+                Err(e @ (OnnxError::UnsupportedOp { .. } | OnnxError::Unsupported(_))) => {
+                    fallback_reason = Some(e.to_string());
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let (inner, n_outputs) = match imported {
+            Some(imp) => {
+                let inner = self.imported_inner(imp, model_output_kind)?;
+                let n = match &inner {
+                    Inner::Imported { net, .. } => net.n_outputs(),
+                    Inner::Tract { .. } => 0,
+                };
+                (inner, n)
+            }
+            None => {
+                let runner = TractRunner::load(
+                    proto,
+                    path,
+                    self.model_input_dims(),
+                    fixed_batch,
+                    self.tract_threads,
+                )?;
+                // One zero sample tells the number of outputs (and that the plan runs).
+                let probe = vec![0.0f32; self.model_input_dims().iter().product()];
+                let (_, k) = runner.run(&probe, 1)?;
+                let post = match (self.probabilities, model_output_kind) {
+                    (false, _) | (true, OutputKind::Probabilities) => Post::None,
+                    (true, OutputKind::Logits) => Post::Softmax,
+                    (true, OutputKind::LogProbabilities) => Post::Exp,
+                };
+                (Inner::Tract { runner, post }, k)
+            }
+        };
+        Ok(OnnxModel {
+            name,
+            input_shape: self.input_shape.to_vec(),
+            n_outputs,
+            model_output_kind,
+            output_kind,
+            options: self.clone(),
+            fallback_reason,
+            inner,
+        })
+    }
+
+    fn imported_inner(&self, imp: Imported, model_output_kind: OutputKind) -> Result<Inner> {
+        let Imported {
+            net,
+            mut head,
+            pre_scale,
+            pre_offset,
+        } = imp;
+        let mut net = net;
+        if self.probabilities {
+            let append_softmax = match (model_output_kind, head) {
+                (OutputKind::Probabilities, _) => false,
+                // softmax(z) = exp(log_softmax(z)): drop the head, append a softmax layer.
+                (_, Head::LogSoftmax) => {
+                    head = Head::Identity;
+                    true
+                }
+                (OutputKind::Logits, _) => true,
+                (OutputKind::LogProbabilities, _) => {
+                    head = Head::Exp;
+                    false
+                }
+            };
+            if append_softmax {
+                let mut layers: Vec<NamedLayer> = net.layers().to_vec();
+                layers.push(NamedLayer {
+                    name: "to_probabilities".into(),
+                    layer: Layer::Softmax,
+                });
+                net = Network::new(net.name().to_string(), self.input_shape, layers)?;
+            }
+        }
+        Ok(Inner::Imported {
+            net,
+            head,
+            scale: pre_scale * self.input_scale,
+            offset: pre_scale * self.input_offset + pre_offset,
+        })
+    }
+}
+
+impl OnnxModel {
+    /// Loads `path` with the default options ([`crate::OnnxOptions::new`]).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        crate::OnnxOptions::new().check()?.load(path)
+    }
+
+    /// The model's name (the file stem, or the graph's name for bytes).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Which engine runs the model.
+    pub fn engine(&self) -> Engine {
+        match self.inner {
+            Inner::Imported { .. } => Engine::Imported,
+            Inner::Tract { .. } => Engine::Tract,
+        }
+    }
+
+    /// With [`Backend::Auto`]: why the importer declined the graph, when tract runs it.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback_reason.as_deref()
+    }
+
+    /// One line for logs: the engine and, after a fallback, why.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "ONNX model `{}`: {} back end, input {:?} ({} layout, x * {} + {}), {} outputs ({})",
+            self.name,
+            self.engine(),
+            self.input_shape,
+            self.options.layout(),
+            self.options.input_scale(),
+            self.options.input_offset(),
+            self.n_outputs,
+            self.output_kind
+        );
+        if let Some(r) = &self.fallback_reason {
+            s.push_str(&format!("; the importer declined it: {r}"));
+        }
+        s
+    }
+
+    /// What the predictor's outputs are (probabilities when conversion was asked for).
+    pub fn output_kind(&self) -> OutputKind {
+        self.output_kind
+    }
+
+    /// What the ONNX graph itself outputs (stated in the options or read from its last node).
+    pub fn model_output_kind(&self) -> OutputKind {
+        self.model_output_kind
+    }
+
+    /// The options the model was loaded with.
+    pub fn options(&self) -> &ValidOnnxOptions {
+        &self.options
+    }
+
+    /// The imported network (its input is the model input after the input transform), if the
+    /// importer runs the model.
+    pub fn network(&self) -> Option<&Network> {
+        match &self.inner {
+            Inner::Imported { net, .. } => Some(net),
+            Inner::Tract { .. } => None,
+        }
+    }
+
+    fn not_differentiable(&self) -> CoreError {
+        OnnxError::NotDifferentiable {
+            reason: self
+                .fallback_reason
+                .as_ref()
+                .map(|r| format!("; the importer declined it: {r}"))
+                .unwrap_or_default(),
+        }
+        .into()
+    }
+
+    /// `x * scale + offset` as a new array (a copy even when the map is the identity).
+    fn transformed(x: &ArrayViewD<'_, f32>, scale: f32, offset: f32) -> ArrayD<f32> {
+        if scale == 1.0 && offset == 0.0 {
+            x.to_owned()
+        } else {
+            x.mapv(|v| v * scale + offset)
+        }
+    }
+
+    fn run_tract(
+        &self,
+        runner: &TractRunner,
+        x: &ArrayViewD<'_, f32>,
+        n: usize,
+    ) -> Result<Array2<f32>> {
+        let (scale, offset) = (self.options.input_scale(), self.options.input_offset());
+        let x4 = x
+            .view()
+            .into_dimensionality::<Ix4>()
+            .map_err(|e| CoreError::Model(e.to_string()))?;
+        let data: Vec<f32> = match self.options.layout() {
+            Layout::Nchw => x4.iter().map(|&v| v * scale + offset).collect(),
+            Layout::Nhwc => x4
+                .permuted_axes([0, 2, 3, 1])
+                .iter()
+                .map(|&v| v * scale + offset)
+                .collect(),
+        };
+        if n == 0 {
+            return Ok(Array2::zeros((0, self.n_outputs)));
+        }
+        let (out, k) = runner.run(&data, n)?;
+        if k != self.n_outputs {
+            return Err(OnnxError::Tract {
+                action: "run the model".into(),
+                message: format!("{k} outputs per sample, {} at load time", self.n_outputs),
+            });
+        }
+        Array2::from_shape_vec((n, k), out).map_err(|e| CoreError::Model(e.to_string()).into())
+    }
+}
+
+impl Predictor for OnnxModel {
+    fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    fn n_outputs(&self) -> usize {
+        self.n_outputs
+    }
+
+    fn predict(&self, x: ArrayViewD<'_, f32>) -> xai_core::Result<Array2<f32>> {
+        let n = check_batch("input", &x, &self.input_shape)?;
+        match &self.inner {
+            Inner::Imported {
+                net,
+                head,
+                scale,
+                offset,
+            } => {
+                let z = if *scale == 1.0 && *offset == 0.0 {
+                    net.predict(x)?
+                } else {
+                    net.predict(Self::transformed(&x, *scale, *offset).view())?
+                };
+                Ok(head.forward(z))
+            }
+            Inner::Tract { runner, post } => {
+                let mut out = self.run_tract(runner, &x, n)?;
+                match post {
+                    Post::None => {}
+                    Post::Softmax => softmax_rows(&mut out),
+                    Post::Exp => out.mapv_inplace(f32::exp),
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+impl DifferentiableModel for OnnxModel {
+    fn input_gradient(
+        &self,
+        x: ArrayViewD<'_, f32>,
+        output_weights: ArrayView2<'_, f32>,
+    ) -> xai_core::Result<ArrayD<f32>> {
+        let Inner::Imported {
+            net,
+            head,
+            scale,
+            offset,
+        } = &self.inner
+        else {
+            return Err(self.not_differentiable());
+        };
+        let n = check_batch("input", &x, &self.input_shape)?;
+        if output_weights.dim() != (n, self.n_outputs) {
+            return Err(CoreError::shape(
+                "output weights",
+                output_weights.shape(),
+                format!("[{n}, {}]", self.n_outputs),
+            ));
+        }
+        let xt = Self::transformed(&x, *scale, *offset);
+        let g = match head {
+            Head::Identity => output_weights.to_owned(),
+            _ => {
+                let y = head.forward(net.predict(xt.view())?);
+                head.vjp(&y, output_weights)
+            }
+        };
+        let mut grad = net.input_gradient(xt.view(), g.view())?;
+        if *scale != 1.0 {
+            grad.mapv_inplace(|v| v * scale);
+        }
+        Ok(grad)
+    }
+
+    fn parameter_groups(&self) -> Vec<ParamGroup> {
+        match &self.inner {
+            Inner::Imported { net, .. } => net.parameter_groups(),
+            Inner::Tract { .. } => Vec::new(),
+        }
+    }
+
+    fn per_sample_grads(
+        &self,
+        x: ArrayViewD<'_, f32>,
+        targets: &Targets,
+        loss: &Loss,
+        selection: &ParamSelection,
+    ) -> xai_core::Result<PerSampleGrads> {
+        let Inner::Imported {
+            net,
+            head,
+            scale,
+            offset,
+        } = &self.inner
+        else {
+            return Err(self.not_differentiable());
+        };
+        check_batch("input", &x, &self.input_shape)?;
+        let xt = Self::transformed(&x, *scale, *offset);
+        if *head == Head::Identity {
+            return net.per_sample_grads(xt.view(), targets, loss, selection);
+        }
+        // The network ends below the head: turn the loss gradient with respect to the outputs
+        // into one with respect to the network's outputs z, and hand the network a mean squared
+        // error whose gradient is exactly that: for k outputs, d/dz (1/k)|z - t|^2 = 2 (z - t) / k,
+        // so t = z - (k / 2) g_z.
+        let z = net.predict(xt.view())?;
+        let y = head.forward(z.clone());
+        let (_, g_y) = loss.value_and_grad(y.view(), targets)?;
+        let g_z = head.vjp(&y, g_y.view());
+        let half_k = z.ncols() as f32 / 2.0;
+        let t = &z - &(g_z * half_k);
+        net.per_sample_grads(
+            xt.view(),
+            &Targets::Values(t),
+            &Loss::MeanSquaredError,
+            selection,
+        )
+    }
+}

@@ -1,0 +1,362 @@
+//! [`OnnxOptions`]: how an ONNX classifier is fed and what it returns. Build with the setters,
+//! then [`OnnxOptions::check`] into [`ValidOnnxOptions`], which loads models.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{OnnxError, Result};
+
+/// Memory layout of the ONNX model's image input.
+///
+/// The [`xai_core::Predictor`] API is always NCHW (`[n, c, h, w]`); with [`Layout::Nhwc`] the
+/// batch is transposed to `[n, h, w, c]` before it reaches the model (as Keras/TensorFlow exports
+/// expect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Layout {
+    /// `[n, c, h, w]` (PyTorch, and this workspace's exports).
+    #[default]
+    Nchw,
+    /// `[n, h, w, c]` (Keras / TensorFlow through tf2onnx).
+    Nhwc,
+}
+
+/// What the ONNX model's outputs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputKind {
+    /// Unnormalised class scores.
+    Logits,
+    /// Class probabilities (rows sum to 1, e.g. after a `Softmax`).
+    Probabilities,
+    /// Log-probabilities (e.g. after a `LogSoftmax`).
+    LogProbabilities,
+}
+
+/// Which engine runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Backend {
+    /// The importer when every node is one it knows, otherwise tract.
+    #[default]
+    Auto,
+    /// Only the importer (our own layers; fast and differentiable); an error for other graphs.
+    Import,
+    /// Only tract (any graph tract supports; outputs only, no gradients).
+    Tract,
+}
+
+/// The engine a loaded model runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Engine {
+    /// Imported into an [`xai_models::Network`].
+    Imported,
+    /// Run by tract-onnx.
+    Tract,
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layout::Nchw => "nchw",
+            Layout::Nhwc => "nhwc",
+        })
+    }
+}
+
+impl fmt::Display for OutputKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OutputKind::Logits => "logits",
+            OutputKind::Probabilities => "probabilities",
+            OutputKind::LogProbabilities => "log-probabilities",
+        })
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Auto => "auto",
+            Backend::Import => "import",
+            Backend::Tract => "tract",
+        })
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::Imported => "imported (xai-models layers)",
+            Engine::Tract => "tract",
+        })
+    }
+}
+
+impl FromStr for Layout {
+    type Err = OnnxError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "nchw" => Ok(Layout::Nchw),
+            "nhwc" => Ok(Layout::Nhwc),
+            _ => Err(OnnxError::option("layout", s, "`nchw` or `nhwc`")),
+        }
+    }
+}
+
+impl FromStr for OutputKind {
+    type Err = OnnxError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "logits" => Ok(OutputKind::Logits),
+            "probabilities" | "probs" => Ok(OutputKind::Probabilities),
+            "log-probabilities" | "log_probabilities" | "logprobs" => {
+                Ok(OutputKind::LogProbabilities)
+            }
+            _ => Err(OnnxError::option(
+                "output",
+                s,
+                "`logits`, `probabilities` or `log-probabilities`",
+            )),
+        }
+    }
+}
+
+impl FromStr for Backend {
+    type Err = OnnxError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Backend::Auto),
+            "import" => Ok(Backend::Import),
+            "tract" => Ok(Backend::Tract),
+            _ => Err(OnnxError::option(
+                "backend",
+                s,
+                "`auto`, `import` or `tract`",
+            )),
+        }
+    }
+}
+
+/// How to feed an ONNX image classifier and read its outputs.
+///
+/// Defaults: samples `[1, 28, 28]` (MNIST), NCHW, no input scaling, output kind read from the
+/// graph (a final `Softmax` means probabilities, `LogSoftmax` log-probabilities, anything else
+/// logits), outputs returned as the model gives them, [`Backend::Auto`], tract on every core.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnnxOptions {
+    input_shape: [usize; 3],
+    layout: Layout,
+    input_scale: f32,
+    input_offset: f32,
+    output_kind: Option<OutputKind>,
+    probabilities: bool,
+    backend: Backend,
+    tract_threads: Option<usize>,
+}
+
+impl Default for OnnxOptions {
+    fn default() -> Self {
+        Self {
+            input_shape: [1, 28, 28],
+            layout: Layout::Nchw,
+            input_scale: 1.0,
+            input_offset: 0.0,
+            output_kind: None,
+            probabilities: false,
+            backend: Backend::Auto,
+            tract_threads: None,
+        }
+    }
+}
+
+impl OnnxOptions {
+    /// The defaults (see the type docs).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Shape of one sample at the [`xai_core::Predictor`] API, `[channels, height, width]`.
+    pub fn input_shape(mut self, shape: [usize; 3]) -> Self {
+        self.input_shape = shape;
+        self
+    }
+
+    /// The layout the ONNX model's input has.
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Multiplies every input value by `scale` before the model (e.g. `255.0` for a model that
+    /// expects raw 0..255 pixels while callers pass [0, 1]).
+    pub fn input_scale(mut self, scale: f32) -> Self {
+        self.input_scale = scale;
+        self
+    }
+
+    /// Adds `offset` to every input value after scaling: the model sees `x * scale + offset`.
+    pub fn input_offset(mut self, offset: f32) -> Self {
+        self.input_offset = offset;
+        self
+    }
+
+    /// States what the model outputs, overriding what the graph's last node suggests.
+    pub fn output_kind(mut self, kind: OutputKind) -> Self {
+        self.output_kind = Some(kind);
+        self
+    }
+
+    /// Whether the predictor converts the model's outputs to probabilities (softmax of logits,
+    /// exp of log-probabilities), as KernelSHAP on class probabilities wants. Off by default.
+    pub fn probabilities(mut self, yes: bool) -> Self {
+        self.probabilities = yes;
+        self
+    }
+
+    /// Which engine runs the model.
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Threads tract uses for matrix products (default: every available core; 1 runs on the
+    /// calling thread). The imported back end uses the global rayon pool as `xai-models` does.
+    pub fn tract_threads(mut self, threads: usize) -> Self {
+        self.tract_threads = Some(threads);
+        self
+    }
+
+    /// Validates the options.
+    pub fn check(&self) -> Result<ValidOnnxOptions> {
+        if self.input_shape.contains(&0) {
+            return Err(OnnxError::option(
+                "input_shape",
+                format!("{:?}", self.input_shape),
+                "[channels, height, width], all at least 1",
+            ));
+        }
+        if !self.input_scale.is_finite() || self.input_scale == 0.0 {
+            return Err(OnnxError::option(
+                "input_scale",
+                self.input_scale,
+                "a finite, non-zero number",
+            ));
+        }
+        if !self.input_offset.is_finite() {
+            return Err(OnnxError::option(
+                "input_offset",
+                self.input_offset,
+                "a finite number",
+            ));
+        }
+        if self.tract_threads == Some(0) {
+            return Err(OnnxError::option("tract_threads", 0, "at least 1"));
+        }
+        let threads = self.tract_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        Ok(ValidOnnxOptions {
+            input_shape: self.input_shape,
+            layout: self.layout,
+            input_scale: self.input_scale,
+            input_offset: self.input_offset,
+            output_kind: self.output_kind,
+            probabilities: self.probabilities,
+            backend: self.backend,
+            tract_threads: threads,
+        })
+    }
+}
+
+/// Validated [`OnnxOptions`]; load a model with [`ValidOnnxOptions::load`] or
+/// [`ValidOnnxOptions::load_bytes`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidOnnxOptions {
+    pub(crate) input_shape: [usize; 3],
+    pub(crate) layout: Layout,
+    pub(crate) input_scale: f32,
+    pub(crate) input_offset: f32,
+    pub(crate) output_kind: Option<OutputKind>,
+    pub(crate) probabilities: bool,
+    pub(crate) backend: Backend,
+    pub(crate) tract_threads: usize,
+}
+
+impl ValidOnnxOptions {
+    /// Per-sample shape at the API, `[c, h, w]`.
+    pub fn input_shape(&self) -> [usize; 3] {
+        self.input_shape
+    }
+    /// The model's input layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+    /// Input scale (`x * scale + offset` reaches the model).
+    pub fn input_scale(&self) -> f32 {
+        self.input_scale
+    }
+    /// Input offset.
+    pub fn input_offset(&self) -> f32 {
+        self.input_offset
+    }
+    /// The stated output kind, if any.
+    pub fn output_kind(&self) -> Option<OutputKind> {
+        self.output_kind
+    }
+    /// Whether outputs are converted to probabilities.
+    pub fn probabilities(&self) -> bool {
+        self.probabilities
+    }
+    /// The requested back end.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+    /// Threads for tract.
+    pub fn tract_threads(&self) -> usize {
+        self.tract_threads
+    }
+
+    /// One sample's dimensions in the model's layout (NCHW or NHWC).
+    pub(crate) fn model_input_dims(&self) -> [usize; 3] {
+        let [c, h, w] = self.input_shape;
+        match self.layout {
+            Layout::Nchw => [c, h, w],
+            Layout::Nhwc => [h, w, c],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_validates() {
+        assert_eq!("NHWC".parse::<Layout>().unwrap(), Layout::Nhwc);
+        assert_eq!(
+            "log-probabilities".parse::<OutputKind>().unwrap(),
+            OutputKind::LogProbabilities
+        );
+        assert_eq!("tract".parse::<Backend>().unwrap(), Backend::Tract);
+        let e = "nwhc".parse::<Layout>().unwrap_err();
+        assert!(e.to_string().contains("`nchw` or `nhwc`"), "{e}");
+        assert!("softmax".parse::<OutputKind>().is_err());
+        assert!("onnxruntime".parse::<Backend>().is_err());
+        assert!(OnnxOptions::new().input_scale(0.0).check().is_err());
+        assert!(OnnxOptions::new().input_scale(f32::NAN).check().is_err());
+        assert!(OnnxOptions::new()
+            .input_offset(f32::INFINITY)
+            .check()
+            .is_err());
+        assert!(OnnxOptions::new().input_shape([1, 0, 28]).check().is_err());
+        assert!(OnnxOptions::new().tract_threads(0).check().is_err());
+        let v = OnnxOptions::new()
+            .layout(Layout::Nhwc)
+            .input_shape([3, 4, 5])
+            .check()
+            .unwrap();
+        assert_eq!(v.model_input_dims(), [4, 5, 3]);
+        assert_eq!((v.input_scale(), v.input_offset()), (1.0, 0.0));
+        assert!(v.tract_threads() >= 1);
+    }
+}

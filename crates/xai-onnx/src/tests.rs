@@ -1,0 +1,630 @@
+//! Round trips: networks exported to ONNX, loaded back with both engines, checked against the
+//! networks themselves; graph variants for the importer's other paths; the error cases.
+
+use ndarray::{Array2, Array4, ArrayD, Axis};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use xai_core::{CoreError, DifferentiableModel, Loss, OutputKind as CoreOutput, ParamSelection};
+use xai_core::{Predictor, Targets};
+use xai_models::layers::{Conv2d, Dense, Layer, MaxPool2d, Padding};
+use xai_models::zoo::{load_pretrained, ModelKind};
+use xai_models::{NamedLayer, Network};
+
+use crate::pb::tensor_proto::DataType;
+use crate::pb::tensor_shape_proto::dimension;
+use crate::pb::{type_proto, ModelProto, NodeProto, TensorProto};
+use crate::*;
+
+const TOL: f32 = 1e-5;
+
+fn named(name: &str, layer: Layer) -> NamedLayer {
+    NamedLayer {
+        name: name.into(),
+        layer,
+    }
+}
+
+/// A small random network that exercises every exported layer: a padded strided conv with a
+/// non-square kernel, a 'same' conv, a padded pool, flatten, two dense layers and a softmax.
+fn tiny_net(seed: u64) -> Network {
+    let mut r = StdRng::seed_from_u64(seed);
+    let mut conv1 = Conv2d::new(
+        1,
+        3,
+        (3, 2),
+        (2, 1),
+        Padding::Explicit {
+            top: 1,
+            bottom: 0,
+            left: 1,
+            right: 1,
+        },
+        &mut r,
+    );
+    conv1.bias = (0..3).map(|_| r.gen_range(-0.2..0.2)).collect();
+    let mut conv2 = Conv2d::new(3, 4, (2, 2), (1, 1), Padding::Same, &mut r);
+    conv2.bias = (0..4).map(|_| r.gen_range(-0.2..0.2)).collect();
+    let layers = vec![
+        named("conv1", Layer::Conv2d(conv1)),
+        named("relu1", Layer::Relu),
+        named("conv2", Layer::Conv2d(conv2)),
+        named("relu2", Layer::Relu),
+        named(
+            "pool1",
+            Layer::MaxPool2d(MaxPool2d {
+                size: (2, 2),
+                stride: (2, 2),
+                padding: Padding::Same,
+            }),
+        ),
+        named("dropout", Layer::Dropout(0.3)),
+        named("flatten", Layer::Flatten),
+        named("dense1", Layer::Dense(Dense::new(4 * 4 * 4, 8, &mut r))),
+        named("relu3", Layer::Relu),
+        named("dense2", Layer::Dense(Dense::new(8, 3, &mut r))),
+        named("softmax", Layer::Softmax),
+    ];
+    let mut net = Network::new("tiny", [1, 14, 7], layers).unwrap();
+    // Non-zero biases everywhere, so a permuted or dropped bias shows.
+    for l in net.layers_mut() {
+        if let Layer::Dense(d) = &mut l.layer {
+            for b in &mut d.bias {
+                *b = r.gen_range(-0.3..0.3);
+            }
+        }
+    }
+    net
+}
+
+fn images(n: usize, shape: [usize; 3], seed: u64) -> Array4<f32> {
+    let mut r = StdRng::seed_from_u64(seed);
+    Array4::from_shape_fn((n, shape[0], shape[1], shape[2]), |_| r.gen_range(0.0..1.0))
+}
+
+fn options(shape: [usize; 3], backend: Backend) -> OnnxOptions {
+    OnnxOptions::new()
+        .input_shape(shape)
+        .backend(backend)
+        .tract_threads(1)
+}
+
+fn load(bytes: &[u8], opts: OnnxOptions) -> OnnxModel {
+    opts.check().unwrap().load_bytes(bytes).unwrap()
+}
+
+fn max_diff(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn assert_close(a: &Array2<f32>, b: &Array2<f32>, tol: f32, what: &str) {
+    let d = max_diff(&a.clone().into_dyn(), &b.clone().into_dyn());
+    assert!(d <= tol, "{what}: max abs difference {d:e} > {tol:e}");
+}
+
+const ENGINES: [(Backend, Engine); 2] = [
+    (Backend::Import, Engine::Imported),
+    (Backend::Tract, Engine::Tract),
+];
+
+#[test]
+fn tiny_network_round_trips_through_both_engines() {
+    let net = tiny_net(1);
+    let x = images(5, [1, 14, 7], 2);
+    let expected = net.predict(x.view().into_dyn()).unwrap();
+    let bytes = to_onnx_bytes(&net, &ExportOptions::new()).unwrap();
+    for (backend, engine) in ENGINES {
+        let m = load(&bytes, options([1, 14, 7], backend));
+        assert_eq!(m.engine(), engine);
+        assert_eq!(m.n_outputs(), 3);
+        assert_eq!(m.output_kind(), OutputKind::Probabilities);
+        let got = m.predict(x.view().into_dyn()).unwrap();
+        assert_close(&got, &expected, TOL, &format!("{engine}"));
+        // Batches of one and of zero work too.
+        let one = m
+            .predict(x.slice(ndarray::s![..1, .., .., ..]).into_dyn())
+            .unwrap();
+        assert_close(
+            &one,
+            &expected.slice(ndarray::s![..1, ..]).to_owned(),
+            TOL,
+            "n = 1",
+        );
+        let none = m
+            .predict(x.slice(ndarray::s![..0, .., .., ..]).into_dyn())
+            .unwrap();
+        assert_eq!(none.shape(), &[0, 3]);
+    }
+    // Auto imports it.
+    let auto = load(&bytes, options([1, 14, 7], Backend::Auto));
+    assert_eq!(auto.engine(), Engine::Imported);
+    assert!(auto.fallback_reason().is_none());
+}
+
+#[test]
+fn imported_weights_equal_the_original_ones() {
+    let net = tiny_net(3);
+    let bytes = to_onnx_bytes(&net, &ExportOptions::new()).unwrap();
+    let m = load(&bytes, options([1, 14, 7], Backend::Import));
+    let imported = m.network().unwrap();
+    assert_eq!(imported.param_slices(), net.param_slices());
+    assert_eq!(imported.n_params(), net.n_params());
+}
+
+#[test]
+fn nhwc_and_raw_pixel_variants_agree() {
+    let net = tiny_net(4);
+    let x = images(4, [1, 14, 7], 5);
+    let expected = net.predict(x.view().into_dyn()).unwrap();
+    let variants = [
+        (ExportOptions::new().layout(Layout::Nhwc), Layout::Nhwc, 1.0),
+        (ExportOptions::new().input_scale(255.0), Layout::Nchw, 255.0),
+        (
+            ExportOptions::new().layout(Layout::Nhwc).input_scale(255.0),
+            Layout::Nhwc,
+            255.0,
+        ),
+    ];
+    for (export, layout, scale) in variants {
+        let bytes = to_onnx_bytes(&net, &export).unwrap();
+        for (backend, engine) in ENGINES {
+            let m = load(
+                &bytes,
+                options([1, 14, 7], backend)
+                    .layout(layout)
+                    .input_scale(scale),
+            );
+            assert_eq!(m.engine(), engine);
+            let got = m.predict(x.view().into_dyn()).unwrap();
+            assert_close(
+                &got,
+                &expected,
+                TOL,
+                &format!("{layout}, x{scale}, {engine}"),
+            );
+        }
+        // Without the scale option the raw-pixel model sees values 255 times too small.
+        if scale != 1.0 {
+            let m = load(&bytes, options([1, 14, 7], Backend::Import).layout(layout));
+            let got = m.predict(x.view().into_dyn()).unwrap();
+            assert!(max_diff(&got.into_dyn(), &expected.clone().into_dyn()) > 1e-3);
+        }
+    }
+}
+
+#[test]
+fn three_channel_nhwc_transposes_the_batch() {
+    // With one channel NCHW and NHWC share the memory order; with three they do not.
+    let mut r = StdRng::seed_from_u64(6);
+    let layers = vec![
+        named(
+            "conv",
+            Layer::Conv2d(Conv2d::new(3, 2, (3, 3), (1, 1), Padding::Valid, &mut r)),
+        ),
+        named("relu", Layer::Relu),
+        named("flatten", Layer::Flatten),
+        named("dense", Layer::Dense(Dense::new(2 * 3 * 4, 4, &mut r))),
+    ];
+    let net = Network::new("rgb", [3, 5, 6], layers).unwrap();
+    let x = images(3, [3, 5, 6], 7);
+    let expected = net.predict(x.view().into_dyn()).unwrap();
+    let bytes = to_onnx_bytes(&net, &ExportOptions::new().layout(Layout::Nhwc)).unwrap();
+    for (backend, _) in ENGINES {
+        let m = load(&bytes, options([3, 5, 6], backend).layout(Layout::Nhwc));
+        assert_eq!(m.output_kind(), OutputKind::Logits);
+        let got = m.predict(x.view().into_dyn()).unwrap();
+        assert_close(&got, &expected, TOL, &format!("{backend}"));
+    }
+}
+
+#[test]
+fn output_kinds_and_conversion_to_probabilities() {
+    let net = tiny_net(8);
+    let x = images(4, [1, 14, 7], 9);
+    let probs = net.predict(x.view().into_dyn()).unwrap();
+    for kind in [OutputKind::Logits, OutputKind::LogProbabilities] {
+        let bytes = to_onnx_bytes(&net, &ExportOptions::new().output(kind)).unwrap();
+        for (backend, engine) in ENGINES {
+            let raw = load(&bytes, options([1, 14, 7], backend));
+            assert_eq!(raw.model_output_kind(), kind, "detected from the graph");
+            assert_eq!(raw.output_kind(), kind);
+            let out = raw.predict(x.view().into_dyn()).unwrap();
+            if kind == OutputKind::LogProbabilities {
+                assert_close(&out, &probs.mapv(f32::ln), 1e-4, "log-probabilities");
+            }
+            let converted = load(&bytes, options([1, 14, 7], backend).probabilities(true));
+            assert_eq!(converted.output_kind(), OutputKind::Probabilities);
+            let p = converted.predict(x.view().into_dyn()).unwrap();
+            assert_close(
+                &p,
+                &probs,
+                TOL,
+                &format!("{kind} -> probabilities, {engine}"),
+            );
+        }
+    }
+    // A stated kind that contradicts a final Softmax is an error.
+    let bytes = to_onnx_bytes(&net, &ExportOptions::new()).unwrap();
+    let e = options([1, 14, 7], Backend::Import)
+        .output_kind(OutputKind::Logits)
+        .check()
+        .unwrap()
+        .load_bytes(&bytes)
+        .unwrap_err();
+    assert!(e.to_string().contains("ends in Softmax"), "{e}");
+}
+
+#[test]
+fn imported_gradients_match_the_network() {
+    let net = tiny_net(10);
+    let x = images(3, [1, 14, 7], 11);
+    let mut r = StdRng::seed_from_u64(12);
+    let w = Array2::from_shape_fn((3, 3), |_| r.gen_range(-1.0..1.0));
+    let expected = net.input_gradient(x.view().into_dyn(), w.view()).unwrap();
+    // Same graph, and the raw-pixel variant (the scale and the graph's division cancel).
+    for export in [
+        ExportOptions::new(),
+        ExportOptions::new().input_scale(255.0),
+    ] {
+        let scale = if export == ExportOptions::new() {
+            1.0
+        } else {
+            255.0
+        };
+        let bytes = to_onnx_bytes(&net, &export).unwrap();
+        let m = load(
+            &bytes,
+            options([1, 14, 7], Backend::Import).input_scale(scale),
+        );
+        let g = m.input_gradient(x.view().into_dyn(), w.view()).unwrap();
+        assert!(max_diff(&g, &expected) < 1e-5, "scale {scale}");
+    }
+    // A LogSoftmax head: d(Σ w log p)/dx = the network's vjp with weights w / p.
+    let bytes = to_onnx_bytes(
+        &net,
+        &ExportOptions::new().output(OutputKind::LogProbabilities),
+    )
+    .unwrap();
+    let m = load(&bytes, options([1, 14, 7], Backend::Import));
+    let p = net.predict(x.view().into_dyn()).unwrap();
+    let expected_log = net
+        .input_gradient(x.view().into_dyn(), (&w / &p).view())
+        .unwrap();
+    let g = m.input_gradient(x.view().into_dyn(), w.view()).unwrap();
+    let scale = expected_log.iter().fold(0.0f32, |a, b| a.max(b.abs()));
+    assert!(max_diff(&g, &expected_log) < 1e-4 * scale.max(1.0));
+}
+
+#[test]
+fn per_sample_gradients_through_a_log_softmax_head() {
+    // Cross-entropy on log-probabilities (as logits) equals cross-entropy on the probabilities.
+    let net = tiny_net(13);
+    let x = images(4, [1, 14, 7], 14);
+    let targets = Targets::Classes(vec![0, 2, 1, 2]);
+    let sel = ParamSelection::All;
+    let expected = net
+        .per_sample_grads(
+            x.view().into_dyn(),
+            &targets,
+            &Loss::CrossEntropy(CoreOutput::Probabilities),
+            &sel,
+        )
+        .unwrap()
+        .to_flat();
+    let bytes = to_onnx_bytes(
+        &net,
+        &ExportOptions::new().output(OutputKind::LogProbabilities),
+    )
+    .unwrap();
+    let m = load(&bytes, options([1, 14, 7], Backend::Import));
+    assert_eq!(m.parameter_groups(), net.parameter_groups());
+    let got = m
+        .per_sample_grads(
+            x.view().into_dyn(),
+            &targets,
+            &Loss::CrossEntropy(CoreOutput::Logits),
+            &sel,
+        )
+        .unwrap()
+        .to_flat();
+    let d = max_diff(&got.clone().into_dyn(), &expected.clone().into_dyn());
+    let scale = expected.iter().fold(0.0f32, |a, b| a.max(b.abs()));
+    assert!(
+        d < 1e-4 * scale.max(1.0),
+        "difference {d:e} at scale {scale}"
+    );
+}
+
+/// The trained binary CNN, exported and read back, on MNIST test digits 0 and 1.
+#[test]
+fn trained_binary_cnn_agrees_with_onnx() {
+    let net = load_pretrained(ModelKind::BinaryCnn).unwrap();
+    let mnist = xai_datasets::Mnist::load_default().unwrap();
+    let test = mnist.test.binary_subset(0, 1).head(24);
+    let x = test.images_f32(ModelKind::BinaryCnn.scaling());
+    let expected = net.predict(x.view().into_dyn()).unwrap();
+    let accuracy = xai_core::argmax_rows(expected.view())
+        .iter()
+        .zip(test.labels_usize())
+        .filter(|(p, l)| **p == *l)
+        .count();
+    assert!(accuracy >= 23, "the shipped model classifies {accuracy}/24");
+    for export in [
+        ExportOptions::new(),
+        ExportOptions::new().layout(Layout::Nhwc).input_scale(255.0),
+    ] {
+        let bytes = to_onnx_bytes(&net, &export).unwrap();
+        let nhwc = export != ExportOptions::new();
+        for (backend, engine) in ENGINES {
+            let mut opts = options([1, 28, 28], backend);
+            if nhwc {
+                opts = opts.layout(Layout::Nhwc).input_scale(255.0);
+            }
+            let m = load(&bytes, opts);
+            assert_eq!(m.engine(), engine);
+            let got = m.predict(x.view().into_dyn()).unwrap();
+            assert_close(
+                &got,
+                &expected,
+                TOL,
+                &format!("binary_cnn, {engine}, nhwc {nhwc}"),
+            );
+        }
+    }
+}
+
+// ---- graph surgery: the importer's other paths ----
+
+fn model_of(net: &Network, export: &ExportOptions) -> ModelProto {
+    to_onnx(net, export).unwrap()
+}
+
+fn encode(m: &ModelProto) -> Vec<u8> {
+    use prost::Message;
+    m.encode_to_vec()
+}
+
+fn graph_mut(m: &mut ModelProto) -> &mut crate::pb::GraphProto {
+    m.graph.as_mut().unwrap()
+}
+
+fn node_index(m: &ModelProto, op: &str) -> usize {
+    m.graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .position(|n| n.op_type == op)
+        .unwrap()
+}
+
+fn int64_constant(output: &str, values: &[i64]) -> NodeProto {
+    NodeProto {
+        output: vec![output.into()],
+        name: format!("{output}_const"),
+        op_type: "Constant".into(),
+        attribute: vec![crate::pb::AttributeProto {
+            name: "value".into(),
+            r#type: crate::pb::attribute_proto::AttributeType::Tensor as i32,
+            t: Some(TensorProto {
+                dims: vec![values.len() as i64],
+                data_type: DataType::Int64 as i32,
+                int64_data: values.to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn reshape_matmul_add_and_fixed_batch_variants_import() {
+    let net = tiny_net(15);
+    let x = images(3, [1, 14, 7], 16);
+    let expected = net.predict(x.view().into_dyn()).unwrap();
+    let mut m = model_of(&net, &ExportOptions::new());
+    {
+        let g = graph_mut(&mut m);
+        // Flatten -> Reshape(x, Constant [0, -1]).
+        let fi = g.node.iter().position(|n| n.op_type == "Flatten").unwrap();
+        g.node[fi].op_type = "Reshape".into();
+        g.node[fi].attribute.clear();
+        g.node[fi].input.push("flat_shape".into());
+        g.node.insert(fi, int64_constant("flat_shape", &[0, -1]));
+        // The first Gemm (transB = 1) -> MatMul by the transposed weight, then Add of the bias.
+        let gi = g.node.iter().position(|n| n.op_type == "Gemm").unwrap();
+        let (wname, bname) = (g.node[gi].input[1].clone(), g.node[gi].input[2].clone());
+        let wt = g.initializer.iter_mut().find(|t| t.name == wname).unwrap();
+        let (o, k) = (wt.dims[0] as usize, wt.dims[1] as usize);
+        let w = crate::proto::tensor_f32(wt).unwrap();
+        let mut t = vec![0.0f32; o * k];
+        for oi in 0..o {
+            for ki in 0..k {
+                t[ki * o + oi] = w[oi * k + ki];
+            }
+        }
+        wt.dims = vec![k as i64, o as i64];
+        wt.raw_data = t.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let out = g.node[gi].output[0].clone();
+        g.node[gi].op_type = "MatMul".into();
+        g.node[gi].attribute.clear();
+        g.node[gi].input.truncate(2);
+        g.node[gi].output = vec!["matmul_out".into()];
+        g.node.insert(
+            gi + 1,
+            NodeProto {
+                input: vec!["matmul_out".into(), bname],
+                output: vec![out],
+                name: "bias_add".into(),
+                op_type: "Add".into(),
+                ..Default::default()
+            },
+        );
+    }
+    let bytes = encode(&m);
+    for (backend, _) in ENGINES {
+        let got = load(&bytes, options([1, 14, 7], backend))
+            .predict(x.view().into_dyn())
+            .unwrap();
+        assert_close(&got, &expected, TOL, &format!("reshape/matmul, {backend}"));
+    }
+    // A fixed batch of 2: tract runs chunks of 2 (the last one padded), the importer any batch.
+    let input = &mut graph_mut(&mut m).input[0];
+    if let Some(type_proto::Value::TensorType(t)) =
+        input.r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        t.shape.as_mut().unwrap().dim[0].value = Some(dimension::Value::DimValue(2));
+    }
+    // Reshape [0, -1] is fine with a fixed batch; so is [2, -1].
+    let bytes = encode(&m);
+    for (backend, _) in ENGINES {
+        let got = load(&bytes, options([1, 14, 7], backend))
+            .predict(x.view().into_dyn())
+            .unwrap();
+        assert_close(&got, &expected, TOL, &format!("fixed batch, {backend}"));
+    }
+}
+
+#[test]
+fn unsupported_graphs_fall_back_to_tract_and_have_no_gradients() {
+    let net = tiny_net(17);
+    let x = images(2, [1, 14, 7], 18);
+    let mut m = model_of(&net, &ExportOptions::new());
+    let ri = node_index(&m, "Relu");
+    graph_mut(&mut m).node[ri].op_type = "Sigmoid".into();
+    let bytes = encode(&m);
+    let e = options([1, 14, 7], Backend::Import)
+        .check()
+        .unwrap()
+        .load_bytes(&bytes)
+        .unwrap_err();
+    assert!(
+        matches!(&e, OnnxError::UnsupportedOp { op, .. } if op == "Sigmoid"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("Sigmoid"), "{e}");
+    let auto = load(&bytes, options([1, 14, 7], Backend::Auto));
+    assert_eq!(auto.engine(), Engine::Tract);
+    assert!(auto.fallback_reason().unwrap().contains("Sigmoid"));
+    assert!(auto.describe().contains("tract"));
+    let p = auto.predict(x.view().into_dyn()).unwrap();
+    for row in p.axis_iter(Axis(0)) {
+        assert!((row.sum() - 1.0).abs() < 1e-5);
+    }
+    let w = Array2::ones((2, 3));
+    let e = auto
+        .input_gradient(x.view().into_dyn(), w.view())
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("tract") && msg.contains("Sigmoid"), "{msg}");
+    assert!(auto.parameter_groups().is_empty());
+    assert!(auto
+        .per_sample_grads(
+            x.view().into_dyn(),
+            &Targets::Classes(vec![0, 1]),
+            &Loss::CrossEntropy(CoreOutput::Probabilities),
+            &ParamSelection::All,
+        )
+        .is_err());
+}
+
+#[test]
+fn graphs_that_are_not_chains_are_declined() {
+    let net = tiny_net(19);
+    let mut m = model_of(&net, &ExportOptions::new());
+    // conv2 reads the graph input instead of relu1's output: a branch.
+    let g = graph_mut(&mut m);
+    let ci = g.node.iter().rposition(|n| n.op_type == "Conv").unwrap();
+    g.node[ci].input[0] = "input".into();
+    let e = options([1, 14, 7], Backend::Import)
+        .check()
+        .unwrap()
+        .load_bytes(&encode(&m))
+        .unwrap_err();
+    assert!(matches!(e, OnnxError::UnsupportedOp { .. }), "{e}");
+    assert!(e.to_string().contains("chain"), "{e}");
+}
+
+// ---- errors ----
+
+#[test]
+fn missing_garbage_and_mismatched_files_are_typed_errors() {
+    let dir = std::env::temp_dir().join(format!("xai-onnx-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let opts = OnnxOptions::new().check().unwrap();
+
+    let missing = opts.load(dir.join("nope.onnx")).unwrap_err();
+    assert!(
+        matches!(missing, OnnxError::FileNotFound { .. }),
+        "{missing}"
+    );
+    assert!(missing.to_string().contains("nope.onnx"));
+
+    let garbage = dir.join("garbage.onnx");
+    std::fs::write(
+        &garbage,
+        b"this is certainly not a protobuf \xff\xfe\x00\x01",
+    )
+    .unwrap();
+    let e = opts.load(&garbage).unwrap_err();
+    assert!(matches!(e, OnnxError::NotOnnx { .. }), "{e}");
+    std::fs::write(&garbage, b"").unwrap();
+    let e = opts.load(&garbage).unwrap_err();
+    assert!(matches!(e, OnnxError::NotOnnx { .. }), "{e}");
+    // Valid protobuf, but no graph.
+    assert!(matches!(
+        opts.load_bytes(&[0x08, 0x07]).unwrap_err(),
+        OnnxError::NotOnnx { .. }
+    ));
+
+    // An NCHW [N, 1, 28, 28] model loaded as NHWC, or for 32x32 images.
+    let net = ModelKind::BinaryCnn.build(0);
+    let path = dir.join("binary.onnx");
+    save_onnx(&net, &path, &ExportOptions::new()).unwrap();
+    for bad in [
+        OnnxOptions::new().layout(Layout::Nhwc),
+        OnnxOptions::new().input_shape([1, 32, 32]),
+    ] {
+        for backend in [Backend::Auto, Backend::Tract] {
+            let e = bad
+                .clone()
+                .backend(backend)
+                .check()
+                .unwrap()
+                .load(&path)
+                .unwrap_err();
+            assert!(matches!(e, OnnxError::InputShapeMismatch { .. }), "{e}");
+            assert!(e.to_string().contains("[N, 1, 28, 28]"), "{e}");
+        }
+    }
+
+    // A batch of the wrong shape at predict time.
+    let m = opts.load(&path).unwrap();
+    let e = m
+        .predict(Array4::<f32>::zeros((2, 1, 27, 28)).view().into_dyn())
+        .unwrap_err();
+    assert!(matches!(e, CoreError::ShapeMismatch { .. }), "{e}");
+    let tract = OnnxOptions::new()
+        .backend(Backend::Tract)
+        .check()
+        .unwrap()
+        .load(&path)
+        .unwrap();
+    assert!(tract
+        .predict(Array4::<f32>::zeros((1, 28, 28, 1)).view().into_dyn())
+        .is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn export_rejects_what_it_cannot_write() {
+    let ae = ModelKind::CemAutoencoder.build(0);
+    let e = to_onnx(&ae, &ExportOptions::new()).unwrap_err();
+    assert!(matches!(e, OnnxError::Export { .. }), "{e}");
+    assert!(e.to_string().contains("upsampling"), "{e}");
+    assert!(to_onnx(&tiny_net(0), &ExportOptions::new().input_scale(0.0)).is_err());
+}

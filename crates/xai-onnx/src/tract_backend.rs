@@ -1,0 +1,127 @@
+//! The tract back end: any graph tract-onnx can run, outputs only.
+
+use std::path::Path;
+
+use tract_onnx::pb::ModelProto;
+use tract_onnx::prelude::*;
+
+use crate::error::{OnnxError, Result};
+
+/// A tract plan for batches of images in the model's own layout.
+pub(crate) struct TractRunner {
+    plan: Arc<TypedRunnableModel>,
+    /// The batch size the model declares, if fixed: batches are run in chunks of it.
+    fixed_batch: Option<usize>,
+    /// Per-sample input dimensions in the model's layout.
+    dims: [usize; 3],
+}
+
+impl std::fmt::Debug for TractRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TractRunner")
+            .field("fixed_batch", &self.fixed_batch)
+            .field("dims", &self.dims)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TractRunner {
+    /// Loads `model` (from `path` when given, so that tract can find external weight files),
+    /// with input facts `[batch, dims..]` (a symbolic batch unless the model fixes one), and
+    /// optimises it.
+    pub(crate) fn load(
+        model: &ModelProto,
+        path: Option<&Path>,
+        dims: [usize; 3],
+        fixed_batch: Option<usize>,
+        threads: usize,
+    ) -> Result<Self> {
+        let onnx = tract_onnx::onnx().with_ignore_output_shapes(true);
+        let mut inference = match path {
+            Some(p) => onnx.model_for_path(p),
+            None => onnx.model_for_proto_model(model),
+        }
+        .map_err(|e| OnnxError::tract("load the model", e))?;
+        let batch: TDim = match fixed_batch {
+            Some(b) => b.to_dim(),
+            None => inference.sym("N").to_dim(),
+        };
+        let shape: TVec<TDim> = std::iter::once(batch)
+            .chain(dims.iter().map(|&d| d.to_dim()))
+            .collect();
+        inference = inference
+            .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))
+            .map_err(|e| OnnxError::tract("set the input shape", e))?;
+        let typed = inference
+            .into_optimized()
+            .map_err(|e| OnnxError::tract("analyse and optimise the model", e))?;
+        let executor = if threads > 1 {
+            tract_linalg::multithread::Executor::multithread(threads)
+        } else {
+            tract_linalg::multithread::Executor::SingleThread
+        };
+        let options = RunOptions {
+            executor: Some(executor),
+            ..Default::default()
+        };
+        let plan = typed
+            .into_runnable_with_options(&options)
+            .map_err(|e| OnnxError::tract("plan the model", e))?;
+        Ok(Self {
+            plan,
+            fixed_batch,
+            dims,
+        })
+    }
+
+    /// Runs `n` samples (`data` in the model's layout, `n * dims` values); returns the outputs
+    /// flattened and the number of outputs per sample.
+    pub(crate) fn run(&self, data: &[f32], n: usize) -> Result<(Vec<f32>, usize)> {
+        let per_sample: usize = self.dims.iter().product();
+        let chunk = self.fixed_batch.unwrap_or(n.max(1));
+        let mut out = Vec::new();
+        let mut k = None;
+        let mut start = 0;
+        while start < n {
+            let end = (start + chunk).min(n);
+            let rows = end - start;
+            // A model with a fixed batch gets full batches: the last one is padded with zeros.
+            let mut buf = data[start * per_sample..end * per_sample].to_vec();
+            buf.resize(chunk * per_sample, 0.0);
+            let shape = [chunk, self.dims[0], self.dims[1], self.dims[2]];
+            let input = Tensor::from_shape(&shape, &buf)
+                .map_err(|e| OnnxError::tract("build the input tensor", e))?;
+            let result = self
+                .plan
+                .run(tvec!(input.into_tvalue()))
+                .map_err(|e| OnnxError::tract("run the model", e))?;
+            let first = result.first().ok_or_else(|| OnnxError::Tract {
+                action: "run the model".into(),
+                message: "it returned no output".into(),
+            })?;
+            let view = first
+                .to_plain_array_view::<f32>()
+                .map_err(|e| OnnxError::tract("read the output as float32", e))?;
+            let total = view.len();
+            if total % chunk != 0 || view.shape().first() != Some(&chunk) {
+                return Err(OnnxError::Tract {
+                    action: "run the model".into(),
+                    message: format!(
+                        "the output has shape {:?} for a batch of {chunk}",
+                        view.shape()
+                    ),
+                });
+            }
+            let per = total / chunk;
+            if *k.get_or_insert(per) != per {
+                return Err(OnnxError::Tract {
+                    action: "run the model".into(),
+                    message: "the number of outputs changed between batches".into(),
+                });
+            }
+            out.extend(view.iter().take(rows * per).copied());
+            start = end;
+        }
+        Ok((out, k.unwrap_or(0)))
+    }
+}

@@ -107,7 +107,7 @@ pub fn conv2d<T: Tape<f32, Cpu>>(
             let dy_nchw: Vec<f32> = grads.get_or_alloc_mut(&y_ghost)?.to_vec();
             let dy = nchw_to_nhwc(&dy_nchw, out_shape);
             let (dx, param_grads) = match (
-                layer.backward_input(&y_nhwc, &cache, &dy, n, in_dims),
+                layer.backward_input(&x_nhwc, &y_nhwc, &cache, &dy, n, in_dims),
                 layer.backward_params(&x_nhwc, &cache, &dy, n, in_dims),
             ) {
                 (Ok(dx), Ok(Some(p))) => (dx, p),

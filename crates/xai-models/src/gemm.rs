@@ -34,6 +34,23 @@ fn small_inner_matmul(
     }
 }
 
+/// Dot product with eight independent accumulators, so that it vectorises.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (a8, a_rest) = a.split_at(a.len() / 8 * 8);
+    let (b8, b_rest) = b.split_at(a8.len());
+    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (x, y) in a_rest.iter().zip(b_rest) {
+        sum += x * y;
+    }
+    sum
+}
+
 /// How a row-major operand is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -82,6 +99,15 @@ pub(crate) fn matmul(
     }
     if k <= SMALL_INNER && op_a == Op::N && op_b == Op::N {
         small_inner_matmul(a, b, c, (m, k, n), accumulate);
+        return;
+    }
+    if n == 1 && op_a == Op::N {
+        // A matrix-vector product (e.g. a convolution to one channel): `b` is a contiguous
+        // column whatever its op, so each output is one dot product of contiguous rows.
+        for (cv, a_row) in c.iter_mut().zip(a.chunks_exact(k)) {
+            let dot = dot(a_row, b);
+            *cv = if accumulate { *cv + dot } else { dot };
+        }
         return;
     }
     // Element (i, j) of a row-major r x c matrix sits at i * c + j: row stride c, column stride 1.
@@ -159,6 +185,10 @@ mod tests {
         // k = 5 takes the small-inner-dimension path for (N, N); k = 13 always takes gemm.
         for k in [5, 13] {
             check_combinations(7, k, 3);
+        }
+        // n = 1 (matrix-vector), with inner lengths below, at and above the 8-wide unrolling.
+        for k in [3, 8, 13, 21] {
+            check_combinations(7, k, 1);
         }
     }
 

@@ -208,8 +208,6 @@ pub(crate) enum Cache {
     None,
     /// im2col matrix of the input, `[n * oh * ow, kh * kw * in]`.
     Cols(Vec<f32>),
-    /// For each output element, the flat index (within the sample) of the input that won.
-    Argmax(Vec<u32>),
     /// Dropout: which elements were kept, and the scale 1/(1-p) applied to them.
     Keep { kept: Vec<bool>, scale: f32 },
 }
@@ -307,22 +305,25 @@ impl Conv2d {
                 for oy in 0..win.oh {
                     for ox in 0..win.ow {
                         let row = &dcols_n[(oy * win.ow + ox) * k..(oy * win.ow + ox + 1) * k];
+                        // As in im2col: the in-bounds kernel columns of one kernel row map to one
+                        // contiguous run of the input row.
+                        let ix0 = (ox * win.sw) as isize - win.pad_left as isize;
+                        let kx0 = (-ix0).max(0) as usize;
+                        let kx1 = ((input.w as isize - ix0).max(0) as usize).min(win.kw);
+                        if kx0 >= kx1 {
+                            continue;
+                        }
                         for ky in 0..win.kh {
                             let iy = (oy * win.sh + ky) as isize - win.pad_top as isize;
                             if iy < 0 || iy >= input.h as isize {
                                 continue;
                             }
-                            for kx in 0..win.kw {
-                                let ix = (ox * win.sw + kx) as isize - win.pad_left as isize;
-                                if ix < 0 || ix >= input.w as isize {
-                                    continue;
-                                }
-                                let dst = (iy as usize * input.w + ix as usize) * c;
-                                let src = (ky * win.kw + kx) * c;
-                                for (d, s) in dx_n[dst..dst + c].iter_mut().zip(&row[src..src + c])
-                                {
-                                    *d += s;
-                                }
+                            let dst = (iy as usize * input.w + (ix0 + kx0 as isize) as usize) * c;
+                            let src = (ky * win.kw + kx0) * c;
+                            let len = (kx1 - kx0) * c;
+                            for (d, s) in dx_n[dst..dst + len].iter_mut().zip(&row[src..src + len])
+                            {
+                                *d += s;
                             }
                         }
                     }
@@ -444,9 +445,9 @@ impl Layer {
     }
 
     /// Whether the backward pass reads the layer's own output (ReLU's mask, softmax's
-    /// probabilities), which must then be kept in the trace.
+    /// probabilities, max pooling's maxima), which must then be kept in the trace.
     pub(crate) fn backward_reads_output(&self) -> bool {
-        matches!(self, Layer::Relu | Layer::Softmax)
+        matches!(self, Layer::Relu | Layer::Softmax | Layer::MaxPool2d(_))
     }
 
     /// In-place forward pass of an elementwise layer (see [`Layer::is_elementwise`]); other
@@ -535,15 +536,9 @@ impl Layer {
             }
             Layer::MaxPool2d(pool) => {
                 let win = window(input, pool.size, pool.stride, pool.padding)?;
-                let (out, argmax) = max_pool_forward(x, n, input, &win, keep_cache);
-                (
-                    out,
-                    if keep_cache {
-                        Cache::Argmax(argmax)
-                    } else {
-                        Cache::None
-                    },
-                )
+                // The backward pass finds each window's winner again from the input and the
+                // output, so the forward pass stays a vectorised max.
+                (max_pool_forward(x, n, input, &win), Cache::None)
             }
             Layer::Relu | Layer::Dropout(_) | Layer::Flatten => {
                 let mut out = x.to_vec();
@@ -587,10 +582,13 @@ impl Layer {
         })
     }
 
-    /// Backward pass: given the layer's output `y`, its cache and the gradient `dy` of the loss
-    /// with respect to `y`, returns the gradient with respect to the layer's input.
+    /// Backward pass: given the layer's input `x` and output `y`, its cache and the gradient `dy`
+    /// of the loss with respect to `y`, returns the gradient with respect to the layer's input.
+    /// (`x` is read only by max pooling; elementwise layers that ran in place may pass an empty
+    /// slice.)
     pub(crate) fn backward_input(
         &self,
+        x: &[f32],
         y: &[f32],
         cache: &Cache,
         dy: &[f32],
@@ -615,21 +613,9 @@ impl Layer {
                 );
                 conv.col2im(&dcols, n, input, &win)
             }
-            Layer::MaxPool2d(_) => {
-                let Cache::Argmax(argmax) = cache else {
-                    return Err(ModelError::Internal(
-                        "max-pool backward without its cache".into(),
-                    ));
-                };
-                let mut dx = vec![0.0f32; n * input.len()];
-                let per_out = out_dims.len();
-                for s in 0..n {
-                    let dx_n = &mut dx[s * input.len()..(s + 1) * input.len()];
-                    for j in 0..per_out {
-                        dx_n[argmax[s * per_out + j] as usize] += dy[s * per_out + j];
-                    }
-                }
-                dx
+            Layer::MaxPool2d(pool) => {
+                let win = window(input, pool.size, pool.stride, pool.padding)?;
+                max_pool_backward(x, y, dy, n, input, &win)
             }
             Layer::Relu | Layer::Dropout(_) | Layer::Flatten => {
                 let mut dx = dy.to_vec();
@@ -802,95 +788,116 @@ fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
     s
 }
 
-/// Max pooling of a batch; with `argmax`, also records for every output element the flat index
-/// (within its sample) of the input that won (the first one on ties). Vectorised over channels.
-/// A window that saw only NaN keeps its first in-bounds element.
-fn max_pool_forward(
-    x: &[f32],
-    n: usize,
-    input: Dims,
-    win: &Window,
-    with_argmax: bool,
-) -> (Vec<f32>, Vec<u32>) {
+/// Max pooling of a batch, vectorised over channels. A window that saw only NaN keeps NaN.
+fn max_pool_forward(x: &[f32], n: usize, input: Dims, win: &Window) -> Vec<f32> {
     let c = input.c;
     let per_out = win.oh * win.ow * c;
     let mut out = vec![0.0f32; n * per_out];
-    let mut argmax = if with_argmax {
-        vec![0u32; n * per_out]
-    } else {
-        Vec::new()
-    };
-    let pool_sample = |s: usize, out_n: &mut [f32], mut arg_n: Option<&mut [u32]>| {
-        let x_n = &x[s * input.len()..(s + 1) * input.len()];
+    for_each_sample(&mut out, per_out, x, input.len(), |(out_n, x_n)| {
         for oy in 0..win.oh {
             for ox in 0..win.ow {
                 let o_base = (oy * win.ow + ox) * c;
                 let o = &mut out_n[o_base..o_base + c];
                 let mut first = true;
-                for ky in 0..win.kh {
-                    let iy = (oy * win.sh + ky) as isize - win.pad_top as isize;
-                    if iy < 0 || iy >= input.h as isize {
-                        continue;
-                    }
-                    for kx in 0..win.kw {
-                        let ix = (ox * win.sw + kx) as isize - win.pad_left as isize;
-                        if ix < 0 || ix >= input.w as isize {
-                            continue;
-                        }
-                        let i_base = (iy as usize * input.w + ix as usize) * c;
-                        let v = &x_n[i_base..i_base + c];
-                        match arg_n.as_deref_mut() {
-                            None if first => o.copy_from_slice(v),
-                            // `max` keeps the non-NaN operand, so NaN survives only if all are NaN.
-                            None => o.iter_mut().zip(v).for_each(|(a, b)| *a = a.max(*b)),
-                            Some(arg) => {
-                                let arg = &mut arg[o_base..o_base + c];
-                                if first {
-                                    o.copy_from_slice(v);
-                                    for (ch, a) in arg.iter_mut().enumerate() {
-                                        *a = (i_base + ch) as u32;
-                                    }
-                                } else {
-                                    // Branch-free so that it vectorises; a NaN winner is
-                                    // replaced by any number.
-                                    for (ch, ((a, idx), b)) in
-                                        o.iter_mut().zip(arg.iter_mut()).zip(v).enumerate()
-                                    {
-                                        let better = (*b > *a) | (a.is_nan() & !b.is_nan());
-                                        *a = if better { *b } else { *a };
-                                        *idx = if better { (i_base + ch) as u32 } else { *idx };
-                                    }
-                                }
-                            }
-                        }
+                for_each_window_input(win, input, oy, ox, |i_base| {
+                    let v = &x_n[i_base..i_base + c];
+                    if first {
+                        o.copy_from_slice(v);
                         first = false;
+                    } else {
+                        // `max` keeps the non-NaN operand, so NaN survives only if all are NaN.
+                        o.iter_mut().zip(v).for_each(|(a, b)| *a = a.max(*b));
+                    }
+                });
+            }
+        }
+    });
+    out
+}
+
+/// Calls `f` with the flat offset (within a sample, NHWC) of each in-bounds input position of
+/// output position `(oy, ox)`'s window, in row-major window order.
+fn for_each_window_input(
+    win: &Window,
+    input: Dims,
+    oy: usize,
+    ox: usize,
+    mut f: impl FnMut(usize),
+) {
+    for ky in 0..win.kh {
+        let iy = (oy * win.sh + ky) as isize - win.pad_top as isize;
+        if iy < 0 || iy >= input.h as isize {
+            continue;
+        }
+        for kx in 0..win.kw {
+            let ix = (ox * win.sw + kx) as isize - win.pad_left as isize;
+            if ix < 0 || ix >= input.w as isize {
+                continue;
+            }
+            f((iy as usize * input.w + ix as usize) * input.c);
+        }
+    }
+}
+
+/// Gradient of max pooling: each output's gradient goes to the first input of its window that
+/// equals the output (the winner of the forward pass; the first one on ties), or to the window's
+/// first in-bounds input when none does (a window of NaN).
+fn max_pool_backward(
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    n: usize,
+    input: Dims,
+    win: &Window,
+) -> Vec<f32> {
+    let c = input.c;
+    let per_out = win.oh * win.ow * c;
+    let mut dx = vec![0.0f32; n * input.len()];
+    let route = |s: usize, dx_n: &mut [f32]| {
+        let x_n = &x[s * input.len()..(s + 1) * input.len()];
+        let y_n = &y[s * per_out..(s + 1) * per_out];
+        let dy_n = &dy[s * per_out..(s + 1) * per_out];
+        let mut routed = vec![false; c];
+        for oy in 0..win.oh {
+            for ox in 0..win.ow {
+                let o_base = (oy * win.ow + ox) * c;
+                routed.fill(false);
+                let mut first = None;
+                for_each_window_input(win, input, oy, ox, |i_base| {
+                    first.get_or_insert(i_base);
+                    // Branch-free over the channels, so that it vectorises.
+                    let lanes = dx_n[i_base..i_base + c]
+                        .iter_mut()
+                        .zip(routed.iter_mut())
+                        .zip(&x_n[i_base..i_base + c])
+                        .zip(&y_n[o_base..o_base + c])
+                        .zip(&dy_n[o_base..o_base + c]);
+                    for ((((d, r), xv), yv), g) in lanes {
+                        let hit = !*r & (*xv == *yv);
+                        *d += if hit { *g } else { 0.0 };
+                        *r |= hit;
+                    }
+                });
+                if let Some(i_base) = first {
+                    for ch in 0..c {
+                        if !routed[ch] {
+                            dx_n[i_base + ch] += dy_n[o_base + ch];
+                        }
                     }
                 }
             }
         }
     };
-    let parallel = crate::parallel::inner_parallelism() && n > 1;
-    match (with_argmax, parallel) {
-        (true, true) => out
-            .par_chunks_mut(per_out)
-            .zip(argmax.par_chunks_mut(per_out))
+    if crate::parallel::inner_parallelism() && n > 1 {
+        dx.par_chunks_mut(input.len())
             .enumerate()
-            .for_each(|(s, (o, a))| pool_sample(s, o, Some(a))),
-        (true, false) => out
-            .chunks_mut(per_out)
-            .zip(argmax.chunks_mut(per_out))
+            .for_each(|(s, dx_n)| route(s, dx_n));
+    } else {
+        dx.chunks_mut(input.len())
             .enumerate()
-            .for_each(|(s, (o, a))| pool_sample(s, o, Some(a))),
-        (false, true) => out
-            .par_chunks_mut(per_out)
-            .enumerate()
-            .for_each(|(s, o)| pool_sample(s, o, None)),
-        (false, false) => out
-            .chunks_mut(per_out)
-            .enumerate()
-            .for_each(|(s, o)| pool_sample(s, o, None)),
+            .for_each(|(s, dx_n)| route(s, dx_n));
     }
-    (out, argmax)
+    dx
 }
 
 fn upsample_forward(x: &[f32], n: usize, input: Dims, f: usize) -> Vec<f32> {

@@ -448,6 +448,7 @@ impl Network {
                         .backward_in_place(&trace.acts[i + 1], &trace.caches[i], &mut dy);
                 } else {
                     dy = l.layer.backward_input(
+                        &trace.acts[i],
                         &trace.acts[i + 1],
                         &trace.caches[i],
                         &dy,

@@ -26,7 +26,9 @@ const USAGE: &str = "usage:
   cargo xtask train <model|all>     models: alibi_cnn, cem_cnn, cem_autoencoder, mnist_net, binary_cnn
   cargo xtask demo [<method>|all]   methods: similarity, cem, kernelshap, l2x
                                     (kernelshap also takes --onnx <file> [--layout nchw|nhwc]
-                                     [--scale unit|raw|centered] [--output probabilities|logits|log-probabilities])";
+                                     [--input-scale <f>] [--input-offset <f>]
+                                     [--output logits|probabilities|log-probabilities]
+                                     [--backend auto|import|tract])";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

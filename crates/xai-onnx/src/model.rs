@@ -471,6 +471,47 @@ impl DifferentiableModel for OnnxModel {
         Ok(grad)
     }
 
+    fn predict_and_input_gradient(
+        &self,
+        x: ArrayViewD<'_, f32>,
+        output_weights: &mut dyn FnMut(ArrayView2<'_, f32>) -> xai_core::Result<Array2<f32>>,
+    ) -> xai_core::Result<(Array2<f32>, ArrayD<f32>)> {
+        let Inner::Imported {
+            net,
+            head,
+            scale,
+            offset,
+        } = &self.inner
+        else {
+            return Err(self.not_differentiable());
+        };
+        check_batch("input", &x, &self.input_shape)?;
+        let xt = Self::transformed(&x, *scale, *offset);
+        // One forward pass of the network: the pullback maps its outputs z through the head,
+        // asks the caller for weights on the head's outputs and pulls them back to z.
+        let mut outputs = None;
+        let (_, mut grad) = net.predict_and_input_gradient(xt.view(), &mut |z| {
+            let y = head.forward(z.to_owned());
+            let w = output_weights(y.view())?;
+            if w.dim() != y.dim() {
+                return Err(CoreError::shape(
+                    "output weights",
+                    w.shape(),
+                    format!("{:?}", y.shape()),
+                ));
+            }
+            let g = head.vjp(&y, w.view());
+            outputs = Some(y);
+            Ok(g)
+        })?;
+        let outputs =
+            outputs.ok_or_else(|| CoreError::Model("the network returned no outputs".into()))?;
+        if *scale != 1.0 {
+            grad.mapv_inplace(|v| v * scale);
+        }
+        Ok((outputs, grad))
+    }
+
     fn parameter_groups(&self) -> Vec<ParamGroup> {
         match &self.inner {
             Inner::Imported { net, .. } => net.parameter_groups(),

@@ -281,6 +281,10 @@ fn imported_gradients_match_the_network() {
         );
         let g = m.input_gradient(x.view().into_dyn(), w.view()).unwrap();
         assert!(max_diff(&g, &expected) < 1e-5, "scale {scale}");
+        let (_, g) = m
+            .predict_and_input_gradient(x.view().into_dyn(), &mut |_| Ok(w.clone()))
+            .unwrap();
+        assert!(max_diff(&g, &expected) < 1e-5, "pullback, scale {scale}");
     }
     // A LogSoftmax head: d(Σ w log p)/dx = the network's vjp with weights w / p.
     let bytes = to_onnx_bytes(
@@ -296,6 +300,16 @@ fn imported_gradients_match_the_network() {
     let g = m.input_gradient(x.view().into_dyn(), w.view()).unwrap();
     let scale = expected_log.iter().fold(0.0f32, |a, b| a.max(b.abs()));
     assert!(max_diff(&g, &expected_log) < 1e-4 * scale.max(1.0));
+    // The fused pullback gives the same outputs and gradient, with weights seen on the
+    // log-probabilities.
+    let (out, g2) = m
+        .predict_and_input_gradient(x.view().into_dyn(), &mut |y| {
+            assert_close(&y.to_owned(), &p.mapv(f32::ln), 1e-4, "pullback outputs");
+            Ok(w.clone())
+        })
+        .unwrap();
+    assert_close(&out, &p.mapv(f32::ln), 1e-4, "outputs");
+    assert!(max_diff(&g2, &expected_log) < 1e-4 * scale.max(1.0));
 }
 
 #[test]
@@ -522,6 +536,9 @@ fn unsupported_graphs_fall_back_to_tract_and_have_no_gradients() {
     let msg = e.to_string();
     assert!(msg.contains("tract") && msg.contains("Sigmoid"), "{msg}");
     assert!(auto.parameter_groups().is_empty());
+    assert!(auto
+        .predict_and_input_gradient(x.view().into_dyn(), &mut |y| Ok(y.to_owned()))
+        .is_err());
     assert!(auto
         .per_sample_grads(
             x.view().into_dyn(),

@@ -486,6 +486,7 @@ impl<'a> Cem<'a> {
             c_upper: C_UPPER_UNSET,
             active: false,
             stalled: 0,
+            x_pending: None,
             best_objective: f64::INFINITY,
             step_best: None,
             iterations: 0,
@@ -613,6 +614,8 @@ struct InstanceState {
     // per c-step
     active: bool,
     stalled: usize,
+    /// The FISTA step whose `x` has not been evaluated yet (it is, with the next gradient).
+    x_pending: Option<usize>,
     best_objective: f64,
     step_best: Option<f64>,
     iterations: usize,
@@ -629,6 +632,7 @@ impl InstanceState {
         self.held_attack_valid = false;
         self.active = true;
         self.stalled = 0;
+        self.x_pending = None;
         self.best_objective = f64::INFINITY;
         self.step_best = None;
         self.iterations = 0;
@@ -765,9 +769,16 @@ impl<'c, 'a> Search<'c, 'a> {
                     };
                     fista_step(&geometry, &mut st.x, &mut st.y, &st.grad, lr, iteration + 1);
                     st.iterations = iteration + 1;
+                    // x_{k+1} is evaluated beside the next gradient (or after the last step).
+                    st.x_pending = Some(iteration);
                 }
-                self.evaluate_step(states, &active, c_step, iteration)?;
                 self.active = active;
+            }
+            let pending: Vec<usize> = (0..states.len())
+                .filter(|&i| states[i].x_pending.is_some())
+                .collect();
+            if !pending.is_empty() {
+                self.evaluate_x(states, &pending, c_step)?;
             }
             self.finish_step(states, &all, c_step)?;
         }
@@ -806,6 +817,18 @@ impl<'c, 'a> Search<'c, 'a> {
         let f = cem.n_features;
         let k = cem.n_classes;
         let m = self.gather(indices.iter().map(|&i| states[i].y.as_slice()));
+        // The x of the previous FISTA step, for the same classifier call or thread.
+        let pending: Vec<usize> = indices
+            .iter()
+            .copied()
+            .filter(|&i| states[i].x_pending.is_some())
+            .collect();
+        for &i in &pending {
+            self.batch.extend_from_slice(&states[i].x);
+        }
+        let p = pending.len();
+        let mut x_dims = self.batch_dims.clone();
+        let x_view = shaped_rows(&mut x_dims, &self.batch[m * f..], p)?;
         let view = shaped_rows(&mut self.batch_dims, &self.batch, m)?;
         let (mode, kappa, gamma) = (self.mode, self.kappa, self.gamma);
         let targets_and_c: Vec<(usize, f32)> = indices
@@ -813,6 +836,13 @@ impl<'c, 'a> Search<'c, 'a> {
             .map(|&i| (states[i].target, states[i].c))
             .collect();
 
+        // The classifier at the pending x rows (to test the PN/PP condition).
+        let x_pass = || -> Result<Option<ndarray::Array2<f32>>> {
+            if p == 0 {
+                return Ok(None);
+            }
+            Ok(Some(cem.classifier.predict(x_view.view())?))
+        };
         // The classifier: outputs (and, white-box, the attack term's gradient) at y.
         let classifier_pass = || -> Result<(ndarray::Array2<f32>, Option<ArrayD<f32>>)> {
             match cem.classifier {
@@ -866,13 +896,18 @@ impl<'c, 'a> Search<'c, 'a> {
                 ae.predict_and_input_gradient(view.view(), &mut weights_from_reconstruction)?;
             Ok(Some((recon, g)))
         };
-        let (classified, reconstructed) = if cem.classifier.is_white_box() {
-            rayon::join(classifier_pass, autoencoder_pass)
+        // Two balanced halves on the two threads: the classifier at y (pullback) and at x, and
+        // the autoencoder at y.
+        let ((classified, x_outputs), reconstructed) = if cem.classifier.is_white_box() {
+            rayon::join(|| (classifier_pass(), x_pass()), autoencoder_pass)
         } else {
-            (classifier_pass(), autoencoder_pass())
+            ((classifier_pass(), x_pass()), autoencoder_pass())
         };
         let (outputs, attack_grad) = classified?;
         let reconstructed = reconstructed?;
+        if let Some(x_outputs) = x_outputs? {
+            self.record_x(states, &pending, &x_outputs, c_step)?;
+        }
 
         check_outputs("classifier predict", &outputs, m, k)?;
         if outputs.iter().any(|v| !v.is_finite()) {
@@ -1044,26 +1079,45 @@ impl<'c, 'a> Search<'c, 'a> {
         Ok(())
     }
 
-    /// After a FISTA step: classifier outputs at `x_{k+1}`, to test the PN/PP condition and keep
-    /// the best solution (the outputs at `y_{k+1}` come with the next gradient).
-    fn evaluate_step(
+    /// Classifier outputs at the pending `x` of `indices` (after a c-step's last FISTA step),
+    /// recorded as [`Search::record_x`] does.
+    fn evaluate_x(
         &mut self,
         states: &mut [InstanceState],
         indices: &[usize],
         c_step: usize,
-        iteration: usize,
     ) -> Result<()> {
         let cem = self.cem;
-        let k = cem.n_classes;
         let m = self.gather(indices.iter().map(|&i| states[i].x.as_slice()));
         let view = self.view_batch(m)?;
         let outputs = cem.classifier.predict(view)?;
-        check_outputs("classifier predict", &outputs, m, k)?;
+        self.record_x(states, indices, &outputs, c_step)
+    }
+
+    /// Records the classifier `outputs` at the pending `x_{k+1}` of `indices` (one row each): the
+    /// PN/PP condition, and the best solution of the c-step and overall.
+    fn record_x(
+        &self,
+        states: &mut [InstanceState],
+        indices: &[usize],
+        outputs: &ndarray::Array2<f32>,
+        c_step: usize,
+    ) -> Result<()> {
+        let k = self.cem.n_classes;
+        let m = indices.len();
+        let iteration = indices
+            .first()
+            .and_then(|&i| states[i].x_pending)
+            .unwrap_or(0);
+        check_outputs("classifier predict", outputs, m, k)?;
         if outputs.iter().any(|v| !v.is_finite()) {
             return Err(non_finite("classifier outputs", c_step, iteration));
         }
         for (row, &i) in indices.iter().enumerate() {
             let st = &mut states[i];
+            let Some(iteration) = st.x_pending.take() else {
+                continue;
+            };
             for (dst, src) in st.x_outputs.iter_mut().zip(outputs.row(row)) {
                 *dst = *src;
             }

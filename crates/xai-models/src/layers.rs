@@ -261,29 +261,13 @@ impl Conv2d {
         let k = self.patch_len();
         let per_sample = win.oh * win.ow * k;
         let mut cols = vec![0.0f32; n * per_sample];
-        let c = input.c;
         for_each_sample(&mut cols, per_sample, x, input.len(), |(cols_n, x_n)| {
             for oy in 0..win.oh {
                 for ox in 0..win.ow {
                     let row = &mut cols_n[(oy * win.ow + ox) * k..(oy * win.ow + ox + 1) * k];
-                    // The in-bounds kernel columns [kx0, kx1) read one contiguous run of the
-                    // input row (NHWC), so each kernel row is a single copy.
-                    let ix0 = (ox * win.sw) as isize - win.pad_left as isize;
-                    let kx0 = (-ix0).max(0) as usize;
-                    let kx1 = ((input.w as isize - ix0).max(0) as usize).min(win.kw);
-                    if kx0 >= kx1 {
-                        continue;
-                    }
-                    for ky in 0..win.kh {
-                        let iy = (oy * win.sh + ky) as isize - win.pad_top as isize;
-                        if iy < 0 || iy >= input.h as isize {
-                            continue;
-                        }
-                        let src = (iy as usize * input.w + (ix0 + kx0 as isize) as usize) * c;
-                        let dst = (ky * win.kw + kx0) * c;
-                        let len = (kx1 - kx0) * c;
+                    for_each_kernel_row_run(win, input, oy, ox, |src, dst, len| {
                         row[dst..dst + len].copy_from_slice(&x_n[src..src + len]);
-                    }
+                    });
                 }
             }
         });
@@ -294,7 +278,6 @@ impl Conv2d {
     fn col2im(&self, dcols: &[f32], n: usize, input: Dims, win: &Window) -> Vec<f32> {
         let k = self.patch_len();
         let per_sample = win.oh * win.ow * k;
-        let c = input.c;
         let mut dx = vec![0.0f32; n * input.len()];
         for_each_sample(
             &mut dx,
@@ -305,27 +288,12 @@ impl Conv2d {
                 for oy in 0..win.oh {
                     for ox in 0..win.ow {
                         let row = &dcols_n[(oy * win.ow + ox) * k..(oy * win.ow + ox + 1) * k];
-                        // As in im2col: the in-bounds kernel columns of one kernel row map to one
-                        // contiguous run of the input row.
-                        let ix0 = (ox * win.sw) as isize - win.pad_left as isize;
-                        let kx0 = (-ix0).max(0) as usize;
-                        let kx1 = ((input.w as isize - ix0).max(0) as usize).min(win.kw);
-                        if kx0 >= kx1 {
-                            continue;
-                        }
-                        for ky in 0..win.kh {
-                            let iy = (oy * win.sh + ky) as isize - win.pad_top as isize;
-                            if iy < 0 || iy >= input.h as isize {
-                                continue;
-                            }
-                            let dst = (iy as usize * input.w + (ix0 + kx0 as isize) as usize) * c;
-                            let src = (ky * win.kw + kx0) * c;
-                            let len = (kx1 - kx0) * c;
-                            for (d, s) in dx_n[dst..dst + len].iter_mut().zip(&row[src..src + len])
-                            {
+                        for_each_kernel_row_run(win, input, oy, ox, |dst, src, len| {
+                            let run = dx_n[dst..dst + len].iter_mut().zip(&row[src..src + len]);
+                            for (d, s) in run {
                                 *d += s;
                             }
-                        }
+                        });
                     }
                 }
             },
@@ -752,6 +720,34 @@ impl Layer {
                 .for_each(one);
         }
         Ok((dw, db))
+    }
+}
+
+/// For output position `(oy, ox)` of a convolution window, calls `f(input_offset, patch_offset,
+/// len)` once per in-bounds kernel row: the in-bounds kernel columns of a kernel row read one
+/// contiguous run of `len` values of the input row (NHWC), at `input_offset` within the sample and
+/// `patch_offset` within the im2col row. im2col copies these runs; col2im adds them back.
+fn for_each_kernel_row_run(
+    win: &Window,
+    input: Dims,
+    oy: usize,
+    ox: usize,
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let c = input.c;
+    let ix0 = (ox * win.sw) as isize - win.pad_left as isize;
+    let kx0 = (-ix0).max(0) as usize;
+    let kx1 = ((input.w as isize - ix0).max(0) as usize).min(win.kw);
+    if kx0 >= kx1 {
+        return;
+    }
+    for ky in 0..win.kh {
+        let iy = (oy * win.sh + ky) as isize - win.pad_top as isize;
+        if iy < 0 || iy >= input.h as isize {
+            continue;
+        }
+        let input_offset = (iy as usize * input.w + (ix0 + kx0 as isize) as usize) * c;
+        f(input_offset, (ky * win.kw + kx0) * c, (kx1 - kx0) * c);
     }
 }
 

@@ -42,4 +42,5 @@ pub use grads::{GradBlock, ParamGroup, ParamSelection, PerSampleGrads};
 pub use loss::{Loss, OutputKind, Targets};
 pub use predictor::{
     argmax_rows, check_batch, check_finite, DifferentiableModel, FnPredictor, Predictor,
+    TimedPredictor,
 };

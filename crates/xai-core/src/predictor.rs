@@ -187,6 +187,64 @@ where
     }
 }
 
+/// A [`Predictor`] that passes every call to `inner` and adds up the time spent in it and the
+/// rows evaluated: how much of an explanation's time is the model's, and how many model
+/// evaluations a method made. Safe to share across threads.
+pub struct TimedPredictor<'a> {
+    inner: &'a dyn Predictor,
+    nanos: std::sync::atomic::AtomicU64,
+    rows: std::sync::atomic::AtomicU64,
+}
+
+impl<'a> TimedPredictor<'a> {
+    /// Wraps `inner`, with both counters at zero.
+    pub fn new(inner: &'a dyn Predictor) -> Self {
+        Self {
+            inner,
+            nanos: 0.into(),
+            rows: 0.into(),
+        }
+    }
+
+    /// Time spent in `inner.predict` since the last [`TimedPredictor::reset`].
+    pub fn elapsed(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.nanos.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Rows (model evaluations) passed to `inner.predict` since the last reset.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets both counters to zero.
+    pub fn reset(&self) {
+        self.nanos.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.rows.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Predictor for TimedPredictor<'_> {
+    fn input_shape(&self) -> &[usize] {
+        self.inner.input_shape()
+    }
+
+    fn n_outputs(&self) -> usize {
+        self.inner.n_outputs()
+    }
+
+    fn predict(&self, x: ArrayViewD<'_, f32>) -> Result<Array2<f32>> {
+        let start = std::time::Instant::now();
+        let rows = x.shape().first().copied().unwrap_or(0) as u64;
+        let out = self.inner.predict(x);
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos
+            .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+        self.rows
+            .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +269,27 @@ mod tests {
             bad.predict(array![[1.0f32, 2.0]].view().into_dyn()),
             Err(CoreError::Model(_))
         ));
+    }
+
+    #[test]
+    fn timed_predictor_counts_rows_and_passes_outputs_through() {
+        let p = FnPredictor::new(vec![2], 1, |x: ArrayViewD<'_, f32>| {
+            Ok(x.into_dimensionality::<ndarray::Ix2>()
+                .unwrap()
+                .sum_axis(Axis(1))
+                .insert_axis(Axis(1)))
+        });
+        let timed = TimedPredictor::new(&p);
+        let x = array![[1.0f32, 2.0], [3.0, 4.0], [5.0, 6.0]];
+        let out = timed.predict(x.view().into_dyn()).unwrap();
+        assert_eq!(out, array![[3.0f32], [7.0], [11.0]]);
+        timed.predict(x.view().into_dyn()).unwrap();
+        assert_eq!(timed.rows(), 6);
+        // Errors pass through too, and the counters reset.
+        assert!(timed.predict(array![[1.0f32]].view().into_dyn()).is_err());
+        timed.reset();
+        assert_eq!(timed.rows(), 0);
+        assert_eq!(timed.elapsed(), std::time::Duration::ZERO);
     }
 
     #[test]

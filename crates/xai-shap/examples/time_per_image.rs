@@ -8,38 +8,16 @@
 //! ```
 //! Defaults: `alibi_cnn 20 1000 default`.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use ndarray::{s, Array2, ArrayViewD, Axis};
-use xai_core::{argmax_rows, Predictor};
+use ndarray::{s, Axis};
+use xai_core::{argmax_rows, Predictor, TimedPredictor};
 use xai_datasets::Mnist;
 use xai_models::zoo::{load_pretrained, ModelKind};
 use xai_shap::{Background, ImageKernelShapParams, KernelShapParams};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// A predictor that adds up the time spent in the wrapped model.
-struct Timed<'a> {
-    inner: &'a dyn Predictor,
-    spent: Mutex<Duration>,
-}
-
-impl Predictor for Timed<'_> {
-    fn input_shape(&self) -> &[usize] {
-        self.inner.input_shape()
-    }
-    fn n_outputs(&self) -> usize {
-        self.inner.n_outputs()
-    }
-    fn predict(&self, x: ArrayViewD<'_, f32>) -> xai_core::Result<Array2<f32>> {
-        let start = Instant::now();
-        let out = self.inner.predict(x);
-        *self.spent.lock().expect("timer") += start.elapsed();
-        out
-    }
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -63,10 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let images = test.images_f32(kind.scaling());
     let images = images.slice(s![..n.min(images.shape()[0]), .., .., ..]);
     let labels = argmax_rows(model.predict(images.into_dyn())?.view());
-    let timed = Timed {
-        inner: &model,
-        spent: Mutex::new(Duration::ZERO),
-    };
+    let timed = TimedPredictor::new(&model);
     let shap = if shap_compatible {
         KernelShapParams::shap_compatible()
     } else {
@@ -83,11 +58,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .compactness(10.0)
             .sigma(0.0)
             .check()?;
-        *timed.spent.lock().expect("timer") = Duration::ZERO;
+        timed.reset();
         let start = Instant::now();
         let e = params.explain(&timed, image)?;
         totals.push(start.elapsed().as_secs_f64());
-        model_times.push(timed.spent.lock().expect("timer").as_secs_f64());
+        model_times.push(timed.elapsed().as_secs_f64());
         evaluations.push(e.data.n_evaluations as f64);
     }
     println!(

@@ -97,8 +97,21 @@ pub(crate) fn matmul(
         }
         return;
     }
-    if k <= SMALL_INNER && op_a == Op::N && op_b == Op::N {
-        small_inner_matmul(a, b, c, (m, k, n), accumulate);
+    if k <= SMALL_INNER && op_a == Op::N {
+        match op_b {
+            Op::N => small_inner_matmul(a, b, c, (m, k, n), accumulate),
+            Op::T => {
+                // `b` is stored n x k; its transpose is tiny (e.g. a conv's weights to one
+                // output channel in the backward pass), so make it k x n and take the same path.
+                let mut bt = vec![0.0f32; k * n];
+                for (j, b_row) in b.chunks_exact(k).enumerate() {
+                    for (l, v) in b_row.iter().enumerate() {
+                        bt[l * n + j] = *v;
+                    }
+                }
+                small_inner_matmul(a, &bt, c, (m, k, n), accumulate);
+            }
+        }
         return;
     }
     if n == 1 && op_a == Op::N {
@@ -182,7 +195,7 @@ mod tests {
 
     #[test]
     fn all_transpose_combinations_match_naive() {
-        // k = 5 takes the small-inner-dimension path for (N, N); k = 13 always takes gemm.
+        // k = 5 takes the small-inner-dimension path for (N, N) and (N, T); k = 13 takes gemm.
         for k in [5, 13] {
             check_combinations(7, k, 3);
         }
@@ -190,6 +203,8 @@ mod tests {
         for k in [3, 8, 13, 21] {
             check_combinations(7, k, 1);
         }
+        // An inner dimension of one (outer products), as a conv to one channel's backward.
+        check_combinations(9, 1, 6);
     }
 
     fn check_combinations(m: usize, k: usize, n: usize) {

@@ -896,12 +896,15 @@ impl<'c, 'a> Search<'c, 'a> {
                 ae.predict_and_input_gradient(view.view(), &mut weights_from_reconstruction)?;
             Ok(Some((recon, g)))
         };
-        // Two balanced halves on the two threads: the classifier at y (pullback) and at x, and
-        // the autoencoder at y.
-        let ((classified, x_outputs), reconstructed) = if cem.classifier.is_white_box() {
+        // Two balanced halves on two threads: with the autoencoder, the classifier at y
+        // (pullback) and at x on one, the autoencoder at y on the other; without it, the
+        // classifier at y on one and at x on the other.
+        let ((classified, x_outputs), reconstructed) = if !cem.classifier.is_white_box() {
+            ((classifier_pass(), x_pass()), autoencoder_pass())
+        } else if cem.uses_autoencoder() {
             rayon::join(|| (classifier_pass(), x_pass()), autoencoder_pass)
         } else {
-            ((classifier_pass(), x_pass()), autoencoder_pass())
+            (rayon::join(classifier_pass, x_pass), Ok(None))
         };
         let (outputs, attack_grad) = classified?;
         let reconstructed = reconstructed?;

@@ -143,8 +143,8 @@ fn bench_alibi_cnn(c: &mut Criterion) {
     let x_ref = ndarray::Array4::from_shape_fn((n_ref, 1, 28, 28), |_| rng.gen_range(0.0f32..1.0))
         .into_dyn();
     let y_ref = Targets::Classes((0..n_ref).map(|i| i % 10).collect());
-    let x_test = ndarray::Array4::from_shape_fn((5, 1, 28, 28), |_| rng.gen_range(0.0f32..1.0))
-        .into_dyn();
+    let x_test =
+        ndarray::Array4::from_shape_fn((5, 1, 28, 28), |_| rng.gen_range(0.0f32..1.0)).into_dyn();
     let y_test = Targets::Classes(vec![0, 1, 2, 3, 4]);
     let precompute = params()
         .precompute_grads(true)

@@ -13,41 +13,16 @@
 //! Each engine explains one image untimed first. The model alone: `repeats` (default 5) calls on
 //! 1,000 images after one warm-up call, best and median.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use ndarray::{Array2, ArrayViewD, Axis};
-use xai_core::Predictor;
+use ndarray::{Array2, Axis};
+use xai_core::{Predictor, TimedPredictor};
 use xai_datasets::{Mnist, Scaling};
-use xai_onnx::{Backend, OnnxModel, OnnxOptions};
+use xai_onnx::{Backend, OnnxOptions};
 use xai_shap::{Background, ImageKernelShapParams, KernelShapParams};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// A predictor that adds up the time spent in the model.
-struct Timed<'a> {
-    inner: &'a OnnxModel,
-    nanos: AtomicU64,
-    rows: AtomicU64,
-}
-
-impl Predictor for Timed<'_> {
-    fn input_shape(&self) -> &[usize] {
-        self.inner.input_shape()
-    }
-    fn n_outputs(&self) -> usize {
-        self.inner.n_outputs()
-    }
-    fn predict(&self, x: ArrayViewD<'_, f32>) -> xai_core::Result<Array2<f32>> {
-        let t = Instant::now();
-        let out = self.inner.predict(x.view());
-        self.nanos
-            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.rows.fetch_add(x.shape()[0] as u64, Ordering::Relaxed);
-        out
-    }
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -122,11 +97,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         let mut values = Vec::new();
         for m in &models {
-            let timed = Timed {
-                inner: m,
-                nanos: AtomicU64::new(0),
-                rows: AtomicU64::new(0),
-            };
+            let timed = TimedPredictor::new(m);
             let mut total = 0.0;
             let mut vals = Vec::new();
             // One untimed explanation first (thread pools, allocator).
@@ -162,8 +133,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 total += t.elapsed().as_secs_f64();
                 vals.push(e.data.segment_values);
             }
-            let model_s = timed.nanos.load(Ordering::Relaxed) as f64 * 1e-9;
-            let rows = timed.rows.load(Ordering::Relaxed) as f64 / n_images as f64;
+            let model_s = timed.elapsed().as_secs_f64();
+            let rows = timed.rows() as f64 / n_images as f64;
             println!(
                 "  {:<30} {:.3} s per image, of which model {:.3} s ({rows:.0} rows per image)",
                 m.engine().to_string(),

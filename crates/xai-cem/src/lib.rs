@@ -27,11 +27,15 @@
 //!
 //! ## Speed
 //!
-//! All instances of a batch ([`Cem::explain_batch`]) iterate in lock-step: each iteration makes
-//! one classifier `predict` on the stacked `[x_{k+1}; y_{k+1}]`, one vector-Jacobian product at
-//! `y_k` (skipped while the hinge is inactive) and, with an autoencoder, one forward pass and
-//! one vector-Jacobian product of it. The FISTA loop itself does not allocate (buffers are
-//! reused); the model calls dominate. An optional early stop ends a c-step once its objective
+//! All instances of a batch ([`Cem::explain_batch`]) iterate in lock-step. Each iteration makes
+//! one classifier pullback at `y_k` (outputs and vector-Jacobian product from one forward pass,
+//! [`xai_core::DifferentiableModel::predict_and_input_gradient`]; the backward pass is skipped
+//! while every hinge is inactive), one classifier forward at the previous step's `x_k` (the PN/PP
+//! test) and, with an autoencoder, one autoencoder pullback at `y_k`. In white-box mode these run
+//! on two threads side by side (`rayon::join`): the classifier's two calls against the
+//! autoencoder's, or, without one, the classifier's pullback against its forward. The FISTA loop
+//! reuses its buffers; the model calls dominate (about 0.5 ms per iteration with the seed's MNIST
+//! models, see `docs/BENCHMARKS.md`). An optional early stop ends a c-step once its objective
 //! stalls ([`EarlyStop`], off by default to reproduce alibi).
 //!
 //! ## Differences from alibi

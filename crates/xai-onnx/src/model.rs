@@ -354,6 +354,25 @@ impl OnnxModel {
     }
 
     /// `x * scale + offset` as a new array (a copy even when the map is the identity).
+    /// The imported network, its head and input scale, the batch size and the batch scaled as the
+    /// network expects, or an error for a tract-run model or a batch of the wrong shape.
+    fn imported_input(
+        &self,
+        x: &ArrayViewD<'_, f32>,
+    ) -> xai_core::Result<(&Network, &Head, f32, usize, ArrayD<f32>)> {
+        let Inner::Imported {
+            net,
+            head,
+            scale,
+            offset,
+        } = &self.inner
+        else {
+            return Err(self.not_differentiable());
+        };
+        let n = check_batch("input", x, &self.input_shape)?;
+        Ok((net, head, *scale, n, Self::transformed(x, *scale, *offset)))
+    }
+
     fn transformed(x: &ArrayViewD<'_, f32>, scale: f32, offset: f32) -> ArrayD<f32> {
         if scale == 1.0 && offset == 0.0 {
             x.to_owned()
@@ -439,16 +458,7 @@ impl DifferentiableModel for OnnxModel {
         x: ArrayViewD<'_, f32>,
         output_weights: ArrayView2<'_, f32>,
     ) -> xai_core::Result<ArrayD<f32>> {
-        let Inner::Imported {
-            net,
-            head,
-            scale,
-            offset,
-        } = &self.inner
-        else {
-            return Err(self.not_differentiable());
-        };
-        let n = check_batch("input", &x, &self.input_shape)?;
+        let (net, head, scale, n, xt) = self.imported_input(&x)?;
         if output_weights.dim() != (n, self.n_outputs) {
             return Err(CoreError::shape(
                 "output weights",
@@ -456,7 +466,6 @@ impl DifferentiableModel for OnnxModel {
                 format!("[{n}, {}]", self.n_outputs),
             ));
         }
-        let xt = Self::transformed(&x, *scale, *offset);
         let g = match head {
             Head::Identity => output_weights.to_owned(),
             _ => {
@@ -465,7 +474,7 @@ impl DifferentiableModel for OnnxModel {
             }
         };
         let mut grad = net.input_gradient(xt.view(), g.view())?;
-        if *scale != 1.0 {
+        if scale != 1.0 {
             grad.mapv_inplace(|v| v * scale);
         }
         Ok(grad)
@@ -476,17 +485,7 @@ impl DifferentiableModel for OnnxModel {
         x: ArrayViewD<'_, f32>,
         output_weights: &mut dyn FnMut(ArrayView2<'_, f32>) -> xai_core::Result<Array2<f32>>,
     ) -> xai_core::Result<(Array2<f32>, ArrayD<f32>)> {
-        let Inner::Imported {
-            net,
-            head,
-            scale,
-            offset,
-        } = &self.inner
-        else {
-            return Err(self.not_differentiable());
-        };
-        check_batch("input", &x, &self.input_shape)?;
-        let xt = Self::transformed(&x, *scale, *offset);
+        let (net, head, scale, _, xt) = self.imported_input(&x)?;
         // One forward pass of the network: the pullback maps its outputs z through the head,
         // asks the caller for weights on the head's outputs and pulls them back to z.
         let mut outputs = None;
@@ -506,7 +505,7 @@ impl DifferentiableModel for OnnxModel {
         })?;
         let outputs =
             outputs.ok_or_else(|| CoreError::Model("the network returned no outputs".into()))?;
-        if *scale != 1.0 {
+        if scale != 1.0 {
             grad.mapv_inplace(|v| v * scale);
         }
         Ok((outputs, grad))
@@ -526,17 +525,7 @@ impl DifferentiableModel for OnnxModel {
         loss: &Loss,
         selection: &ParamSelection,
     ) -> xai_core::Result<PerSampleGrads> {
-        let Inner::Imported {
-            net,
-            head,
-            scale,
-            offset,
-        } = &self.inner
-        else {
-            return Err(self.not_differentiable());
-        };
-        check_batch("input", &x, &self.input_shape)?;
-        let xt = Self::transformed(&x, *scale, *offset);
+        let (net, head, _, _, xt) = self.imported_input(&x)?;
         if *head == Head::Identity {
             return net.per_sample_grads(xt.view(), targets, loss, selection);
         }

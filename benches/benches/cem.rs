@@ -10,7 +10,12 @@
 //!   per iteration does not depend on the weights), with the seed's settings but 50 iterations
 //!   of one c-step: multiply by 200 for the seed's 10 x 1000 iterations.
 //!
-//! Run with `cargo bench -p xai-benches --bench cem`.
+//! * `seed`: the acceptance measurement. The shipped (trained) `cem_cnn` and `cem_autoencoder`,
+//!   MNIST test image 4 (the seed's), the seed's settings in full (10 c-steps x 1000
+//!   iterations): one PN and one PP explanation, with and without the autoencoder.
+//!
+//! Run with `cargo bench -p xai-benches --bench cem` (`-- cem_seed` for the seed group only;
+//! about four minutes).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ndarray::{s, ArrayD};
@@ -178,5 +183,48 @@ fn bench_alibi_cnn(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_bars, bench_mnist_sized, bench_alibi_cnn);
+fn bench_seed(c: &mut Criterion) {
+    use xai_datasets::Mnist;
+    use xai_models::zoo::{load_pretrained, ModelKind};
+    let mnist = Mnist::load_default().expect("MNIST under data/mnist");
+    let x = mnist
+        .test
+        .subset(&[4])
+        .expect("test image 4")
+        .images_f32(ModelKind::CemCnn.scaling())
+        .into_dyn();
+    let cnn = load_pretrained(ModelKind::CemCnn).expect("shipped cem_cnn");
+    let ae = load_pretrained(ModelKind::CemAutoencoder).expect("shipped cem_autoencoder");
+    let mut group = c.benchmark_group("cem_seed");
+    // Each explanation is the seed's 10,000 FISTA iterations (seconds): the fewest samples
+    // criterion allows, and no extra time for them.
+    group.sample_size(10);
+    group.warm_up_time(std::time::Duration::from_millis(1));
+    group.measurement_time(std::time::Duration::from_secs(1));
+    for mode in [Mode::PertinentNegative, Mode::PertinentPositive] {
+        for with_ae in [true, false] {
+            let mut params = CemParams::alibi_mnist_example(mode);
+            if !with_ae {
+                params = params.gamma(0.0);
+            }
+            let mut cem = Cem::white_box(params.check().expect("params"), &cnn).expect("cem");
+            if with_ae {
+                cem = cem.with_autoencoder(&ae).expect("autoencoder");
+            }
+            let name = format!("{mode}_{}", if with_ae { "with_ae" } else { "no_ae" });
+            group.bench_function(name, |b| {
+                b.iter(|| cem.explain_batch(x.view(), None).expect("explain"))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_bars,
+    bench_mnist_sized,
+    bench_alibi_cnn,
+    bench_seed
+);
 criterion_main!(benches);

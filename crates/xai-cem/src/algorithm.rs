@@ -896,13 +896,14 @@ impl<'c, 'a> Search<'c, 'a> {
                 ae.predict_and_input_gradient(view.view(), &mut weights_from_reconstruction)?;
             Ok(Some((recon, g)))
         };
-        // Two balanced halves on two threads: with the autoencoder, the classifier at y
-        // (pullback) and at x on one, the autoencoder at y on the other; without it, the
-        // classifier at y on one and at x on the other.
+        // Three passes on two threads. With the autoencoder: the classifier at y (pullback) on
+        // this thread and the autoencoder at y on the other; the classifier at x waits as a job
+        // of its own, taken by whichever thread is free first (the two pullbacks take about
+        // the same time). Without it: the classifier at y on one thread and at x on the other.
         let ((classified, x_outputs), reconstructed) = if !cem.classifier.is_white_box() {
             ((classifier_pass(), x_pass()), autoencoder_pass())
         } else if cem.uses_autoencoder() {
-            rayon::join(|| (classifier_pass(), x_pass()), autoencoder_pass)
+            rayon::join(|| rayon::join(classifier_pass, x_pass), autoencoder_pass)
         } else {
             (rayon::join(classifier_pass, x_pass), Ok(None))
         };

@@ -22,7 +22,7 @@ fn small_inner_matmul(
         for (l, &a_il) in a_row.iter().enumerate() {
             let b_row = &b[l * n..(l + 1) * n];
             for (cv, bv) in c_row.iter_mut().zip(b_row) {
-                *cv += a_il * bv;
+                *cv = fma(a_il, *bv, *cv);
             }
         }
     };
@@ -34,21 +34,171 @@ fn small_inner_matmul(
     }
 }
 
-/// Dot product with eight independent accumulators, so that it vectorises.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (a8, a_rest) = a.split_at(a.len() / 8 * 8);
-    let (b8, b_rest) = b.split_at(a8.len());
-    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
+/// `a * b + c`, fused where the target has FMA instructions (the workspace builds for
+/// x86-64-v3; see `.cargo/config.toml`). Rust never fuses `a * b + c` by itself, and without
+/// the instructions `mul_add` would be a slow library call, so it is then a multiply and an add.
+#[inline(always)]
+pub(crate) fn fma(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(any(target_feature = "fma", target_arch = "aarch64"))]
+    {
+        a.mul_add(b, c)
+    }
+    #[cfg(not(any(target_feature = "fma", target_arch = "aarch64")))]
+    {
+        a * b + c
+    }
+}
+
+/// Dot products of `a` with four rows at once (each at least `a.len()` long): the rows share
+/// the loads of `a`, and eight vector accumulators hide the multiply-add latency that limits a
+/// single dot product. Explicit AVX2 + FMA where the build targets them (LLVM's
+/// auto-vectoriser made poor code of this loop nest), portable code otherwise.
+#[inline]
+pub(crate) fn dots4(a: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
+    let k = a.len();
+    let rows = rows.map(|r| &r[..k]);
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    {
+        avx2::dots4(a, rows)
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
+    {
+        rows.map(|r| dot(a, r))
+    }
+}
+
+/// The dot product of `a` with `row` (at least `a.len()` long).
+#[inline]
+pub(crate) fn dot(a: &[f32], row: &[f32]) -> f32 {
+    let row = &row[..a.len()];
+    let mut acc = [0.0f32; 16];
+    let (a16, a_rest) = a.split_at(a.len() / 16 * 16);
+    let (r16, r_rest) = row.split_at(a16.len());
+    for (x, y) in a16.chunks_exact(16).zip(r16.chunks_exact(16)) {
+        for l in 0..16 {
+            acc[l] = fma(x[l], y[l], acc[l]);
         }
     }
     let mut sum: f32 = acc.iter().sum();
-    for (x, y) in a_rest.iter().zip(b_rest) {
-        sum += x * y;
+    for (x, y) in a_rest.iter().zip(r_rest) {
+        sum = fma(*x, *y, sum);
     }
     sum
+}
+
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Horizontal sum of the eight lanes.
+    #[inline(always)]
+    fn sum8(v: __m256) -> f32 {
+        // SAFETY: register-only intrinsics, available since the build targets AVX2.
+        unsafe {
+            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+            _mm_cvtss_f32(s)
+        }
+    }
+
+    /// See [`super::dots4`]; every row has exactly `a.len()` values.
+    #[inline(always)]
+    pub(super) fn dots4(a: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
+        let k = a.len();
+        assert!(rows.iter().all(|r| r.len() == k), "dots4: row lengths");
+        let k16 = k / 16 * 16;
+        let mut out = [0.0f32; 4];
+        // SAFETY: every load reads 8 floats at offsets `i` and `i + 8` with `i + 16 <= k16 <= k`,
+        // inside `a` and every row (length `k`, asserted above); AVX2 and FMA are enabled for
+        // the whole build (cfg above). Unaligned loads are used throughout.
+        unsafe {
+            let zero = _mm256_setzero_ps();
+            let mut acc = [[zero; 2]; 4];
+            let mut i = 0;
+            while i < k16 {
+                let x0 = _mm256_loadu_ps(a.as_ptr().add(i));
+                let x1 = _mm256_loadu_ps(a.as_ptr().add(i + 8));
+                for (acc_r, row) in acc.iter_mut().zip(&rows) {
+                    let p = row.as_ptr().add(i);
+                    acc_r[0] = _mm256_fmadd_ps(x0, _mm256_loadu_ps(p), acc_r[0]);
+                    acc_r[1] = _mm256_fmadd_ps(x1, _mm256_loadu_ps(p.add(8)), acc_r[1]);
+                }
+                i += 16;
+            }
+            for ((o, acc_r), row) in out.iter_mut().zip(&acc).zip(&rows) {
+                let mut sum = sum8(_mm256_add_ps(acc_r[0], acc_r[1]));
+                for (x, y) in a[k16..].iter().zip(&row[k16..]) {
+                    sum = x.mul_add(*y, sum);
+                }
+                *o = sum;
+            }
+        }
+        out
+    }
+}
+
+/// `c = a · b (+ c)` for a single row `a` (length `k`) and row-major `b` (`k x n`): the rows of
+/// `b` scaled by `a` and summed, 64 columns at a time so that those columns of `c` stay in
+/// registers while `b` streams past.
+fn row_times_matrix(a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
+    const BLOCK: usize = 64;
+    let n = c.len();
+    let mut j0 = 0;
+    while j0 < n {
+        let width = BLOCK.min(n - j0);
+        let mut acc = [0.0f32; BLOCK];
+        if accumulate {
+            acc[..width].copy_from_slice(&c[j0..j0 + width]);
+        }
+        if width == BLOCK {
+            for (&a_l, b_row) in a.iter().zip(b.chunks_exact(n)) {
+                let bv: &[f32; BLOCK] = b_row[j0..j0 + BLOCK].try_into().expect("BLOCK");
+                for q in 0..BLOCK {
+                    acc[q] = fma(a_l, bv[q], acc[q]);
+                }
+            }
+        } else {
+            for (&a_l, b_row) in a.iter().zip(b.chunks_exact(n)) {
+                for (q, bv) in b_row[j0..j0 + width].iter().enumerate() {
+                    acc[q] = fma(a_l, *bv, acc[q]);
+                }
+            }
+        }
+        c[j0..j0 + width].copy_from_slice(&acc[..width]);
+        j0 += width;
+    }
+}
+
+/// `c[j] = a · b_j (+ c[j])` for the rows `b_j` of a row-major `n x k` matrix `b`.
+fn row_dots(a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
+    let k = a.len();
+    let n = c.len();
+    let mut store = |j: usize, v: f32| {
+        c[j] = if accumulate { c[j] + v } else { v };
+    };
+    let n4 = n / 4 * 4;
+    for j in (0..n4).step_by(4) {
+        let rows = [0, 1, 2, 3].map(|r| &b[(j + r) * k..(j + r + 1) * k]);
+        for (r, v) in dots4(a, rows).into_iter().enumerate() {
+            store(j + r, v);
+        }
+    }
+    for j in n4..n {
+        store(j, dot(a, &b[j * k..(j + 1) * k]));
+    }
 }
 
 /// How a row-major operand is read.
@@ -114,13 +264,19 @@ pub(crate) fn matmul(
         }
         return;
     }
+    if m == 1 {
+        // A row vector times a matrix (a dense layer at batch 1): `a` is contiguous whatever its
+        // op. `b` as stored is read once, in order.
+        match op_b {
+            Op::N => row_times_matrix(a, b, c, accumulate),
+            Op::T => row_dots(a, b, c, accumulate),
+        }
+        return;
+    }
     if n == 1 && op_a == Op::N {
         // A matrix-vector product (e.g. a convolution to one channel): `b` is a contiguous
         // column whatever its op, so each output is one dot product of contiguous rows.
-        for (cv, a_row) in c.iter_mut().zip(a.chunks_exact(k)) {
-            let dot = dot(a_row, b);
-            *cv = if accumulate { *cv + dot } else { dot };
-        }
+        row_dots(b, a, c, accumulate);
         return;
     }
     // Element (i, j) of a row-major r x c matrix sits at i * c + j: row stride c, column stride 1.
@@ -205,6 +361,10 @@ mod tests {
         }
         // An inner dimension of one (outer products), as a conv to one channel's backward.
         check_combinations(9, 1, 6);
+        // One row (a dense layer at batch 1), short and long rows of the weights.
+        for (k, n) in [(3, 5), (13, 1), (40, 37)] {
+            check_combinations(1, k, n);
+        }
     }
 
     fn check_combinations(m: usize, k: usize, n: usize) {

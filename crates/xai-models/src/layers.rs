@@ -9,6 +9,7 @@ use rand::Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::direct;
 use crate::gemm::{matmul, Op};
 use crate::ModelError;
 
@@ -109,6 +110,20 @@ struct Window {
     pad_left: usize,
     oh: usize,
     ow: usize,
+}
+
+impl Window {
+    /// The same window as a stride-1 frame for [`direct::conv`] (callers check the stride).
+    fn stride1(&self) -> direct::Stride1 {
+        direct::Stride1 {
+            kh: self.kh,
+            kw: self.kw,
+            top: self.pad_top as isize,
+            left: self.pad_left as isize,
+            oh: self.oh,
+            ow: self.ow,
+        }
+    }
 }
 
 fn window(
@@ -449,10 +464,11 @@ impl Layer {
     pub(crate) fn backward_in_place(&self, y: &[f32], cache: &Cache, dy: &mut [f32]) {
         match (self, cache) {
             (Layer::Relu, _) => {
+                // A multiply by the 0/1 mask rather than `if o <= 0 { g = 0 }` (or any select):
+                // LLVM turns those into masked stores (`vmaskmovps`), which are microcoded and
+                // slow on AMD cores. Same values wherever `dy` is finite.
                 for (g, o) in dy.iter_mut().zip(y) {
-                    if *o <= 0.0 {
-                        *g = 0.0;
-                    }
+                    *g *= f32::from(u8::from(*o > 0.0));
                 }
             }
             (Layer::Dropout(_), Cache::Keep { kept, scale }) => {
@@ -475,6 +491,19 @@ impl Layer {
     ) -> Result<(Vec<f32>, Cache), ModelError> {
         let out_dims = self.output_dims(input)?;
         Ok(match self {
+            Layer::Conv2d(conv) if conv.stride == (1, 1) && !keep_cache => {
+                let win = conv.window(input)?;
+                let out = direct::conv(
+                    x,
+                    n,
+                    input,
+                    &conv.weight,
+                    conv.out_channels,
+                    Some(&conv.bias),
+                    &win.stride1(),
+                );
+                (out, Cache::None)
+            }
             Layer::Conv2d(conv) => {
                 let win = conv.window(input)?;
                 let cols = conv.im2col(x, n, input, &win);
@@ -565,6 +594,29 @@ impl Layer {
     ) -> Result<Vec<f32>, ModelError> {
         let out_dims = self.output_dims(input)?;
         Ok(match self {
+            Layer::Conv2d(conv)
+                if conv.stride == (1, 1)
+                    && 4 * input.h * input.w <= 5 * out_dims.h * out_dims.w =>
+            {
+                // Direct, unless most of the transposed convolution would multiply the zero
+                // border of a 'valid' convolution's output gradient (e.g. 13x13 from 11x11:
+                // im2col + gemm + col2im is then faster).
+                let win = conv.window(input)?;
+                direct::conv(
+                    dy,
+                    n,
+                    out_dims,
+                    &direct::flip_transpose(
+                        &conv.weight,
+                        conv.kernel,
+                        conv.in_channels,
+                        conv.out_channels,
+                    ),
+                    conv.in_channels,
+                    None,
+                    &win.stride1().transposed(input),
+                )
+            }
             Layer::Conv2d(conv) => {
                 let win = conv.window(input)?;
                 let rows = n * win.oh * win.ow;

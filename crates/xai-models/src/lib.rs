@@ -26,6 +26,7 @@
 //! ```
 
 pub mod dfdx_ops;
+mod direct;
 mod error;
 mod gemm;
 mod io;

@@ -260,6 +260,17 @@ impl Network {
         x: ArrayView4<'_, f32>,
         rng: Option<&mut StdRng>,
     ) -> Result<Trace, ModelError> {
+        self.forward_trace_impl(x, rng, true)
+    }
+
+    /// [`Network::forward_trace`]; without `for_params` the trace serves input gradients only
+    /// (convolutions keep no im2col patches and may run as direct convolutions).
+    fn forward_trace_impl(
+        &self,
+        x: ArrayView4<'_, f32>,
+        rng: Option<&mut StdRng>,
+        for_params: bool,
+    ) -> Result<Trace, ModelError> {
         self.check_nchw(&x)?;
         let shape = x.shape();
         let n = shape[0];
@@ -284,7 +295,7 @@ impl Network {
                     n,
                     self.dims[i],
                     &mut mode,
-                    true,
+                    for_params,
                 )?
             };
             acts.push(out);
@@ -590,7 +601,8 @@ impl DifferentiableModel for Network {
             ));
         }
         let grads = map_chunks(n, |(start, end)| {
-            let trace = self.forward_trace(x4.slice(ndarray::s![start..end, .., .., ..]), None)?;
+            let chunk = x4.slice(ndarray::s![start..end, .., .., ..]);
+            let trace = self.forward_trace_impl(chunk, None, false)?;
             let w = output_weights.slice(ndarray::s![start..end, ..]);
             let dy = self.output_order(&w.iter().copied().collect::<Vec<_>>(), end - start, false);
             let out = self.backward_impl(&trace, dy, self.layers.len(), true, ParamMode::None)?;
@@ -610,7 +622,7 @@ impl DifferentiableModel for Network {
         let n = x4.shape()[0];
         // One trace for the whole batch, on this thread: this is for the small batches of
         // iterative methods (CEM); large batches go through `input_gradient`'s chunks.
-        let trace = crate::parallel::serial(|| self.forward_trace(x4, None))?;
+        let trace = crate::parallel::serial(|| self.forward_trace_impl(x4, None, false))?;
         let outputs = Array2::from_shape_vec(
             (n, self.out_len()),
             self.output_order(trace.output_flat(), n, true),

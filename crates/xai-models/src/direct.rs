@@ -1,0 +1,480 @@
+//! Direct convolution for stride-1 windows, the forward pass and the input gradient.
+//!
+//! im2col followed by a matrix product copies every input value `kh * kw` times and, for the
+//! small images CEM's autoencoder sees one at a time (16 channels over 28x28), spends about half
+//! of its time outside the multiply-adds: copying patches, packing operands, zeroing buffers and
+//! scattering them back (col2im). Here each sample is copied once into a zero-padded buffer and
+//! every output pixel's channels are accumulated in registers straight from it.
+//!
+//! The input gradient of a stride-1 convolution is itself a stride-1 convolution of the output
+//! gradient with the kernel flipped in both spatial axes and its channel axes swapped
+//! (`dx[i] = sum_k dy[i + pad - k] w[k]`), so both passes share one kernel.
+//!
+//! Results equal im2col + matrix product up to the order of the floating-point sums.
+
+use rayon::prelude::*;
+
+use crate::gemm::{dot, dots4, fma};
+use crate::layers::Dims;
+
+/// Output channels accumulated together: two 8-lane vectors per output pixel.
+const WIDE: usize = 16;
+/// Output channels accumulated together when fewer than [`WIDE`] are left.
+const NARROW: usize = 8;
+
+/// A stride-1 window: kernel size, where the input sits inside the zero-padded frame (its
+/// top-left corner; negative values crop), and the output size.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stride1 {
+    pub kh: usize,
+    pub kw: usize,
+    pub top: isize,
+    pub left: isize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl Stride1 {
+    fn padded_h(&self) -> usize {
+        self.oh + self.kh - 1
+    }
+
+    fn padded_w(&self) -> usize {
+        self.ow + self.kw - 1
+    }
+
+    /// The window of the input gradient of a convolution with this window over `input`: the
+    /// output gradient (`oh x ow`) in a frame that puts `kh - 1 - top` zero rows above it, and an
+    /// output of the input's size.
+    pub(crate) fn transposed(&self, input: Dims) -> Stride1 {
+        Stride1 {
+            kh: self.kh,
+            kw: self.kw,
+            top: self.kh as isize - 1 - self.top,
+            left: self.kw as isize - 1 - self.left,
+            oh: input.h,
+            ow: input.w,
+        }
+    }
+}
+
+thread_local! {
+    /// Each thread's zero-padded copy of the sample it is convolving, kept between calls: an
+    /// iterative method (CEM) convolves one image per layer thousands of times, and a fresh
+    /// buffer each time costs allocation, zeroing and page faults.
+    static FRAME: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's frame buffer resized to `len` (contents unspecified: [`pad_into`]
+/// overwrites all of it).
+fn with_frame<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    FRAME.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut frame) => {
+            frame.resize(len, 0.0);
+            f(&mut frame[..len])
+        }
+        // Not reachable (no convolution runs inside another on one thread), but a fresh buffer
+        // is always correct.
+        Err(_) => f(&mut vec![0.0f32; len]),
+    })
+}
+
+/// Copies one NHWC sample into `frame` (`ph x pw` pixels of `c` channels, zero elsewhere) with
+/// its top-left pixel at (`top`, `left`).
+fn pad_into(frame: &mut [f32], src: &[f32], input: Dims, win: &Stride1) {
+    frame.fill(0.0);
+    let (ph, pw, c) = (win.padded_h(), win.padded_w(), input.c);
+    let x0 = win.left.max(0) as usize;
+    let src_x0 = (-win.left).max(0) as usize;
+    if src_x0 >= input.w || x0 >= pw {
+        return;
+    }
+    let len = (input.w - src_x0).min(pw - x0);
+    for sy in 0..input.h {
+        let y = sy as isize + win.top;
+        if y < 0 || y >= ph as isize {
+            continue;
+        }
+        let dst = (y as usize * pw + x0) * c;
+        let src_start = (sy * input.w + src_x0) * c;
+        frame[dst..dst + len * c].copy_from_slice(&src[src_start..src_start + len * c]);
+    }
+}
+
+/// The weights `[kh, kw, ci, co]` of output channels `cb..cb + lanes` as one contiguous
+/// `[kh, kw, ci, lanes]` block (zeros past `co`): a block's weights then stay in the L1 cache
+/// while it sweeps the image (strided rows of the whole kernel would map to a few cache sets).
+fn channel_block(weight: &[f32], co: usize, cb: usize, lanes: usize) -> Vec<f32> {
+    let keep = lanes.min(co - cb);
+    let mut block = vec![0.0f32; weight.len() / co * lanes];
+    for (dst, src) in block.chunks_exact_mut(lanes).zip(weight.chunks_exact(co)) {
+        dst[..keep].copy_from_slice(&src[cb..cb + keep]);
+    }
+    block
+}
+
+/// The kernel flipped in both spatial axes with its channel axes swapped,
+/// `[kh, kw, co, ci]` from `[kh, kw, ci, co]`: the weights of the input-gradient convolution.
+pub(crate) fn flip_transpose(
+    weight: &[f32],
+    (kh, kw): (usize, usize),
+    ci: usize,
+    co: usize,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; weight.len()];
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let src_tap = ((kh - 1 - ky) * kw + (kw - 1 - kx)) * ci * co;
+            let dst_tap = (ky * kw + kx) * co * ci;
+            for i in 0..ci {
+                for o in 0..co {
+                    out[dst_tap + o * ci + i] = weight[src_tap + i * co + o];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Accumulates `B` adjacent output pixels of one row times the `L` output channels of a
+/// [`channel_block`]: `acc[j][l] = sum over (ky, kx, c) of frame[oy + ky, ox0 + j + kx, c] w[ky, kx, c, l]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn block<const L: usize, const B: usize>(
+    frame: &[f32],
+    pw: usize,
+    ci: usize,
+    weight: &[f32],
+    (kh, kw): (usize, usize),
+    (oy, ox0): (usize, usize),
+    init: &[f32; L],
+) -> [[f32; L]; B] {
+    let mut acc = [*init; B];
+    let run = kw * ci;
+    for ky in 0..kh {
+        // For a stride of one, kernel row `ky` of pixel `ox0 + j` reads `kw * ci` contiguous
+        // values of frame row `oy + ky`, starting `j * ci` after pixel `ox0`'s.
+        let start = ((oy + ky) * pw + ox0) * ci;
+        let xs = &frame[start..start + (B - 1) * ci + run];
+        let ws = &weight[ky * run * L..(ky + 1) * run * L];
+        for t in 0..run {
+            // SAFETY: `t < run`, so `t * L + L <= run * L = ws.len()` and
+            // `j * ci + t < (B - 1) * ci + run = xs.len()` for every `j < B`.
+            let w: &[f32; L] = unsafe { &*ws.as_ptr().add(t * L).cast::<[f32; L]>() };
+            for (j, acc_j) in acc.iter_mut().enumerate() {
+                let xv = unsafe { *xs.get_unchecked(j * ci + t) };
+                for l in 0..L {
+                    acc_j[l] = fma(xv, w[l], acc_j[l]);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// One output row of the `L` channels of a [`channel_block`] that starts at channel `cb`, in
+/// blocks of `B` pixels.
+#[allow(clippy::too_many_arguments)]
+fn row_blocks<const L: usize, const B: usize>(
+    frame: &[f32],
+    win: &Stride1,
+    ci: usize,
+    weight: &[f32],
+    cb: usize,
+    co: usize,
+    init: &[f32; L],
+    oy: usize,
+    out_row: &mut [f32],
+) {
+    let (pw, taps) = (win.padded_w(), (win.kh, win.kw));
+    let keep = L.min(co - cb);
+    let mut store = |ox: usize, acc: &[[f32; L]]| {
+        for (j, a) in acc.iter().enumerate() {
+            let at = (ox + j) * co + cb;
+            if keep == L {
+                // A fixed-size copy: a few vector moves instead of a call to `memcpy`.
+                let dst: &mut [f32; L] = (&mut out_row[at..at + L]).try_into().expect("L");
+                *dst = *a;
+            } else {
+                out_row[at..at + keep].copy_from_slice(&a[..keep]);
+            }
+        }
+    };
+    if win.ow < B {
+        for ox in 0..win.ow {
+            store(
+                ox,
+                &block::<L, 1>(frame, pw, ci, weight, taps, (oy, ox), init),
+            );
+        }
+        return;
+    }
+    // Whole blocks; a last, overlapping block ends at the row's end (its overlap is computed
+    // twice, to the same values), which is faster than single pixels.
+    let mut ox = 0;
+    loop {
+        let start = ox.min(win.ow - B);
+        store(
+            start,
+            &block::<L, B>(frame, pw, ci, weight, taps, (oy, start), init),
+        );
+        ox += B;
+        if ox >= win.ow {
+            break;
+        }
+    }
+}
+
+/// A stride-1 convolution of a batch of `n` NHWC samples of `input` dimensions with weights
+/// `[kh, kw, ci, co]` and an optional bias: `[n, oh, ow, co]`.
+///
+/// Internal invariants (slice lengths) are checked with `assert!`: callers size every buffer
+/// from validated shapes.
+pub(crate) fn conv(
+    x: &[f32],
+    n: usize,
+    input: Dims,
+    weight: &[f32],
+    co: usize,
+    bias: Option<&[f32]>,
+    win: &Stride1,
+) -> Vec<f32> {
+    let ci = input.c;
+    assert_eq!(x.len(), n * input.len(), "direct conv: input length");
+    assert_eq!(
+        weight.len(),
+        win.kh * win.kw * ci * co,
+        "direct conv: weights"
+    );
+    let out_len = win.oh * win.ow * co;
+    let mut out = vec![0.0f32; n * out_len];
+    if out_len == 0 || input.is_empty() {
+        if let Some(b) = bias {
+            for px in out.chunks_mut(co) {
+                px.copy_from_slice(b);
+            }
+        }
+        return out;
+    }
+    let frame_len = win.padded_h() * win.padded_w() * ci;
+    if co == 1 {
+        // One output channel: each kernel row is a dot product of `kw * ci` contiguous values,
+        // computed for four adjacent pixels at once.
+        let b0 = bias.map_or(0.0, |b| b[0]);
+        let run = win.kw * ci;
+        let pw = win.padded_w();
+        let one = |(out_n, x_n): (&mut [f32], &[f32])| {
+            with_frame(frame_len, |frame| {
+                pad_into(frame, x_n, input, win);
+                for (oy, out_row) in out_n.chunks_exact_mut(win.ow).enumerate() {
+                    let mut ox = 0;
+                    while ox < win.ow {
+                        let width = (win.ow - ox).min(4);
+                        let mut sums = [b0; 4];
+                        for ky in 0..win.kh {
+                            let w_row = &weight[ky * run..(ky + 1) * run];
+                            let start = ((oy + ky) * pw + ox) * ci;
+                            let row = |j: usize| &frame[start + j * ci..start + j * ci + run];
+                            if width == 4 {
+                                let d = dots4(w_row, [row(0), row(1), row(2), row(3)]);
+                                for (s, v) in sums.iter_mut().zip(d) {
+                                    *s += v;
+                                }
+                            } else {
+                                for (j, s) in sums.iter_mut().enumerate().take(width) {
+                                    *s += dot(w_row, row(j));
+                                }
+                            }
+                        }
+                        out_row[ox..ox + width].copy_from_slice(&sums[..width]);
+                        ox += width;
+                    }
+                }
+            });
+        };
+        for_each_sample(&mut out, out_len, x, input.len(), one);
+        return out;
+    }
+    // Blocks of WIDE output channels, then one of NARROW (zero-padded) for what is left.
+    let mut blocks = Vec::new();
+    let mut cb = 0;
+    while cb < co {
+        let lanes = if co - cb > NARROW { WIDE } else { NARROW };
+        let mut init = vec![0.0f32; lanes];
+        if let Some(b) = bias {
+            let keep = lanes.min(co - cb);
+            init[..keep].copy_from_slice(&b[cb..cb + keep]);
+        }
+        blocks.push((cb, channel_block(weight, co, cb, lanes), init));
+        cb += lanes;
+    }
+    let one = |(out_n, x_n): (&mut [f32], &[f32])| {
+        with_frame(frame_len, |frame| {
+            pad_into(frame, x_n, input, win);
+            for (cb, wb, init) in &blocks {
+                for (oy, out_row) in out_n.chunks_exact_mut(win.ow * co).enumerate() {
+                    if let Ok(init) = <&[f32; WIDE]>::try_from(init.as_slice()) {
+                        row_blocks::<WIDE, 4>(frame, win, ci, wb, *cb, co, init, oy, out_row);
+                    } else if let Ok(init) = <&[f32; NARROW]>::try_from(init.as_slice()) {
+                        row_blocks::<NARROW, 8>(frame, win, ci, wb, *cb, co, init, oy, out_row);
+                    }
+                }
+            }
+        });
+    };
+    for_each_sample(&mut out, out_len, x, input.len(), one);
+    out
+}
+
+/// Calls `f` on each sample's (output, input) pair, on rayon's threads unless the caller runs
+/// serially (see [`crate::parallel`]).
+fn for_each_sample(
+    out: &mut [f32],
+    out_len: usize,
+    x: &[f32],
+    in_len: usize,
+    f: impl Fn((&mut [f32], &[f32])) + Send + Sync,
+) {
+    if crate::parallel::inner_parallelism() && out.len() > out_len {
+        out.par_chunks_mut(out_len)
+            .zip(x.par_chunks(in_len))
+            .for_each(f);
+    } else {
+        out.chunks_mut(out_len).zip(x.chunks(in_len)).for_each(f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition: out[s, oy, ox, o] = b[o] + sum w[ky, kx, c, o] x[s, oy + ky - top, ox + kx - left, c].
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        x: &[f32],
+        n: usize,
+        input: Dims,
+        w: &[f32],
+        co: usize,
+        bias: Option<&[f32]>,
+        win: &Stride1,
+    ) -> Vec<f32> {
+        let ci = input.c;
+        let mut out = vec![0.0f32; n * win.oh * win.ow * co];
+        for s in 0..n {
+            for oy in 0..win.oh {
+                for ox in 0..win.ow {
+                    for o in 0..co {
+                        let mut acc = bias.map_or(0.0, |b| b[o]);
+                        for ky in 0..win.kh {
+                            for kx in 0..win.kw {
+                                let iy = (oy + ky) as isize - win.top;
+                                let ix = (ox + kx) as isize - win.left;
+                                if iy < 0
+                                    || ix < 0
+                                    || iy >= input.h as isize
+                                    || ix >= input.w as isize
+                                {
+                                    continue;
+                                }
+                                for c in 0..ci {
+                                    let xv = x[s * input.len()
+                                        + ((iy as usize * input.w + ix as usize) * ci)
+                                        + c];
+                                    acc += xv * w[((ky * win.kw + kx) * ci + c) * co + o];
+                                }
+                            }
+                        }
+                        out[((s * win.oh + oy) * win.ow + ox) * co + o] = acc;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, seed: f32) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i as f32 + seed) * 0.731).sin())
+            .collect()
+    }
+
+    #[test]
+    fn matches_the_definition_for_every_channel_blocking_and_padding() {
+        // (h, w, ci, co, kh, kw, top, left, oh, ow): same, valid, even kernels, cropping frames,
+        // one output channel, channel counts that are and are not multiples of the blocks.
+        let cases = [
+            (7, 9, 3, 16, 3, 3, 1, 1, 7, 9),
+            (7, 9, 1, 1, 3, 3, 1, 1, 7, 9),
+            (6, 5, 16, 1, 3, 3, 1, 1, 6, 5),
+            (8, 8, 4, 20, 3, 3, 0, 0, 6, 6),
+            (8, 8, 2, 5, 2, 2, 0, 0, 8, 8),
+            (9, 7, 5, 40, 5, 5, 2, 2, 9, 7),
+            (6, 6, 3, 9, 3, 3, 2, 2, 8, 8),
+            (6, 6, 3, 8, 3, 3, -1, -1, 2, 2),
+        ];
+        for (k, &(h, w, ci, co, kh, kw, top, left, oh, ow)) in cases.iter().enumerate() {
+            let input = Dims::new(h, w, ci);
+            let win = Stride1 {
+                kh,
+                kw,
+                top,
+                left,
+                oh,
+                ow,
+            };
+            let n = 3;
+            let x = values(n * input.len(), k as f32);
+            let wt = values(kh * kw * ci * co, 100.0 + k as f32);
+            let b = values(co, 7.0);
+            for bias in [None, Some(b.as_slice())] {
+                let got = conv(&x, n, input, &wt, co, bias, &win);
+                let want = naive(&x, n, input, &wt, co, bias, &win);
+                assert_eq!(got.len(), want.len());
+                for (g, e) in got.iter().zip(&want) {
+                    assert!((g - e).abs() < 1e-4, "case {k}: {g} vs {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transposed_window_gives_the_input_gradient() {
+        // <conv(x), dy> = <x, conv_T(dy)> for every x, dy: check with random x, dy.
+        for &(h, w, ci, co, kh, top, oh) in &[
+            (7usize, 6usize, 3usize, 16usize, 3usize, 1isize, 7usize),
+            (8, 8, 16, 1, 3, 0, 6),
+            (8, 8, 1, 16, 2, 0, 8),
+        ] {
+            let input = Dims::new(h, w, ci);
+            let ow = oh + w - h;
+            let win = Stride1 {
+                kh,
+                kw: kh,
+                top,
+                left: top,
+                oh,
+                ow,
+            };
+            let x = values(input.len(), 1.0);
+            let wt = values(kh * kh * ci * co, 2.0);
+            let dy = values(oh * ow * co, 3.0);
+            let y = conv(&x, 1, input, &wt, co, None, &win);
+            let dx = conv(
+                &dy,
+                1,
+                Dims::new(oh, ow, co),
+                &flip_transpose(&wt, (kh, kh), ci, co),
+                ci,
+                None,
+                &win.transposed(input),
+            );
+            let lhs: f32 = y.iter().zip(&dy).map(|(a, b)| a * b).sum();
+            let rhs: f32 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
+            assert!(
+                (lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0),
+                "{lhs} vs {rhs}"
+            );
+        }
+    }
+}

@@ -22,6 +22,10 @@ use crate::objective::{
 /// `1e9`, a failed c-step multiplies `c` by 10 instead of bisecting.
 const C_UPPER_UNSET: f32 = 1e10;
 
+/// Up to this many rows (y rows plus pending x rows, i.e. one or two instances) the white-box
+/// classifier evaluates x and differentiates at y in one pass (see `smooth_gradients`).
+const COMBINED_ROWS: usize = 4;
+
 /// The classifier CEM explains and how its gradients are obtained.
 #[derive(Clone, Copy)]
 pub enum Classifier<'a> {
@@ -827,8 +831,16 @@ impl<'c, 'a> Search<'c, 'a> {
             self.batch.extend_from_slice(&states[i].x);
         }
         let p = pending.len();
+        // A few instances (one explanation at a time): the classifier evaluates the pending x
+        // rows in the same pass as it differentiates at the y rows (the pullback skips the
+        // backward pass of trailing rows whose output weights are zero), which saves a pass
+        // and a hand-over between threads per iteration. Larger lock-step batches keep the
+        // two calls, so that the x rows go through `predict`'s parallel chunks.
+        let combined = cem.classifier.is_white_box() && p > 0 && m + p <= COMBINED_ROWS;
         let mut x_dims = self.batch_dims.clone();
         let x_view = shaped_rows(&mut x_dims, &self.batch[m * f..], p)?;
+        let mut all_dims = self.batch_dims.clone();
+        let all_view = shaped_rows(&mut all_dims, &self.batch, m + p)?;
         let view = shaped_rows(&mut self.batch_dims, &self.batch, m)?;
         let (mode, kappa, gamma) = (self.mode, self.kappa, self.gamma);
         let targets_and_c: Vec<(usize, f32)> = indices
@@ -838,7 +850,7 @@ impl<'c, 'a> Search<'c, 'a> {
 
         // The classifier at the pending x rows (to test the PN/PP condition).
         let x_pass = || -> Result<Option<ndarray::Array2<f32>>> {
-            if p == 0 {
+            if p == 0 || combined {
                 return Ok(None);
             }
             Ok(Some(cem.classifier.predict(x_view.view())?))
@@ -847,10 +859,13 @@ impl<'c, 'a> Search<'c, 'a> {
         let classifier_pass = || -> Result<(ndarray::Array2<f32>, Option<ArrayD<f32>>)> {
             match cem.classifier {
                 Classifier::WhiteBox(model) => {
+                    let rows = if combined { m + p } else { m };
                     let mut weights_from_outputs =
                         |outputs: ArrayView2<'_, f32>| -> xai_core::Result<ndarray::Array2<f32>> {
-                            let mut w = ndarray::Array2::zeros((m, k));
-                            if outputs.dim() != (m, k) || outputs.iter().any(|v| !v.is_finite()) {
+                            // Rows past `m` (pending x rows) keep zero weights.
+                            let mut w = ndarray::Array2::zeros((rows, k));
+                            if outputs.dim() != (rows, k) || outputs.iter().any(|v| !v.is_finite())
+                            {
                                 // Reported after the pass, with the model's own shape.
                                 return Ok(w);
                             }
@@ -867,8 +882,13 @@ impl<'c, 'a> Search<'c, 'a> {
                             }
                             Ok(w)
                         };
+                    let input = if combined {
+                        all_view.view()
+                    } else {
+                        view.view()
+                    };
                     let (outputs, g) =
-                        model.predict_and_input_gradient(view.view(), &mut weights_from_outputs)?;
+                        model.predict_and_input_gradient(input, &mut weights_from_outputs)?;
                     Ok((outputs, Some(g)))
                 }
                 Classifier::BlackBox(predictor) => Ok((predictor.predict(view.view())?, None)),
@@ -902,14 +922,29 @@ impl<'c, 'a> Search<'c, 'a> {
         // the same time). Without it: the classifier at y on one thread and at x on the other.
         let ((classified, x_outputs), reconstructed) = if !cem.classifier.is_white_box() {
             ((classifier_pass(), x_pass()), autoencoder_pass())
+        } else if combined && cem.uses_autoencoder() {
+            // The classifier (y and x rows) on this thread, the autoencoder on the other.
+            let (classified, reconstructed) = rayon::join(classifier_pass, autoencoder_pass);
+            ((classified, Ok(None)), reconstructed)
+        } else if combined {
+            ((classifier_pass(), Ok(None)), Ok(None))
         } else if cem.uses_autoencoder() {
             rayon::join(|| rayon::join(classifier_pass, x_pass), autoencoder_pass)
         } else {
             (rayon::join(classifier_pass, x_pass), Ok(None))
         };
-        let (outputs, attack_grad) = classified?;
+        let (mut outputs, mut attack_grad) = classified?;
         let reconstructed = reconstructed?;
-        if let Some(x_outputs) = x_outputs? {
+        let mut x_outputs = x_outputs?;
+        if combined {
+            // Split the combined pass: rows past `m` are the pending x rows.
+            check_outputs("classifier predict", &outputs, m + p, k)?;
+            x_outputs = Some(outputs.slice(ndarray::s![m.., ..]).to_owned());
+            outputs = outputs.slice(ndarray::s![..m, ..]).to_owned();
+            attack_grad =
+                attack_grad.map(|g| g.slice_axis(ndarray::Axis(0), (..m).into()).to_owned());
+        }
+        if let Some(x_outputs) = x_outputs {
             self.record_x(states, &pending, &x_outputs, c_step)?;
         }
 

@@ -2,6 +2,9 @@
 
 use gemm::Parallelism;
 
+/// Products with up to this many rows on the left go row by row (see [`matmul`]).
+const FEW_ROWS: usize = 4;
+
 /// Inner dimensions up to this size (e.g. a first convolution over one channel with a 2x2
 /// kernel: 4) are computed directly; `gemm`'s packing costs more than it saves there.
 const SMALL_INNER: usize = 8;
@@ -264,12 +267,15 @@ pub(crate) fn matmul(
         }
         return;
     }
-    if m == 1 {
-        // A row vector times a matrix (a dense layer at batch 1): `a` is contiguous whatever its
-        // op. `b` as stored is read once, in order.
-        match op_b {
-            Op::N => row_times_matrix(a, b, c, accumulate),
-            Op::T => row_dots(a, b, c, accumulate),
+    if m <= FEW_ROWS && op_a == Op::N {
+        // A few rows times a matrix (a dense layer at batch 1 or 2, as CEM calls it): row by
+        // row, so that each row's result is bit-identical to a batch of one; `b` as stored is
+        // read once per row, in order.
+        for (a_row, c_row) in a.chunks_exact(k).zip(c.chunks_exact_mut(n)) {
+            match op_b {
+                Op::N => row_times_matrix(a_row, b, c_row, accumulate),
+                Op::T => row_dots(a_row, b, c_row, accumulate),
+            }
         }
         return;
     }
@@ -361,9 +367,9 @@ mod tests {
         }
         // An inner dimension of one (outer products), as a conv to one channel's backward.
         check_combinations(9, 1, 6);
-        // One row (a dense layer at batch 1), short and long rows of the weights.
-        for (k, n) in [(3, 5), (13, 1), (40, 37)] {
-            check_combinations(1, k, n);
+        // One to four rows (a dense layer at batch 1 or 2), short and long rows of the weights.
+        for (m, k, n) in [(1, 3, 5), (1, 13, 1), (1, 40, 37), (2, 40, 70), (4, 21, 9)] {
+            check_combinations(m, k, n);
         }
     }
 

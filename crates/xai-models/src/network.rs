@@ -56,6 +56,19 @@ impl Trace {
     pub fn output_flat(&self) -> &[f32] {
         self.acts.last().map(|v| v.as_slice()).unwrap_or(&[])
     }
+
+    /// Keeps the first `rows` samples (every activation holds its samples one after another).
+    /// Only for traces without per-batch caches (evaluation mode, no im2col patches).
+    fn truncate(&mut self, rows: usize) {
+        if rows >= self.n || self.n == 0 {
+            return;
+        }
+        for act in &mut self.acts {
+            let per_sample = act.len() / self.n;
+            act.truncate(rows * per_sample);
+        }
+        self.n = rows;
+    }
 }
 
 /// Gradients from [`Network::backward`].
@@ -636,16 +649,26 @@ impl DifferentiableModel for Network {
                 format!("[{n}, {}]", self.out_len()),
             ));
         }
-        if weights.iter().all(|w| *w == 0.0) {
+        // Trailing samples whose output weights are all zero get a zero gradient without a
+        // backward pass (CEM evaluates x_k in the same pass as it differentiates at y_k).
+        let rows = weights
+            .outer_iter()
+            .rposition(|row| row.iter().any(|w| *w != 0.0))
+            .map_or(0, |last| last + 1);
+        if rows == 0 {
             return Ok((outputs, ArrayD::zeros(x.raw_dim())));
         }
-        let dy = self.output_order(&weights.iter().copied().collect::<Vec<_>>(), n, false);
+        let mut trace = trace;
+        trace.truncate(rows);
+        let weights = weights.slice(ndarray::s![..rows, ..]);
+        let dy = self.output_order(&weights.iter().copied().collect::<Vec<_>>(), rows, false);
         let out = crate::parallel::serial(|| {
             self.backward_impl(&trace, dy, self.layers.len(), true, ParamMode::None)
         })?;
-        let input = out
+        let mut input = out
             .input
             .ok_or_else(|| CoreError::Model("backward pass returned no input gradient".into()))?;
+        input.resize(n * self.dims[0].len(), 0.0);
         Ok((outputs, self.input_from_internal(input, n).into_dyn()))
     }
 

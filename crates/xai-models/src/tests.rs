@@ -453,6 +453,28 @@ fn pullback_equals_predict_then_input_gradient() {
         .unwrap();
     assert_eq!(zero.shape(), x.shape());
     assert!(zero.iter().all(|v| *v == 0.0));
+    // Trailing rows with zero weights (CEM's x rows beside its y rows): the leading rows'
+    // gradients are those of the full pass, the trailing rows' are zero, outputs unchanged.
+    let (outputs_t, grad_t) = net
+        .predict_and_input_gradient(x.view().into_dyn(), &mut |o| {
+            let mut w = weights_of(o);
+            w.row_mut(2).fill(0.0);
+            w.row_mut(1).fill(0.0);
+            Ok(w)
+        })
+        .unwrap();
+    assert_eq!(outputs_t, want_outputs);
+    assert_eq!(grad_t.shape(), x.shape());
+    let leading = grad_t.index_axis(ndarray::Axis(0), 0);
+    let leading_want = want_grad.index_axis(ndarray::Axis(0), 0);
+    assert!(leading
+        .iter()
+        .zip(leading_want.iter())
+        .all(|(a, b)| (a - b).abs() <= 1e-6 * b.abs().max(1.0)));
+    assert!(grad_t
+        .slice(ndarray::s![1.., .., .., ..])
+        .iter()
+        .all(|v| *v == 0.0));
     // Weights of the wrong shape are an error, not a panic.
     assert!(net
         .predict_and_input_gradient(x.view().into_dyn(), &mut |_| Ok(Array2::zeros((1, 1))))

@@ -451,54 +451,16 @@ fn pinv_solve(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
     vectors.dot(&vtb)
 }
 
-/// Eigenvalues and eigenvectors (columns) of a symmetric matrix by cyclic Jacobi rotations.
+/// Eigenvalues and eigenvectors (columns) of a symmetric matrix: nalgebra's Householder
+/// tridiagonalisation and implicit symmetric QR (`O(n^3)` once; a cyclic Jacobi sweep here took
+/// 0.2-0.3 s per KernelSHAP explanation at 196 superpixels whenever the normal equations were
+/// singular, e.g. shap's design at small budgets).
 fn symmetric_eigen(a: &Array2<f64>) -> (Vec<f64>, Array2<f64>) {
     let n = a.nrows();
-    let mut a = a.clone();
-    let mut v = Array2::<f64>::eye(n);
-    for _sweep in 0..100 {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).map(move |j| (i, j)))
-            .filter(|(i, j)| i != j)
-            .map(|(i, j)| a[[i, j]] * a[[i, j]])
-            .sum();
-        let total: f64 = a.iter().map(|x| x * x).sum();
-        if off <= 1e-30 * total.max(f64::MIN_POSITIVE) {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                let apq = a[[p, q]];
-                if apq == 0.0 {
-                    continue;
-                }
-                let theta = (a[[q, q]] - a[[p, p]]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for k in 0..n {
-                    let akp = a[[k, p]];
-                    let akq = a[[k, q]];
-                    a[[k, p]] = c * akp - s * akq;
-                    a[[k, q]] = s * akp + c * akq;
-                }
-                for k in 0..n {
-                    let apk = a[[p, k]];
-                    let aqk = a[[q, k]];
-                    a[[p, k]] = c * apk - s * aqk;
-                    a[[q, k]] = s * apk + c * aqk;
-                }
-                for k in 0..n {
-                    let vkp = v[[k, p]];
-                    let vkq = v[[k, q]];
-                    v[[k, p]] = c * vkp - s * vkq;
-                    v[[k, q]] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    ((0..n).map(|i| a[[i, i]]).collect(), v)
+    let m = nalgebra::DMatrix::from_fn(n, n, |i, j| a[[i, j]]);
+    let eigen = m.symmetric_eigen();
+    let vectors = Array2::from_shape_fn((n, n), |(i, j)| eigen.eigenvectors[(i, j)]);
+    (eigen.eigenvalues.iter().copied().collect(), vectors)
 }
 
 #[cfg(test)]

@@ -31,12 +31,15 @@
 //! one classifier pullback at `y_k` (outputs and vector-Jacobian product from one forward pass,
 //! [`xai_core::DifferentiableModel::predict_and_input_gradient`]; the backward pass is skipped
 //! while every hinge is inactive), one classifier forward at the previous step's `x_k` (the PN/PP
-//! test) and, with an autoencoder, one autoencoder pullback at `y_k`. In white-box mode these run
-//! on two threads side by side (`rayon::join`): the classifier's two calls against the
-//! autoencoder's, or, without one, the classifier's pullback against its forward. The FISTA loop
-//! reuses its buffers; the model calls dominate (about 0.5 ms per iteration with the seed's MNIST
-//! models, see `docs/BENCHMARKS.md`). An optional early stop ends a c-step once its objective
-//! stalls ([`EarlyStop`], off by default to reproduce alibi).
+//! test) and, with an autoencoder, one autoencoder pullback at `y_k`. In white-box mode, for one
+//! or two instances, the classifier's two calls are one: a pullback of `[y_k; x_k]` whose
+//! output weights are zero on the `x_k` rows (a `Network` then skips their backward pass), run
+//! beside the autoencoder's pullback on the other thread (`rayon::join`); larger lock-step
+//! batches run the classifier's pullback and forward pass as two calls on the two threads. The
+//! FISTA loop reuses its buffers; the model calls dominate (0.30-0.38 ms per iteration with the
+//! seed's MNIST models, so 3.0-3.8 s for the seed's 10,000 iterations; see
+//! `docs/BENCHMARKS.md`). An optional early stop ends a c-step once its objective stalls
+//! ([`EarlyStop`], off by default to reproduce alibi).
 //!
 //! ## Differences from alibi
 //!

@@ -916,10 +916,12 @@ impl<'c, 'a> Search<'c, 'a> {
                 ae.predict_and_input_gradient(view.view(), &mut weights_from_reconstruction)?;
             Ok(Some((recon, g)))
         };
-        // Three passes on two threads. With the autoencoder: the classifier at y (pullback) on
-        // this thread and the autoencoder at y on the other; the classifier at x waits as a job
-        // of its own, taken by whichever thread is free first (the two pullbacks take about
-        // the same time). Without it: the classifier at y on one thread and at x on the other.
+        // On two threads. Combined (one or two instances): the classifier's one pass on this
+        // thread, the autoencoder's pullback (if any) on the other. Otherwise, with the
+        // autoencoder: the classifier at y (pullback) on this thread and the autoencoder at y on
+        // the other, while the classifier at x waits as a job of its own, taken by whichever
+        // thread is free first; without it: the classifier at y on one thread and at x on the
+        // other. Black-box: the calls in turn.
         let ((classified, x_outputs), reconstructed) = if !cem.classifier.is_white_box() {
             ((classifier_pass(), x_pass()), autoencoder_pass())
         } else if combined && cem.uses_autoencoder() {

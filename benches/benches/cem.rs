@@ -21,9 +21,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ndarray::{s, ArrayD};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use xai_cem::fista::{fista_step, FistaGeometry, Projection};
-use xai_cem::toy::{self, OutputActivation, TwoLayerNet};
 use xai_cem::{Cem, CemParams, Mode};
 use xai_core::{DifferentiableModel, FnPredictor, Predictor};
+use xai_testkit::cem_toy::{self as toy, OutputActivation, TwoLayerNet};
 
 fn bars_budget(mode: Mode) -> CemParams {
     CemParams::alibi_mnist_example(mode)

@@ -11,8 +11,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ndarray::{s, ArrayD};
 use xai_core::{Loss, OutputKind, Targets};
 use xai_grad_sim::naive::naive_scores;
-use xai_grad_sim::toy::{gaussian_blobs, OutputActivation, TwoLayerMlp};
 use xai_grad_sim::{GradSimParams, GradientSimilarity, SimilarityFn};
+use xai_testkit::grad_sim_toy::{gaussian_blobs, OutputActivation, TwoLayerMlp};
 
 const N_FEATURES: usize = 64;
 const N_CLASSES: usize = 10;

@@ -16,9 +16,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ndarray::{s, Array4};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use xai_datasets::{Mnist, Scaling};
-use xai_l2x::mnist::{default_mnist_explainer_dir, mnist_params};
 use xai_l2x::L2x;
 use xai_models::zoo::{load_pretrained, ModelKind};
+use xai_testkit::l2x_mnist::{default_mnist_explainer_dir, mnist_params};
 
 fn setup() -> (L2x, xai_models::Network, Array4<f32>) {
     let images = Mnist::load_default()

@@ -3,18 +3,20 @@
 //! with the seed's settings, and one figure of the original, the autoencoder's reconstruction,
 //! the PN and the PP, each titled with its prediction.
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
-use ndarray::{s, Array2};
 use xai_core::{argmax_rows, Predictor};
 use xai_datasets::Mnist;
 use xai_models::zoo::{load_pretrained, ModelKind};
-use xai_viz::{image_grid, ImageGridOptions};
+use xai_testkit::cem_runs::seed_example;
+use xai_viz::cem_figure;
 
 /// The seed explains test image 4.
 const TEST_INDEX: usize = 4;
 
-pub fn run() -> Result<()> {
-    let dir = crate::demo_dir("cem")?;
+/// Runs the demo into `dir`; `smoke` runs 1 c-step of 10 iterations instead of 10 x 1000.
+pub fn run(dir: &Path, smoke: bool) -> Result<()> {
     let mnist = Mnist::load_default().context("loading MNIST")?;
     let cnn = load_pretrained(ModelKind::CemCnn)?;
     let ae = load_pretrained(ModelKind::CemAutoencoder)?;
@@ -22,58 +24,30 @@ pub fn run() -> Result<()> {
         .test
         .subset(&[TEST_INDEX])?
         .images_f32(ModelKind::CemCnn.scaling());
-    let outputs = xai_cem::demo::seed_example(&cnn, Some(&ae), x.view().into_dyn(), &dir, |p| p)?;
+    let outputs = seed_example(&cnn, Some(&ae), x.view().into_dyn(), dir, |p| {
+        if smoke {
+            p.c_steps(1).max_iterations(10)
+        } else {
+            p
+        }
+    })?;
     let recon = ae.predict(x.view().into_dyn())?;
-    let recon_image = recon.row(0).to_owned().into_shape_with_order((28, 28))?;
-    let recon_pred = argmax_rows(
-        cnn.predict(
-            recon
-                .clone()
-                .into_shape_with_order((1, 1, 28, 28))?
-                .view()
-                .into_dyn(),
-        )?
-        .view(),
-    )[0];
-    let original: Array2<f32> = x.slice(s![0, 0, .., ..]).to_owned();
-    let mut images = vec![original, recon_image];
-    let x_pred = outputs[0].explanations[0].data.x_pred;
-    let mut titles = vec![
-        format!("original, pred {x_pred}"),
-        format!("autoencoder, pred {recon_pred}"),
-    ];
+    let recon = recon.into_shape_with_order((1, 1, 28, 28))?.into_dyn();
+    let recon_pred = argmax_rows(cnn.predict(recon.view())?.view())[0];
     for (out, name) in outputs
         .iter()
         .zip(["pertinent negative", "pertinent positive"])
     {
-        let data = &out.explanations[0].data;
-        match &data.pertinent {
-            Some(p) => {
-                images.push(
-                    p.instance
-                        .view()
-                        .into_shape_with_order((28, 28))?
-                        .to_owned(),
-                );
-                titles.push(format!("{name}, pred {}", p.pred));
-            }
-            None => {
-                images.push(Array2::from_elem((28, 28), -0.5));
-                titles.push(format!("no {name} found"));
-            }
-        }
-        println!("{}: {}", name, data.summary());
+        println!("{name}: {}", out.explanations[0].data.summary());
         println!("{}", out.quality);
     }
     let path = dir.join("cem.png");
-    image_grid(
+    cem_figure(
         &path,
-        &images,
-        &titles,
-        &ImageGridOptions::default()
-            .grid(1, 4)
-            .value_range(-0.5, 0.5)
-            .title(format!("CEM on MNIST test image {TEST_INDEX}")),
+        &[&outputs[0].explanations[0], &outputs[1].explanations[0]],
+        &[(format!("autoencoder, pred {recon_pred}"), recon.view())],
+        (-0.5, 0.5),
+        Some(&format!("CEM on MNIST test image {TEST_INDEX}")),
     )?;
     println!(
         "wrote {} and the explanations under {}",

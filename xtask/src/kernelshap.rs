@@ -8,90 +8,48 @@
 //! logits|probabilities|log-probabilities` (default: read from the graph's last node; outputs
 //! are converted to probabilities before they are explained) and `--backend auto|import|tract`.
 //! A 2-output model is explained on test digits 0 and 1 (labels 0, 1), any other on the first
-//! test digit for every output. Files go to `target/xai-demo/kernelshap_onnx/`.
+//! test digit for every output.
 
-use std::path::PathBuf;
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use xai_core::Predictor;
 use xai_datasets::{Mnist, Scaling};
 use xai_models::zoo::{load_pretrained, ModelKind};
-use xai_onnx::{Backend, Layout, OnnxOptions, OutputKind};
+use xai_onnx::OnnxOptions;
+use xai_shap::hyperparams::ImageKernelShapParams;
+use xai_testkit::shap_runs::dianna_mnist_example;
 
-/// The `--onnx` flags.
-struct OnnxArgs {
-    path: PathBuf,
-    options: OnnxOptions,
-}
+use crate::cli::OnnxDemoArgs;
 
-fn value<'a>(args: &'a [String], i: usize, flag: &str) -> Result<&'a str> {
-    args.get(i + 1)
-        .map(String::as_str)
-        .with_context(|| format!("{flag} needs a value"))
-}
-
-fn parse(args: &[String]) -> Result<Option<OnnxArgs>> {
-    let mut path = None;
-    let mut options = OnnxOptions::new().probabilities(true);
-    let mut onnx_flags = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        let flag = args[i].as_str();
-        let v = value(args, i, flag);
-        match flag {
-            "--onnx" => path = Some(PathBuf::from(v?)),
-            "--layout" => options = options.layout(v?.parse::<Layout>()?),
-            "--input-scale" => {
-                let v = v?;
-                let scale = v
-                    .parse()
-                    .with_context(|| format!("--input-scale `{v}` is not a number"))?;
-                options = options.input_scale(scale);
-            }
-            "--input-offset" => {
-                let v = v?;
-                let offset = v
-                    .parse()
-                    .with_context(|| format!("--input-offset `{v}` is not a number"))?;
-                options = options.input_offset(offset);
-            }
-            "--output" => options = options.output_kind(v?.parse::<OutputKind>()?),
-            "--backend" => options = options.backend(v?.parse::<Backend>()?),
-            other => bail!(
-                "unknown argument `{other}` for demo kernelshap (expected --onnx <file> \
-                 [--layout nchw|nhwc] [--input-scale <f>] [--input-offset <f>] \
-                 [--output logits|probabilities|log-probabilities] [--backend auto|import|tract])"
-            ),
+/// `smoke`: 100 samples over 40 segments instead of 1000 over 200.
+fn budget(smoke: bool) -> impl Fn(ImageKernelShapParams) -> ImageKernelShapParams {
+    move |p| {
+        if smoke {
+            p.nsamples(100).n_segments(40)
+        } else {
+            p
         }
-        if flag != "--onnx" {
-            onnx_flags.push(flag);
-        }
-        i += 2;
-    }
-    match (path, onnx_flags.first()) {
-        (Some(path), _) => Ok(Some(OnnxArgs { path, options })),
-        (None, Some(f)) => bail!("{f} only applies with --onnx <file>"),
-        (None, None) => Ok(None),
     }
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    if let Some(onnx) = parse(args)? {
-        return run_onnx(onnx);
+/// Runs the demo into `dir` (with `--onnx`, on that model).
+pub fn run(dir: &Path, onnx: &OnnxDemoArgs, smoke: bool) -> Result<()> {
+    if onnx.onnx.is_some() {
+        return run_onnx(dir, onnx, smoke);
     }
-    let dir = crate::demo_dir("kernelshap")?;
     let mnist = Mnist::load_default().context("loading MNIST")?;
     let kind = ModelKind::BinaryCnn;
     let model = load_pretrained(kind)?;
     let test = mnist.test.binary_subset(0, 1).head(1);
     let images = test.images_f32(kind.scaling());
-    let out = xai_shap::demo::dianna_mnist_example(
+    let out = dianna_mnist_example(
         &model,
         images.view(),
         &[0, 1],
         Some(&["digit 0", "digit 1"]),
-        &dir,
-        |p| p,
+        dir,
+        budget(smoke),
     )?;
     println!(
         "explained {} image(s), {:.3} s per image; files under {}",
@@ -102,14 +60,31 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn run_onnx(args: OnnxArgs) -> Result<()> {
-    let model = args
-        .options
+fn run_onnx(dir: &Path, args: &OnnxDemoArgs, smoke: bool) -> Result<()> {
+    let Some(path) = &args.onnx else {
+        anyhow::bail!("no --onnx file");
+    };
+    let mut options = OnnxOptions::new().probabilities(true);
+    if let Some(l) = args.layout {
+        options = options.layout(l);
+    }
+    if let Some(s) = args.input_scale {
+        options = options.input_scale(s);
+    }
+    if let Some(o) = args.input_offset {
+        options = options.input_offset(o);
+    }
+    if let Some(k) = args.output {
+        options = options.output_kind(k);
+    }
+    if let Some(b) = args.backend {
+        options = options.backend(b);
+    }
+    let model = options
         .check()?
-        .load(&args.path)
-        .with_context(|| format!("loading {}", args.path.display()))?;
+        .load(path)
+        .with_context(|| format!("loading {}", path.display()))?;
     println!("{}", model.describe());
-    let dir = crate::demo_dir("kernelshap_onnx")?;
     let mnist = Mnist::load_default().context("loading MNIST")?;
     let k = model.n_outputs();
     let (test, labels): (_, Vec<usize>) = if k == 2 {
@@ -120,13 +95,13 @@ fn run_onnx(args: OnnxArgs) -> Result<()> {
     let names: Vec<String> = labels.iter().map(|l| format!("digit {l}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let images = test.images_f32(Scaling::UnitInterval);
-    let out = xai_shap::demo::dianna_mnist_example(
+    let out = dianna_mnist_example(
         &model,
         images.view(),
         &labels,
         (k <= 10).then_some(names.as_slice()),
-        &dir,
-        |p| p,
+        dir,
+        budget(smoke),
     )?;
     println!(
         "explained {} image(s) with the {} back end, {:.3} s per image; files under {}",

@@ -1,33 +1,41 @@
 //! `cargo xtask demo l2x [--epochs N] [--train-size N]`: loads the shipped L2X explainer of the
-//! shipped MNISTNet (or trains one, with omnixai's defaults unless told otherwise, and saves it
-//! under `models/l2x_mnist_net/`), explains the first 5 test images and plots, per image, the
-//! digit, the importance heatmap and the selected patches.
+//! shipped MNISTNet (with `--epochs`/`--train-size`, trains a fresh one with omnixai's defaults
+//! otherwise, saved under the demo's folder, never over the shipped one), explains the first 5
+//! test images and plots, per image, the digit, the importance heatmap (sequential scale) and
+//! the selected patches.
 
-use anyhow::{Context, Result};
+use std::path::Path;
+
+use anyhow::Result;
 use ndarray::Axis;
-use xai_l2x::mnist::{mnist_demo, MnistDemoConfig};
-use xai_viz::{heatmap_panels, HeatmapOptions, HeatmapPanel};
+use xai_testkit::l2x_mnist::{mnist_demo, MnistDemoConfig};
+use xai_viz::{l2x_figure, L2xFigureOptions};
 
-fn option(args: &[String], name: &str) -> Result<Option<usize>> {
-    args.iter()
-        .position(|a| a == name)
-        .map(|i| {
-            args.get(i + 1)
-                .with_context(|| format!("{name} needs a number"))?
-                .parse::<usize>()
-                .with_context(|| format!("{name} needs a number"))
-        })
-        .transpose()
-}
+use crate::cli::L2xDemoArgs;
 
-pub fn run(args: &[String]) -> Result<()> {
-    let dir = crate::demo_dir("l2x")?;
+/// Runs the demo into `dir`; `smoke` explains 2 images (and trains on at most 64 images for
+/// at most one epoch when asked to train).
+pub fn run(dir: &Path, args: &L2xDemoArgs, smoke: bool) -> Result<()> {
     let mut config = MnistDemoConfig::default();
-    if let Some(epochs) = option(args, "--epochs")? {
-        config.params = config.params.num_epochs(epochs);
+    let train = args.epochs.is_some() || args.train_size.is_some();
+    if smoke {
+        config.n_images = 2;
     }
-    config.train_size = option(args, "--train-size")?;
-    let demo = mnist_demo(&config)?;
+    if train {
+        if let Some(epochs) = args.epochs {
+            config.params = config.params.num_epochs(epochs);
+        }
+        config.train_size = args.train_size;
+        if smoke {
+            config.params = config.params.num_epochs(1).batch_size(Some(32));
+            config.train_size = Some(config.train_size.unwrap_or(64).min(64));
+        }
+        config.explainer_dir = dir.join("explainer");
+        if config.explainer_dir.exists() {
+            std::fs::remove_dir_all(&config.explainer_dir)?;
+        }
+    }
+    let demo = mnist_demo(&config).map_err(|e| anyhow::anyhow!(e))?;
     println!(
         "{} the L2X explainer ({})",
         if demo.trained {
@@ -37,42 +45,36 @@ pub fn run(args: &[String]) -> Result<()> {
         },
         config.explainer_dir.display()
     );
-    let k = demo.explanation.meta.params["k"].clone();
-    let mut panels = Vec::new();
+    let k = demo.explanation.data.k;
     for i in 0..demo.images.len_of(Axis(0)) {
         println!(
             "image {i}: label {}, prediction {}, approximator on {k} patches: {}",
             demo.true_labels[i], demo.predictions[i], demo.approximator_predictions[i]
         );
-        panels.push(HeatmapPanel::image(
+    }
+    let titles = (0..demo.images.len_of(Axis(0)))
+        .map(|i| {
             format!(
                 "label {}, pred {}",
                 demo.true_labels[i], demo.predictions[i]
-            ),
-            demo.images.index_axis(Axis(0), i),
-        ));
-        panels.push(HeatmapPanel::heatmap(
-            "importance",
-            demo.importance.index_axis(Axis(0), i),
-        ));
-        panels.push(HeatmapPanel::image(
-            format!(
-                "{k} patches: approx. pred {}",
-                demo.approximator_predictions[i]
-            ),
-            demo.selected.index_axis(Axis(0), i),
-        ));
-    }
+            )
+        })
+        .collect();
     let path = dir.join("l2x.png");
-    let mut opts = HeatmapOptions::default()
-        .title("L2X on the MNISTNet: image, importance, selected patches")
-        .colorbar_label("selection importance")
-        .image_range(0.0, 1.0);
-    opts.cols = Some(3);
-    heatmap_panels(&path, &panels, &opts)?;
+    l2x_figure(
+        &path,
+        demo.images.view(),
+        &demo.explanation,
+        &L2xFigureOptions {
+            image_titles: Some(titles),
+            background: Some(config.params.clone().check()?.background()),
+            image_range: Some((0.0, 1.0)),
+            title: Some("L2X on the MNISTNet: image, importance, selected patches".into()),
+        },
+    )?;
     let json = dir.join("explanation.json");
     demo.explanation.save_json(&json)?;
-    demo.explanation.save_npy(&dir)?;
+    demo.explanation.save_npy(dir)?;
     println!("wrote {} and {}", path.display(), json.display());
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask train <model|all>`: trains an example network with its seed recipe and a fixed
+//! `cargo xtask train <model|all> [--epochs N] [--train-size N] [--out DIR]`: trains an example network with its seed recipe and a fixed
 //! seed, prints test accuracy (or MSE), and writes `models/<name>.safetensors` plus
 //! `models/<name>.json` describing how the file was made.
 
@@ -11,6 +11,8 @@ use xai_core::Targets;
 use xai_datasets::{Mnist, MnistSplit};
 use xai_models::zoo::ModelKind;
 use xai_models::{evaluate, save_weights, train, Metrics, TrainConfig};
+
+use crate::cli::TrainArgs;
 
 #[derive(Serialize)]
 struct Record<'a> {
@@ -26,10 +28,9 @@ struct Record<'a> {
     command: String,
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let Some(which) = args.first() else {
-        bail!("which model? one of: all, {}", names());
-    };
+/// Runs `cargo xtask train`.
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let which = args.model.as_str();
     let kinds: Vec<ModelKind> = if which == "all" {
         ModelKind::ALL.to_vec()
     } else {
@@ -37,16 +38,12 @@ pub fn run(args: &[String]) -> Result<()> {
             format!("unknown model `{which}`; expected one of: all, {}", names())
         })?]
     };
-    let epochs_override = args
-        .iter()
-        .position(|a| a == "--epochs")
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse::<usize>())
-        .transpose()
-        .context("--epochs takes a number")?;
+    if args.epochs == Some(0) || args.train_size == Some(0) {
+        bail!("--epochs and --train-size must be at least 1");
+    }
     let mnist = Mnist::load_default().context("loading MNIST")?;
     for kind in kinds {
-        train_one(kind, &mnist, epochs_override)?;
+        train_one(kind, &mnist, args)?;
     }
     Ok(())
 }
@@ -73,14 +70,17 @@ fn targets_for(kind: ModelKind, split: &MnistSplit) -> Targets {
     }
 }
 
-fn train_one(kind: ModelKind, mnist: &Mnist, epochs: Option<usize>) -> Result<()> {
+fn train_one(kind: ModelKind, mnist: &Mnist, args: &TrainArgs) -> Result<()> {
     let init_seed = 0;
     let mut net = kind.build(init_seed);
     let mut config = kind.train_config();
-    if let Some(e) = epochs {
+    if let Some(e) = args.epochs {
         config.epochs = e;
     }
-    let train_split = split_for(kind, &mnist.train);
+    let mut train_split = split_for(kind, &mnist.train);
+    if let Some(n) = args.train_size {
+        train_split = train_split.random_subset(n.min(train_split.len()), config.seed)?;
+    }
     let test_split = split_for(kind, &mnist.test);
     let x_train = train_split.images_f32(kind.scaling());
     let x_test = test_split.images_f32(kind.scaling());
@@ -117,7 +117,13 @@ fn train_one(kind: ModelKind, mnist: &Mnist, epochs: Option<usize>) -> Result<()
             seconds
         ),
     }
-    let path = kind.weights_path();
+    let path = match &args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            dir.join(format!("{}.safetensors", kind.name()))
+        }
+        None => kind.weights_path(),
+    };
     let mut meta = HashMap::new();
     meta.insert("model".to_string(), kind.name().to_string());
     meta.insert("scaling".to_string(), format!("{:?}", kind.scaling()));
@@ -141,7 +147,10 @@ fn train_one(kind: ModelKind, mnist: &Mnist, epochs: Option<usize>) -> Result<()
         epochs: history,
         test,
         train_seconds: seconds,
-        command: format!("cargo xtask train {}", kind.name()),
+        command: std::iter::once("cargo xtask".to_string())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
     };
     let json_path = path.with_extension("json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&record)?)?;

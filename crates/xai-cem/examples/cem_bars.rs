@@ -6,7 +6,8 @@
 //! Run with `cargo run -p xai-cem --release --example cem_bars`.
 
 use ndarray::s;
-use xai_cem::{demo, toy};
+use xai_testkit::cem_runs as demo;
+use xai_testkit::cem_toy as toy;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let side = 8;

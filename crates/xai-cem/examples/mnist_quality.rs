@@ -10,9 +10,10 @@
 //! `--batch 1` explains one digit at a time (the latency of one explanation); a larger batch
 //! explains that many digits in lock-step, one model call for all of them per iteration.
 
-use xai_cem::{evaluate_quality, Cem, CemParams, EarlyStop, Mode, QualityReport};
+use xai_cem::{Cem, CemParams, EarlyStop, Mode};
 use xai_datasets::Mnist;
 use xai_models::zoo::{load_pretrained, ModelKind};
+use xai_testkit::cem_quality::{evaluate_quality, QualityReport};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -21,9 +21,6 @@
 //! The result ([`CemData`], the `data` of an [`xai_core::Explanation`]) holds `X`, `X_pred`,
 //! the class probabilities, the PN / PP with its prediction when one was found (`None`
 //! otherwise: nothing is invented), and per c-step the value of `c`, success and the loss trace.
-//! [`evaluate_quality`] reports how often a PN / PP is found and the perturbations' mean L1 / L2;
-//! [`demo::seed_example`] runs alibi's MNIST example settings and writes JSON and `.npy` files.
-//! [`toy`] has small differentiable models and synthetic images for tests and benchmarks.
 //!
 //! ## Speed
 //!
@@ -59,7 +56,8 @@
 //!
 //! ```
 //! use ndarray::Axis;
-//! use xai_cem::{toy, Cem, CemParams, Mode};
+//! use xai_cem::{Cem, CemParams, Mode};
+//! use xai_testkit::cem_toy as toy;
 //!
 //! // A small softmax classifier of 8x8 "images" of bars (horizontal, vertical, cross).
 //! let (model, images, _labels) = toy::trained_bar_classifier(8, 12, 7)?;
@@ -80,18 +78,14 @@
 //! ```
 
 mod algorithm;
-pub mod demo;
 mod error;
 mod explanation;
 pub mod fista;
 mod hyperparams;
 pub mod objective;
-mod quality;
-pub mod toy;
 
 pub use algorithm::{Cem, Classifier, NoInfoType};
 pub use error::{CemError, Result};
 pub use explanation::{CStepTrace, CemData, Pertinent};
 pub use hyperparams::{CemParams, CemValidParams, EarlyStop, FeatureRange, Mode, NoInfoValue};
 pub use objective::LossTerms;
-pub use quality::{evaluate_quality, InstanceQuality, QualityReport};

@@ -6,8 +6,9 @@ mod common;
 
 use common::{assert_pertinent_invariants, fixture, images_of, SIDE};
 use ndarray::Axis;
-use xai_cem::{evaluate_quality, Cem, CemParams, EarlyStop, Mode};
+use xai_cem::{Cem, CemParams, EarlyStop, Mode};
 use xai_core::{FnPredictor, Predictor};
+use xai_testkit::cem_quality::evaluate_quality;
 
 const RANGE: (f32, f32) = (-0.5, 0.5);
 
@@ -336,7 +337,7 @@ fn seed_example_helper_writes_both_modes() {
         .to_owned();
     let dir = std::env::temp_dir().join(format!("xai-cem-demo-{}", std::process::id()));
     let outputs =
-        xai_cem::demo::seed_example(&f.model, Some(&f.autoencoder), xs.view(), &dir, |p| {
+        xai_testkit::cem_runs::seed_example(&f.model, Some(&f.autoencoder), xs.view(), &dir, |p| {
             p.gamma(1.0).c_init(10.0).c_steps(4).max_iterations(200)
         })
         .unwrap();

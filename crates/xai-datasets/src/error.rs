@@ -20,6 +20,19 @@ pub enum DatasetError {
         default_dir: PathBuf,
     },
 
+    /// [`crate::Mnist::load_default`] found MNIST in none of the folders it searches.
+    #[error(
+        "MNIST not found: looked in {}; set the XAI_DATA_DIR environment variable to a folder \
+         holding the four MNIST IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, \
+         t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; `.gz` or raw), or call \
+         `Mnist::load(<folder>)`; nothing is downloaded",
+        display_paths(.looked_in)
+    )]
+    NoDataDir {
+        /// Every folder searched, in order.
+        looked_in: Vec<PathBuf>,
+    },
+
     /// The file exists but could not be read.
     #[error("cannot read {}: {source}", .path.display())]
     Io {

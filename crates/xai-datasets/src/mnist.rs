@@ -81,17 +81,40 @@ pub struct MnistSplit {
 }
 
 impl Mnist {
-    /// The MNIST folder: `$XAI_DATA_DIR` when set and non-empty, else [`WORKSPACE_MNIST_DIR`].
-    pub fn default_dir() -> PathBuf {
+    /// The folders [`Mnist::load_default`] looks in, in order: only `$XAI_DATA_DIR` when it is
+    /// set and non-empty; otherwise `data/mnist` under the current directory, then
+    /// [`WORKSPACE_MNIST_DIR`] (the folder this crate was built in, which holds MNIST in a checkout
+    /// of the xai repository but not in a crate downloaded as a dependency).
+    pub fn search_dirs() -> Vec<PathBuf> {
         match std::env::var_os(DATA_DIR_ENV) {
-            Some(d) if !d.is_empty() => PathBuf::from(d),
-            _ => PathBuf::from(WORKSPACE_MNIST_DIR),
+            Some(d) if !d.is_empty() => vec![PathBuf::from(d)],
+            _ => vec![
+                PathBuf::from("data").join("mnist"),
+                PathBuf::from(WORKSPACE_MNIST_DIR),
+            ],
         }
     }
 
-    /// Loads MNIST from [`Mnist::default_dir`].
+    /// The first of [`Mnist::search_dirs`] that holds the training images (as `.gz` or raw),
+    /// else the first of them.
+    pub fn default_dir() -> PathBuf {
+        let dirs = Mnist::search_dirs();
+        dirs.iter()
+            .find(|d| find_file(d, TRAIN_IMAGES).is_ok())
+            .unwrap_or(&dirs[0])
+            .clone()
+    }
+
+    /// Loads MNIST from [`Mnist::default_dir`]; when no folder of [`Mnist::search_dirs`] holds
+    /// it, the error lists where it looked and how to point the loader at the files. Nothing is
+    /// downloaded.
     pub fn load_default() -> Result<Mnist, DatasetError> {
-        Mnist::load(Mnist::default_dir())
+        let dirs = Mnist::search_dirs();
+        match dirs.iter().find(|d| find_file(d, TRAIN_IMAGES).is_ok()) {
+            Some(dir) => Mnist::load(dir),
+            None if dirs.len() == 1 => Mnist::load(&dirs[0]),
+            None => Err(DatasetError::NoDataDir { looked_in: dirs }),
+        }
     }
 
     /// Loads MNIST from `dir`, which holds the four files, each gzipped (`<name>.gz`) or raw.

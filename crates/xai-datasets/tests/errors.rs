@@ -175,5 +175,38 @@ fn env_var_overrides_default_dir() {
         Mnist::default_dir(),
         std::path::PathBuf::from(xai_datasets::WORKSPACE_MNIST_DIR)
     );
+    // Not set: the current directory's data/mnist, then the workspace's folder.
     std::env::remove_var("XAI_DATA_DIR");
+    assert_eq!(
+        Mnist::search_dirs(),
+        vec![
+            std::path::PathBuf::from("data/mnist"),
+            std::path::PathBuf::from(xai_datasets::WORKSPACE_MNIST_DIR)
+        ]
+    );
+    // Set to a folder without MNIST: the error names it and the variable.
+    let empty = tempfile::tempdir().unwrap();
+    std::env::set_var("XAI_DATA_DIR", empty.path());
+    let e = Mnist::load_default().unwrap_err().to_string();
+    assert!(
+        e.contains(&empty.path().display().to_string()) && e.contains("XAI_DATA_DIR"),
+        "{e}"
+    );
+    std::env::remove_var("XAI_DATA_DIR");
+}
+
+#[test]
+fn no_data_dir_error_lists_every_folder_and_the_fix() {
+    let e = xai_datasets::DatasetError::NoDataDir {
+        looked_in: vec!["data/mnist".into(), "/somewhere/data/mnist".into()],
+    }
+    .to_string();
+    for part in [
+        "data/mnist",
+        "/somewhere/data/mnist",
+        "XAI_DATA_DIR",
+        "Mnist::load",
+    ] {
+        assert!(e.contains(part), "{part} missing from: {e}");
+    }
 }

@@ -14,9 +14,10 @@
 
 use xai_core::{DifferentiableModel, Loss, OutputKind, Targets};
 use xai_datasets::Scaling;
-use xai_grad_sim::toy::{OutputActivation, TwoLayerMlp};
-use xai_grad_sim::{measure_scale, GradSimParams, SimilarityFn};
+use xai_grad_sim::{GradSimParams, SimilarityFn};
 use xai_models::zoo::{load_pretrained, ModelKind};
+use xai_testkit::grad_sim_report::measure_scale;
+use xai_testkit::grad_sim_toy::{OutputActivation, TwoLayerMlp};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

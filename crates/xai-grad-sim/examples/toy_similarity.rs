@@ -6,8 +6,9 @@
 
 use ndarray::{s, Axis};
 use xai_core::{Loss, OutputKind, Targets};
-use xai_grad_sim::toy::{gaussian_blobs, OutputActivation, TwoLayerMlp};
-use xai_grad_sim::{similarity_demo, GradSimParams, SimilarityFn};
+use xai_grad_sim::{GradSimParams, SimilarityFn};
+use xai_testkit::grad_sim_report::similarity_demo;
+use xai_testkit::grad_sim_toy::{gaussian_blobs, OutputActivation, TwoLayerMlp};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = std::env::args().nth(1).map(std::path::PathBuf::from);

@@ -29,7 +29,7 @@ pub const METHOD_NAME: &str = "GradientSimilarity";
 ///
 /// ```compile_fail
 /// use xai_core::{Loss, OutputKind};
-/// use xai_grad_sim::toy::{OutputActivation, TwoLayerMlp};
+/// use xai_testkit::grad_sim_toy::{OutputActivation, TwoLayerMlp};
 /// use xai_grad_sim::{GradSimParams, GradientSimilarity};
 ///
 /// let model = TwoLayerMlp::new_random(vec![2], 3, 2, OutputActivation::Softmax, 0).unwrap();
@@ -43,7 +43,7 @@ pub const METHOD_NAME: &str = "GradientSimilarity";
 ///
 /// ```
 /// use xai_core::{Loss, OutputKind, Targets};
-/// use xai_grad_sim::toy::{OutputActivation, TwoLayerMlp};
+/// use xai_testkit::grad_sim_toy::{OutputActivation, TwoLayerMlp};
 /// use xai_grad_sim::{GradSimParams, GradientSimilarity};
 ///
 /// let model = TwoLayerMlp::new_random(vec![2], 3, 2, OutputActivation::Softmax, 0).unwrap();
@@ -289,7 +289,7 @@ impl<'m, M: DifferentiableModel + ?Sized> FittedGradientSimilarity<'m, M> {
 
     /// Checks the test inputs (one instance or a batch; non-empty; finite) and returns them as
     /// a batch `[n, ..input_shape]`.
-    pub(crate) fn as_test_batch<'a>(&self, x: ArrayViewD<'a, f32>) -> Result<ArrayViewD<'a, f32>> {
+    pub fn as_test_batch<'a>(&self, x: ArrayViewD<'a, f32>) -> Result<ArrayViewD<'a, f32>> {
         let input_shape = self.model.input_shape();
         let x = if x.shape() == input_shape {
             x.insert_axis(Axis(0))

@@ -35,7 +35,7 @@
 //! ```
 //! use ndarray::Axis;
 //! use xai_core::{Loss, OutputKind, Targets};
-//! use xai_grad_sim::toy::{gaussian_blobs, OutputActivation, TwoLayerMlp};
+//! use xai_testkit::grad_sim_toy::{gaussian_blobs, OutputActivation, TwoLayerMlp};
 //! use xai_grad_sim::{GradSimParams, GradientSimilarity, SimilarityFn};
 //!
 //! // A small classifier with a softmax output, like alibi's MNIST example.
@@ -66,7 +66,6 @@
 //! ```
 
 mod algorithm;
-pub mod demo;
 mod error;
 mod explanation;
 mod gradients;
@@ -75,10 +74,8 @@ mod identical_class;
 pub mod naive;
 mod ranking;
 mod similarity;
-pub mod toy;
 
 pub use algorithm::{FittedGradientSimilarity, GradientSimilarity, METHOD_NAME};
-pub use demo::{measure_scale, peak_rss_bytes, similarity_demo, DemoReport, ScaleMeasurement};
 pub use error::{GradSimError, Result};
 pub use explanation::SimilarityData;
 pub use hyperparams::{

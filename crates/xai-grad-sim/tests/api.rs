@@ -9,10 +9,10 @@ use xai_core::{
     CoreError, DifferentiableModel, Loss, ParamGroup, ParamSelection, PerSampleGrads, Predictor,
     Targets,
 };
-use xai_grad_sim::toy::TwoLayerMlp;
 use xai_grad_sim::{
     GradSimError, GradSimParams, GradientSimilarity, SimilarityData, SimilarityFn, Task,
 };
+use xai_testkit::grad_sim_toy::TwoLayerMlp;
 
 fn fitted_explanation(
     model: &TwoLayerMlp,

@@ -7,13 +7,13 @@ use common::*;
 use ndarray::{s, ArrayD, Axis};
 use xai_core::{Loss, ParamSelection, Targets};
 use xai_grad_sim::naive::naive_scores;
-use xai_grad_sim::toy::PARAM_GROUPS;
 use xai_grad_sim::{GradSimParams, GradientSimilarity, SimilarityFn, Task};
+use xai_testkit::grad_sim_toy::PARAM_GROUPS;
 
 const REL: f32 = 1e-4;
 
 fn run_case(
-    model: &xai_grad_sim::toy::TwoLayerMlp,
+    model: &xai_testkit::grad_sim_toy::TwoLayerMlp,
     params: GradSimParams,
     x_ref: &ArrayD<f32>,
     y_ref: &Targets,

@@ -3,11 +3,10 @@
 
 use ndarray::{s, Array2, ArrayD};
 use xai_core::{Loss, OutputKind, Predictor, Targets};
-use xai_grad_sim::toy::{gaussian_blobs, OutputActivation, TwoLayerMlp};
 use xai_grad_sim::{
-    identical_class_test, similarity_demo, GradSimError, GradSimParams, GradientSimilarity,
-    SimilarityFn,
+    identical_class_test, GradSimError, GradSimParams, GradientSimilarity, SimilarityFn,
 };
+use xai_testkit::grad_sim_toy::{gaussian_blobs, OutputActivation, TwoLayerMlp};
 
 const N_CLASSES: usize = 4;
 
@@ -152,7 +151,7 @@ fn without_labels_the_predictions_are_tested() {
 fn demo_writes_its_outputs() {
     let s = trained_setup();
     let dir = std::env::temp_dir().join(format!("xai-grad-sim-demo-{}", std::process::id()));
-    let report = similarity_demo(
+    let report = xai_testkit::grad_sim_report::similarity_demo(
         &s.model,
         params(true).sim_fn(SimilarityFn::GradCos).check().unwrap(),
         s.x_ref.clone(),
@@ -188,7 +187,7 @@ fn demo_writes_its_outputs() {
 fn scale_measurement_reports_compact_storage() {
     let s = trained_setup();
     for (precompute, keep) in [(true, true), (false, false)] {
-        let m = xai_grad_sim::measure_scale(
+        let m = xai_testkit::grad_sim_report::measure_scale(
             &s.model,
             params(precompute).keep_scores(keep).check().unwrap(),
             s.x_ref.clone(),

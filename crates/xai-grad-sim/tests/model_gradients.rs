@@ -8,7 +8,7 @@ use ndarray::{Array2, ArrayViewD, Axis};
 use xai_core::{
     DifferentiableModel, GradBlock, Loss, OutputKind, ParamSelection, Predictor, Targets,
 };
-use xai_grad_sim::toy::{OutputActivation, TwoLayerMlp, PARAM_GROUPS};
+use xai_testkit::grad_sim_toy::{OutputActivation, TwoLayerMlp, PARAM_GROUPS};
 
 fn instance(x: &ndarray::ArrayD<f32>, i: usize) -> ArrayViewD<'_, f32> {
     x.index_axis(Axis(0), i)

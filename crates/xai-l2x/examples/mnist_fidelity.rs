@@ -16,8 +16,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use xai_l2x::mnist::{mnist_fidelity_table, MnistFidelityConfig};
 use xai_models::zoo::ModelKind;
+use xai_testkit::l2x_mnist::{mnist_fidelity_table, MnistFidelityConfig};
 
 fn parse(args: &[String]) -> Result<MnistFidelityConfig, String> {
     let mut config = MnistFidelityConfig::default();

@@ -85,9 +85,6 @@ pub enum L2xError {
     /// An error from a network of `xai-models` (architecture, weights, files).
     #[error(transparent)]
     Model(#[from] xai_models::ModelError),
-    /// An error loading MNIST (demo and measurement helpers).
-    #[error(transparent)]
-    Data(#[from] xai_datasets::DatasetError),
 }
 
 impl L2xError {

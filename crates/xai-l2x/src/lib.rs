@@ -41,7 +41,8 @@
 //! ## Example
 //!
 //! ```
-//! use xai_l2x::{toy, L2xParams};
+//! use xai_l2x::L2xParams;
+//! use xai_testkit::l2x_toy as toy;
 //!
 //! // 16x16 images with one bright square; the black box says which quadrant holds it.
 //! let (images, _) = toy::square_images(256, 16, 0)?;
@@ -72,10 +73,8 @@ mod error;
 mod explanation;
 pub mod fidelity;
 mod hyperparams;
-pub mod mnist;
 mod models;
 pub mod relaxation;
-pub mod toy;
 pub mod upsample;
 
 pub use algorithm::{

@@ -9,7 +9,9 @@ use xai_models::{Conv2d, Dense, Layer, NamedLayer, Network, Padding};
 
 use crate::algorithm::step_gradients;
 use crate::relaxation::sample_gumbel;
-use crate::{fidelity, toy, BilinearUpsample, L2x, L2xError, L2xNet, L2xParams, Mode, TargetKind};
+use xai_testkit::l2x_toy as toy;
+
+use crate::{fidelity, BilinearUpsample, L2x, L2xError, L2xNet, L2xParams, Mode, TargetKind};
 
 fn named(name: &str, layer: Layer) -> NamedLayer {
     NamedLayer {

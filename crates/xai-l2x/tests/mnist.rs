@@ -8,7 +8,7 @@
 //! (`cargo xtask train mnist_net`). The full measurement (60,000 images, 20 epochs,
 //! k = 5, 10, 20) is `cargo run --release -p xai-l2x --example mnist_fidelity`.
 
-use xai_l2x::mnist::{mnist_fidelity_table, MnistFidelityConfig};
+use xai_testkit::l2x_mnist::{mnist_fidelity_table, MnistFidelityConfig};
 
 #[test]
 #[ignore = "trains on real MNIST for minutes; needs the data and the shipped MNISTNet"]
@@ -39,8 +39,8 @@ fn l2x_beats_random_patches_on_mnist() {
 #[test]
 #[ignore = "trains on real MNIST; needs the data and the shipped MNISTNet"]
 fn demo_returns_consistent_images_maps_and_masks() {
-    use xai_l2x::mnist::{mnist_demo, mnist_params, MnistDemoConfig};
     use xai_models::zoo::ModelKind;
+    use xai_testkit::l2x_mnist::{mnist_demo, mnist_params, MnistDemoConfig};
     let dir = std::env::temp_dir().join(format!("xai-l2x-demo-{}", std::process::id()));
     let config = MnistDemoConfig {
         model: ModelKind::MnistNet,

@@ -1,7 +1,7 @@
 //! The example networks of the seeds, with the seeds' exact shapes and parameter counts, their
 //! training recipes, and the weights shipped under `models/`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -164,27 +164,78 @@ impl ModelKind {
     }
 }
 
-/// The folder of shipped weights: `$XAI_MODELS_DIR`, or the workspace's `models/`.
-pub fn models_dir() -> PathBuf {
-    std::env::var_os("XAI_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models")))
+/// The environment variable that overrides the folder of shipped weights.
+pub const MODELS_DIR_ENV: &str = "XAI_MODELS_DIR";
+
+/// The workspace's `models/` folder, fixed at compile time (it exists in a checkout of the xai
+/// repository, not in a crate downloaded as a dependency).
+pub const WORKSPACE_MODELS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models");
+
+/// The folders searched for shipped weights, in order: only `$XAI_MODELS_DIR` when it is set and
+/// non-empty; otherwise `models/` under the current directory, then [`WORKSPACE_MODELS_DIR`].
+pub fn models_search_dirs() -> Vec<PathBuf> {
+    match std::env::var_os(MODELS_DIR_ENV) {
+        Some(d) if !d.is_empty() => vec![PathBuf::from(d)],
+        _ => vec![PathBuf::from("models"), PathBuf::from(WORKSPACE_MODELS_DIR)],
+    }
 }
 
-/// The network of `kind` with its shipped, trained weights.
+/// The folder of shipped weights: the first of [`models_search_dirs`] that holds any
+/// `.safetensors` file, else the first of them.
+pub fn models_dir() -> PathBuf {
+    let dirs = models_search_dirs();
+    let holds_weights = |d: &PathBuf| {
+        std::fs::read_dir(d).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+        })
+    };
+    dirs.iter()
+        .find(|d| holds_weights(d))
+        .unwrap_or(&dirs[0])
+        .clone()
+}
+
+/// The network of `kind` with its shipped, trained weights, from the first of
+/// [`models_search_dirs`] that holds `<name>.safetensors`; the error lists every folder looked
+/// in and how to point the loader at the file. Nothing is downloaded.
 pub fn load_pretrained(kind: ModelKind) -> Result<Network, ModelError> {
-    let path = kind.weights_path();
-    if !path.exists() {
-        return Err(ModelError::MissingWeights {
-            path,
+    let file = format!("{}.safetensors", kind.name());
+    let dirs = models_search_dirs();
+    match dirs.iter().map(|d| d.join(&file)).find(|p| p.is_file()) {
+        Some(path) => load_pretrained_from(kind, path),
+        None => Err(ModelError::MissingWeights {
+            path: dirs[0].join(&file),
             hint: format!(
-                "run `cargo xtask train {}` (or set XAI_MODELS_DIR to a folder holding it)",
+                "looked in {}; set XAI_MODELS_DIR to the folder holding {file}, call \
+                 `load_pretrained_from(ModelKind::{kind:?}, <file>)`, or make it with \
+                 `cargo xtask train {}` in the xai repository; nothing is downloaded",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 kind.name()
             ),
+        }),
+    }
+}
+
+/// The network of `kind` with the weights of the safetensors file at `path` (an explicit
+/// location, e.g. a copy of the shipped `models/<name>.safetensors` in your project).
+pub fn load_pretrained_from(
+    kind: ModelKind,
+    path: impl AsRef<Path>,
+) -> Result<Network, ModelError> {
+    let path = path.as_ref();
+    if !path.is_file() {
+        return Err(ModelError::MissingWeights {
+            path: path.to_path_buf(),
+            hint: format!("expected the {} weights there", kind.name()),
         });
     }
     let mut net = kind.build(0);
-    load_weights(&mut net, &path)?;
+    load_weights(&mut net, path)?;
     Ok(net)
 }
 

@@ -18,8 +18,8 @@ use rand::{Rng, SeedableRng};
 use xai_core::{FnPredictor, Predictor};
 use xai_datasets::{Mnist, Scaling};
 use xai_models::zoo::{load_pretrained, ModelKind};
-use xai_shap::quality::{image_error_curve, ErrorCurveParams, Estimator};
 use xai_shap::{Background, ImageKernelShapParams, Regression, SamplingScheme, ShapValues};
+use xai_testkit::shap_quality::{image_error_curve, ErrorCurveParams, Estimator};
 
 struct Mlp {
     w1: Array2<f32>,

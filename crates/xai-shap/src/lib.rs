@@ -18,8 +18,6 @@
 //! * [`algorithm`] — [`ValidKernelShapParams::explain_game`], [`ValidKernelShapParams::explain`],
 //!   [`ValidImageKernelShapParams::explain`] and dianna's [`explain_image`].
 //! * [`exact`] — brute-force Shapley values for small games.
-//! * [`quality`] — relative L2 error against a large-sample reference, per budget.
-//! * [`demo`] — dianna's MNIST tutorial with files and figures (`cargo xtask demo kernelshap`).
 //!
 //! ## Estimators
 //!
@@ -86,12 +84,10 @@
 //! ```
 
 pub mod algorithm;
-pub mod demo;
 pub mod error;
 pub mod exact;
 pub mod game;
 pub mod hyperparams;
-pub mod quality;
 pub mod sampling;
 pub mod slic;
 pub mod solver;

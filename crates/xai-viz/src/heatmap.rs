@@ -1,12 +1,13 @@
-//! Attribution heatmap panels with a shared diverging colour bar (as in dianna's KernelSHAP
-//! figure: the digit, then one attribution map per class).
+//! Attribution heatmap panels with a shared colour bar (as in dianna's KernelSHAP figure: the
+//! digit, then one attribution map per class): diverging for signed values, sequential for
+//! values that are not signed.
 
 use std::path::Path;
 
 use ndarray::ArrayView2;
 use plotters::prelude::*;
 
-use crate::colormap::{blend, gray_color, DivergingColormap};
+use crate::colormap::{blend, gray_color, DivergingColormap, Rgb, SequentialColormap};
 use crate::error::VizError;
 use crate::render::{
     auto_range, blit, check_image, check_png_path, check_range, fit, format_tick, frame,
@@ -58,6 +59,40 @@ impl<'a> HeatmapPanel<'a> {
     }
 }
 
+/// How heatmap values become colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColorScale {
+    /// Blue-white-red centred on 0 over a symmetric range (signed values: SHAP attributions).
+    #[default]
+    Diverging,
+    /// viridis from the smallest to the largest value (values that are not signed: L2X
+    /// importances, probabilities).
+    Sequential,
+}
+
+/// The colour map of one figure, shared by all its panels and its colour bar.
+#[derive(Debug, Clone, Copy)]
+enum Scale {
+    Diverging(DivergingColormap),
+    Sequential(SequentialColormap),
+}
+
+impl Scale {
+    fn color(&self, v: f32) -> Rgb {
+        match self {
+            Scale::Diverging(m) => m.color(v),
+            Scale::Sequential(m) => m.color(v),
+        }
+    }
+
+    fn range(&self) -> (f32, f32) {
+        match self {
+            Scale::Diverging(m) => (-m.limit, m.limit),
+            Scale::Sequential(m) => (m.min, m.max),
+        }
+    }
+}
+
 /// Options of [`heatmap_panels`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeatmapOptions {
@@ -71,8 +106,11 @@ pub struct HeatmapOptions {
     pub image_range: Option<(f32, f32)>,
     /// Opacity of a heatmap drawn over an image, in `[0, 1]`.
     pub overlay_alpha: f32,
-    /// The colour scale runs over `[-limit, limit]`; `None` uses the largest absolute heatmap
-    /// value across all panels (shared, symmetric, centred on 0).
+    /// Diverging (signed values, the default) or sequential (values that are not signed).
+    pub scale: ColorScale,
+    /// The colour scale runs over `[-limit, limit]` (diverging) or `[0, limit]` (sequential);
+    /// `None` uses the largest absolute heatmap value across all panels (diverging: shared,
+    /// symmetric, centred on 0) or the smallest to the largest value (sequential).
     pub limit: Option<f32>,
     /// Draw the shared horizontal colour bar (only if some panel has a heatmap).
     pub colorbar: bool,
@@ -90,6 +128,7 @@ impl Default for HeatmapOptions {
             panel_px: 140,
             image_range: None,
             overlay_alpha: 0.6,
+            scale: ColorScale::Diverging,
             limit: None,
             colorbar: true,
             colorbar_label: None,
@@ -117,7 +156,13 @@ impl HeatmapOptions {
         self
     }
 
-    /// Sets a fixed symmetric limit for the colour scale.
+    /// Sets the colour scale (diverging or sequential).
+    pub fn scale(mut self, scale: ColorScale) -> Self {
+        self.scale = scale;
+        self
+    }
+
+    /// Sets a fixed limit for the colour scale (see [`HeatmapOptions::limit`]).
     pub fn limit(mut self, limit: f32) -> Self {
         self.limit = Some(limit);
         self
@@ -188,19 +233,28 @@ pub fn render_heatmap_panels(
                 .flat_map(|a| a.iter()),
         ),
     };
-    let cmap = match opts.limit {
-        Some(l) if l.is_finite() && l > 0.0 => DivergingColormap::new(l),
-        Some(l) => {
+    if let Some(l) = opts.limit {
+        if !(l.is_finite() && l > 0.0) {
             return Err(VizError::InvalidOption(format!(
                 "colour limit {l} must be finite and positive"
-            )))
+            )));
         }
-        None => DivergingColormap::symmetric_for(
-            panels
-                .iter()
-                .filter_map(|p| p.heatmap.as_ref())
-                .flat_map(|a| a.iter()),
-        ),
+    }
+    let heat_values = || {
+        panels
+            .iter()
+            .filter_map(|p| p.heatmap.as_ref())
+            .flat_map(|a| a.iter())
+    };
+    let cmap = match (opts.scale, opts.limit) {
+        (ColorScale::Diverging, Some(l)) => Scale::Diverging(DivergingColormap::new(l)),
+        (ColorScale::Diverging, None) => {
+            Scale::Diverging(DivergingColormap::symmetric_for(heat_values()))
+        }
+        (ColorScale::Sequential, Some(l)) => Scale::Sequential(SequentialColormap::new(0.0, l)),
+        (ColorScale::Sequential, None) => {
+            Scale::Sequential(SequentialColormap::spanning(heat_values()))
+        }
     };
     let (rows, cols) = grid_shape(n, None, Some(opts.cols.unwrap_or(n)), n)?;
     let has_heat = panels.iter().any(|p| p.heatmap.is_some());
@@ -279,27 +333,21 @@ pub fn render_heatmap_panels(
             let bar_w = ((width as f64 * 0.6) as u64).clamp(200, width - 2 * pad) as u32;
             let bx = ((width - bar_w as u64) / 2) as i32;
             let by = (fig_title_band + grid_h + 4) as i32;
-            draw_colorbar(
-                area,
-                (bx, by),
-                bar_w,
-                cmap.limit,
-                opts.colorbar_label.as_deref(),
-            )?;
+            draw_colorbar(area, (bx, by), bar_w, cmap, opts.colorbar_label.as_deref())?;
         }
         Ok(())
     })
 }
 
-/// Draws a horizontal blue-white-red colour bar for `[-limit, limit]` with ticks and a label.
+/// Draws a horizontal colour bar of `cmap` over its range with ticks and a label.
 fn draw_colorbar(
     area: &crate::render::Area<'_>,
     (x, y): (i32, i32),
     w: u32,
-    limit: f32,
+    cmap: Scale,
     label: Option<&str>,
 ) -> Result<(), VizError> {
-    let cmap = DivergingColormap::new(limit);
+    let (lo, hi) = cmap.range();
     let mut buf = Vec::with_capacity(3 * w as usize * BAR_H as usize);
     for _ in 0..BAR_H {
         for i in 0..w {
@@ -308,7 +356,7 @@ fn draw_colorbar(
             } else {
                 0.5
             };
-            buf.extend_from_slice(&cmap.color((2.0 * t - 1.0) * limit));
+            buf.extend_from_slice(&cmap.color(lo + t * (hi - lo)));
         }
     }
     blit(area, (x, y), (w, BAR_H), buf)?;
@@ -320,7 +368,7 @@ fn draw_colorbar(
         let tx = x + (t * (w - 1) as f64).round() as i32;
         let ty = y + BAR_H as i32;
         area.draw(&PathElement::new(vec![(tx, ty), (tx, ty + 4)], tick_color))?;
-        let v = (2.0 * t - 1.0) * limit as f64;
+        let v = lo as f64 + t * (hi as f64 - lo as f64);
         crate::text::draw_text_centered(
             area,
             &format_tick(v),

@@ -11,7 +11,14 @@
 //!   KernelSHAP figure).
 //! * [`bar_chart`] and [`bar_chart_grid`] — labelled bars with a title and axis labels, alone
 //!   or several in one figure (alibi's similarity figure).
-//! * [`bwr`], [`diverging_color`], [`DivergingColormap`] — the diverging colour map, for others.
+//! * [`bwr`], [`diverging_color`], [`DivergingColormap`] — the diverging colour map, and
+//!   [`viridis`], [`SequentialColormap`] — the sequential one, for others.
+//!
+//! Figures of explanations (one cargo feature per method, all on by default), each taking the
+//! method's [`xai_core::Explanation`]:
+//! [`shap_figure`] (dianna's KernelSHAP maps with a diverging colour bar), [`similarity_grid`]
+//! and [`similarity_class_bars`] (alibi's gradient-similarity figures), [`cem_figure`] (alibi's
+//! CEM panel) and [`l2x_figure`] (omnixai's L2X masks, importances on a sequential scale).
 //!
 //! Each figure also has a `render_*` twin that returns the pixels as an [`RgbImage`].
 //! Every function reports bad input (nothing to draw, sizes that disagree, a bad range) as a
@@ -20,6 +27,7 @@
 mod bars;
 mod colormap;
 mod error;
+mod explained;
 mod grid;
 mod heatmap;
 mod render;
@@ -29,9 +37,24 @@ pub use bars::{
     bar_chart, bar_chart_grid, render_bar_chart, render_bar_chart_grid, BarChart, BarChartOptions,
 };
 pub use colormap::{
-    blend, bwr, diverging_color, gray_color, symmetric_limit, DivergingColormap, Rgb,
+    blend, bwr, diverging_color, gray_color, symmetric_limit, viridis, DivergingColormap, Rgb,
+    SequentialColormap,
 };
 pub use error::VizError;
 pub use grid::{image_grid, render_image_grid, ImageGridOptions};
-pub use heatmap::{heatmap_panels, render_heatmap_panels, HeatmapOptions, HeatmapPanel};
+pub use heatmap::{
+    heatmap_panels, render_heatmap_panels, ColorScale, HeatmapOptions, HeatmapPanel,
+};
 pub use render::{ensure_font, RgbImage, FONT_FAMILY, MAX_FIGURE_SIDE};
+
+#[cfg(feature = "cem")]
+pub use explained::{cem_figure, render_cem_figure};
+#[cfg(feature = "l2x")]
+pub use explained::{l2x_figure, render_l2x_figure, L2xFigureOptions};
+#[cfg(feature = "shap")]
+pub use explained::{render_shap_figure, shap_figure, ShapFigureOptions};
+#[cfg(feature = "grad-sim")]
+pub use explained::{
+    render_similarity_class_bars, render_similarity_grid, similarity_class_bars, similarity_grid,
+    ClassGrouping, SimilarityGridOptions,
+};

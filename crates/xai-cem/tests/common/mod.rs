@@ -5,9 +5,9 @@
 use std::sync::OnceLock;
 
 use ndarray::{Array4, ArrayD, Axis};
-use xai_cem::toy::{self, TwoLayerNet};
 use xai_cem::{CemData, Mode};
 use xai_core::Predictor;
+use xai_testkit::cem_toy::{self as toy, TwoLayerNet};
 
 pub const SIDE: usize = 8;
 

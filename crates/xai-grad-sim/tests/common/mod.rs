@@ -6,8 +6,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use xai_core::{Loss, OutputKind, Targets};
 use xai_grad_sim::naive::naive_flat_gradients;
-use xai_grad_sim::toy::{OutputActivation, TwoLayerMlp};
 use xai_grad_sim::GradSimValidParams;
+use xai_testkit::grad_sim_toy::{OutputActivation, TwoLayerMlp};
 
 pub const INPUT_SHAPE: [usize; 2] = [2, 3];
 pub const N_CLASSES: usize = 4;

@@ -7,10 +7,10 @@ use ndarray::{ArrayViewD, Axis, Slice};
 use serde::Serialize;
 use xai_core::{check_batch, CoreError, Explanation};
 
-use crate::algorithm::Cem;
-use crate::error::Result;
-use crate::explanation::CemData;
-use crate::hyperparams::Mode;
+use xai_cem::Cem;
+use xai_cem::CemData;
+use xai_cem::Mode;
+use xai_cem::Result;
 
 /// The outcome for one instance.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -83,7 +83,7 @@ pub fn evaluate_quality(
         return Err(CoreError::Empty("instances to evaluate".into()).into());
     }
     if batch_size == 0 {
-        return Err(crate::CemError::InvalidParameter {
+        return Err(xai_cem::CemError::InvalidParameter {
             name: "batch_size",
             value: "0".into(),
             expected: "at least 1".into(),

@@ -12,12 +12,12 @@ use ndarray::{Array2, ArrayView3};
 use serde::{Deserialize, Serialize};
 use xai_core::Predictor;
 
-use crate::algorithm::ShapValues;
-use crate::error::{Result, ShapError};
-use crate::game::{CoalitionGame, ImageMasker, MaskedPredictor};
-use crate::hyperparams::{ValidImageKernelShapParams, ValidKernelShapParams};
-use crate::sampling::SamplingScheme;
-use crate::solver::Regression;
+use xai_shap::algorithm::ShapValues;
+use xai_shap::error::{Result, ShapError};
+use xai_shap::game::{CoalitionGame, ImageMasker, MaskedPredictor};
+use xai_shap::hyperparams::{ValidImageKernelShapParams, ValidKernelShapParams};
+use xai_shap::sampling::SamplingScheme;
+use xai_shap::solver::Regression;
 
 /// One estimator to measure: sampling scheme, regression, and whether inert players are skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -273,9 +273,9 @@ pub fn image_error_curve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::game::FnGame;
-    use crate::hyperparams::KernelShapParams;
     use ndarray::{array, ArrayView2};
+    use xai_shap::game::FnGame;
+    use xai_shap::hyperparams::KernelShapParams;
 
     #[test]
     fn default_estimator_is_the_default_params() {

@@ -8,11 +8,11 @@ use std::time::Instant;
 use ndarray::{ArrayD, ArrayViewD};
 use xai_core::{CoreError, DifferentiableModel, Explanation};
 
-use crate::algorithm::Cem;
-use crate::error::Result;
-use crate::explanation::CemData;
-use crate::hyperparams::{CemParams, Mode};
-use crate::quality::QualityReport;
+use crate::cem_quality::QualityReport;
+use xai_cem::Cem;
+use xai_cem::CemData;
+use xai_cem::Result;
+use xai_cem::{CemParams, Mode};
 
 /// What [`explain_and_save`] produced.
 #[derive(Debug)]

@@ -9,12 +9,11 @@ use std::time::Instant;
 
 use ndarray::{ArrayView4, Axis};
 use xai_core::{argmax_rows, CoreError, Explanation, Predictor};
-use xai_viz::{heatmap_panels, HeatmapOptions, HeatmapPanel};
-
-use crate::algorithm::ImageShapValues;
-use crate::error::{Result, ShapError};
-use crate::game::Background;
-use crate::hyperparams::ImageKernelShapParams;
+use xai_shap::error::{Result, ShapError};
+use xai_shap::game::Background;
+use xai_shap::hyperparams::ImageKernelShapParams;
+use xai_shap::ImageShapValues;
+use xai_viz::{shap_figure, ShapFigureOptions};
 
 /// dianna's tutorial settings for `labels`: `nsamples = 1000`, `background = 0`,
 /// `n_segments = 200`, `compactness = 10`, `sigma = 0`.
@@ -63,10 +62,6 @@ pub fn dianna_mnist_example(
     let out_dir = out_dir.as_ref();
     std::fs::create_dir_all(out_dir).map_err(|e| io_error(out_dir, e))?;
     let params = configure(dianna_mnist_params(labels)).check()?;
-    let name = |k: usize| match class_names.and_then(|n| n.get(k)) {
-        Some(n) => n.to_string(),
-        None => format!("class {k}"),
-    };
     let mut explanations = Vec::new();
     let mut files = Vec::new();
     let mut summary = String::from(
@@ -90,34 +85,16 @@ pub fn dianna_mnist_example(
 
         // dianna's figure: the digit, then the labels by decreasing predicted probability
         let data = &explanation.data;
-        let mut order: Vec<usize> = (0..data.labels.len()).collect();
-        order.sort_by(|&a, &b| {
-            probs[[0, data.labels[b]]]
-                .partial_cmp(&probs[[0, data.labels[a]]])
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
-        let gray = image.index_axis(Axis(0), 0);
-        let mut panels = vec![HeatmapPanel::image(
-            format!("{} ({:.2})", name(predicted), probs[[0, predicted]]),
-            gray,
-        )];
-        for &row in &order {
-            panels.push(HeatmapPanel::overlay(
-                name(data.labels[row]),
-                gray,
-                data.attributions.index_axis(Axis(0), row),
-            ));
-        }
         let png = out_dir.join(format!("kernelshap_{i}.png"));
-        let opts = HeatmapOptions::default()
-            .title(format!(
-                "KernelSHAP, {} superpixels",
-                data.segmentation.n_segments()
-            ))
-            .colorbar_label("SHAP value");
-        heatmap_panels(&png, &panels, &opts).map_err(|e| ShapError::Figure {
-            path: png.clone(),
-            message: e.to_string(),
+        let mut opts = ShapFigureOptions::default();
+        if let Some(names) = class_names {
+            opts = opts.class_names(names.iter().copied());
+        }
+        shap_figure(&png, image.into_dyn(), &explanation, &opts).map_err(|e| {
+            ShapError::Figure {
+                path: png.clone(),
+                message: e.to_string(),
+            }
         })?;
         files.push(png);
 

@@ -11,11 +11,11 @@ use ndarray::{ArrayD, ArrayViewD, Axis};
 use serde::{Deserialize, Serialize};
 use xai_core::{argmax_rows, CoreError, DifferentiableModel, Explanation, Targets};
 
-use crate::algorithm::GradientSimilarity;
-use crate::error::Result;
-use crate::explanation::SimilarityData;
-use crate::hyperparams::GradSimValidParams;
-use crate::identical_class::IdenticalClassReport;
+use xai_grad_sim::GradSimValidParams;
+use xai_grad_sim::GradientSimilarity;
+use xai_grad_sim::IdenticalClassReport;
+use xai_grad_sim::Result;
+use xai_grad_sim::SimilarityData;
 
 /// Everything the demo produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -12,11 +12,13 @@ use xai_datasets::Mnist;
 use xai_models::zoo::{load_pretrained, ModelKind};
 use xai_models::Network;
 
-use crate::algorithm::{explainer_dir, L2x};
-use crate::error::Result;
-use crate::explanation::L2xData;
-use crate::fidelity::{fidelity, FidelityRow, FidelityTable};
-use crate::hyperparams::L2xParams;
+use xai_l2x::{explainer_dir, L2x};
+
+/// The helpers' result: an L2X, model or MNIST error.
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+use xai_l2x::L2xData;
+use xai_l2x::L2xParams;
+use xai_l2x::{fidelity, FidelityRow, FidelityTable};
 
 /// The parameters for explaining the shipped classifier `model`: omnixai's defaults with `k`,
 /// the seed, and the black box's outputs declared as the model produces them (logits for the

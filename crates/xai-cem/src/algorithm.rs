@@ -1165,10 +1165,10 @@ impl<'c, 'a> Search<'c, 'a> {
             if satisfies_condition(self.mode, &st.x_outputs, st.target, self.kappa) {
                 let (l1, l2) = l1_l2(&st.x, &st.anchor);
                 let distance = l2 + self.beta as f64 * l1;
-                if st.step_best.map_or(true, |d| distance < d) {
+                if st.step_best.is_none_or(|d| distance < d) {
                     st.step_best = Some(distance);
                 }
-                if st.best.as_ref().map_or(true, |b| distance < b.distance) {
+                if st.best.as_ref().is_none_or(|b| distance < b.distance) {
                     match &mut st.best {
                         Some(b) => {
                             b.instance.copy_from_slice(&st.x);

@@ -47,13 +47,20 @@ impl Targets {
         self.len() == 0
     }
 
-    /// The targets of the samples at `indices`, in that order.
-    pub fn select(&self, indices: &[usize]) -> Targets {
-        match self {
+    /// The targets of the samples at `indices`, in that order; an error names the first index
+    /// that is out of range.
+    pub fn select(&self, indices: &[usize]) -> Result<Targets> {
+        let n = self.len();
+        if let Some((position, &i)) = indices.iter().enumerate().find(|(_, &i)| i >= n) {
+            return Err(CoreError::InvalidTargets(format!(
+                "index {i} (position {position}) is out of range for {n} targets"
+            )));
+        }
+        Ok(match self {
             Targets::Classes(c) => Targets::Classes(indices.iter().map(|&i| c[i]).collect()),
             Targets::Probabilities(a) => Targets::Probabilities(a.select(Axis(0), indices)),
             Targets::Values(a) => Targets::Values(a.select(Axis(0), indices)),
-        }
+        })
     }
 
     /// Dense `[n, n_outputs]` target rows (class indices become one-hot rows).
@@ -186,6 +193,16 @@ mod tests {
             .unwrap();
         assert!((v[0] - 2f32.ln()).abs() < 1e-6);
         assert!((v[1] - 10.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn selecting_past_the_end_is_an_error() {
+        let t = Targets::Classes(vec![1, 2, 3]);
+        assert_eq!(t.select(&[2, 0]).unwrap(), Targets::Classes(vec![3, 1]));
+        let e = t.select(&[0, 3]).unwrap_err();
+        assert!(e.to_string().contains("index 3 (position 1)"), "{e}");
+        let v = Targets::Values(array![[1.0f32], [2.0]]);
+        assert!(v.select(&[5]).is_err());
     }
 
     #[test]

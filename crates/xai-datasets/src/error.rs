@@ -145,9 +145,27 @@ pub enum IdxFormatError {
         /// The dimension sizes.
         dims: Vec<usize>,
     },
+    /// The header declares more data than the reader accepts: above [`crate::MAX_IDX_PAYLOAD`],
+    /// or more than the compressed stream could possibly hold (deflate expands at most about
+    /// 1032:1), so nothing is allocated for it.
+    #[error(
+        "dimensions {dims:?} declare {declared} data bytes, more than {limit} ({why}); \
+         the file is corrupt or not an IDX file"
+    )]
+    TooLarge {
+        /// The dimension sizes.
+        dims: Vec<usize>,
+        /// Bytes the dimensions declare.
+        declared: usize,
+        /// The largest number of bytes accepted here.
+        limit: usize,
+        /// Which limit applied.
+        why: String,
+    },
     /// The payload has the wrong length (truncated file or trailing bytes).
     #[error(
-        "payload length mismatch: dimensions {dims:?} need {expected} data bytes, found {found}"
+        "payload length mismatch: dimensions {dims:?} need {expected} data bytes, found {found}{}",
+        if *.found > *.expected { " (or more)" } else { "" }
     )]
     LengthMismatch {
         /// The dimension sizes.

@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use ndarray::{Array1, Array3};
 
 use crate::error::{DatasetError, IdxFormatError};
@@ -25,10 +25,16 @@ pub struct IdxArray {
 }
 
 impl IdxArray {
-    /// Converts to an [`ndarray::ArrayD`].
-    pub fn into_ndarray(self) -> ndarray::ArrayD<u8> {
-        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&self.dims), self.data)
-            .expect("IdxArray invariant: data length is the product of dims")
+    /// Converts to an [`ndarray::ArrayD`]; an error if `data.len()` is not the product of
+    /// `dims` (possible only for an `IdxArray` built by hand: the readers check it).
+    pub fn into_ndarray(self) -> Result<ndarray::ArrayD<u8>, DatasetError> {
+        let dims = self.dims.clone();
+        let len = self.data.len();
+        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&self.dims), self.data).map_err(|_| {
+            DatasetError::InvalidArgument(format!(
+                "dimensions {dims:?} do not match {len} data bytes"
+            ))
+        })
     }
 }
 
@@ -36,40 +42,70 @@ fn idx_err(kind: IdxFormatError) -> DatasetError {
     DatasetError::Idx { path: None, kind }
 }
 
-/// Validates an IDX header and returns `(dims, header_len)`.
-fn parse_header(bytes: &[u8]) -> Result<(Vec<usize>, usize), DatasetError> {
-    if bytes.len() < 4 {
+/// The largest IDX payload this reader accepts (1 GiB; MNIST's training images are 47 MB).
+/// A header that declares more is an [`IdxFormatError::TooLarge`] error before any allocation.
+pub const MAX_IDX_PAYLOAD: usize = 1 << 30;
+
+/// Deflate expands data by at most about 1032:1; a gzip stream of `n` bytes cannot hold more
+/// than `n * MAX_DEFLATE_RATIO` bytes (a declared size above that is corrupt).
+const MAX_DEFLATE_RATIO: usize = 1032;
+
+/// Parses the fixed part of a header (magic, type, number of dimensions) from its first 4 bytes
+/// and returns the header's full length.
+fn header_len(head: &[u8]) -> Result<usize, DatasetError> {
+    if head.len() < 4 {
         return Err(idx_err(IdxFormatError::TruncatedHeader {
             expected: 4,
-            found: bytes.len(),
+            found: head.len(),
         }));
     }
-    let magic = u16::from_be_bytes([bytes[0], bytes[1]]);
+    let magic = u16::from_be_bytes([head[0], head[1]]);
     if magic != 0 {
         return Err(idx_err(IdxFormatError::BadMagic { found: magic }));
     }
-    if bytes[2] != IDX_TYPE_U8 {
-        return Err(idx_err(IdxFormatError::UnsupportedType { found: bytes[2] }));
+    if head[2] != IDX_TYPE_U8 {
+        return Err(idx_err(IdxFormatError::UnsupportedType { found: head[2] }));
     }
-    let ndims = bytes[3] as usize;
+    let ndims = head[3] as usize;
     if ndims == 0 {
         return Err(idx_err(IdxFormatError::NoDimensions));
     }
-    let header_len = 4 + 4 * ndims;
+    Ok(4 + 4 * ndims)
+}
+
+/// Parses a whole header (`header.len()` is [`header_len`]) into the dimension sizes and the
+/// number of payload bytes they declare, which must not exceed [`MAX_IDX_PAYLOAD`].
+fn parse_dims(header: &[u8]) -> Result<(Vec<usize>, usize), DatasetError> {
+    let dims: Vec<usize> = header[4..]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect();
+    let declared = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| idx_err(IdxFormatError::Overflow { dims: dims.clone() }))?;
+    if declared > MAX_IDX_PAYLOAD {
+        return Err(idx_err(IdxFormatError::TooLarge {
+            dims,
+            declared,
+            limit: MAX_IDX_PAYLOAD,
+            why: "the reader's limit, MAX_IDX_PAYLOAD".into(),
+        }));
+    }
+    Ok((dims, declared))
+}
+
+/// Validates an IDX header and the payload length of a whole uncompressed buffer and returns
+/// `(dims, header_len)`.
+fn parse_header(bytes: &[u8]) -> Result<(Vec<usize>, usize), DatasetError> {
+    let header_len = header_len(bytes)?;
     if bytes.len() < header_len {
         return Err(idx_err(IdxFormatError::TruncatedHeader {
             expected: header_len,
             found: bytes.len(),
         }));
     }
-    let dims: Vec<usize> = bytes[4..header_len]
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
-    let expected = dims
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| idx_err(IdxFormatError::Overflow { dims: dims.clone() }))?;
+    let (dims, expected) = parse_dims(&bytes[..header_len])?;
     let found = bytes.len() - header_len;
     if found != expected {
         return Err(idx_err(IdxFormatError::LengthMismatch {
@@ -140,10 +176,15 @@ pub fn encode_idx(dims: &[usize], data: &[u8]) -> Result<Vec<u8>, DatasetError> 
 
 /// Parses IDX bytes that may be gzipped (detected by the gzip magic `1f 8b`, not by file name).
 ///
-/// Random or truncated input gives an error, never a panic.
+/// A gzipped file is decompressed as a stream: the header first, then exactly the payload it
+/// declares (checked against [`MAX_IDX_PAYLOAD`] and against what the compressed size can hold
+/// before anything is allocated for it), then the end of the stream is required. A file of
+/// several gzip members is read as their concatenation (as `gzip -d` does); bytes after the last
+/// member that are not another member are an error. Random or truncated input gives an error,
+/// never a panic.
 pub fn decode_idx_bytes(bytes: &[u8]) -> Result<IdxArray, DatasetError> {
     if is_gzip(bytes) {
-        parse_idx_owned(gunzip(bytes)?)
+        gunzip_idx(bytes)
     } else {
         parse_idx(bytes)
     }
@@ -153,22 +194,67 @@ fn is_gzip(bytes: &[u8]) -> bool {
     bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
 }
 
-/// Upper bound on the pre-allocation taken from the gzip trailer (the real size may differ).
-const MAX_PREALLOC: usize = 256 << 20;
+fn gzip_err(source: std::io::Error) -> DatasetError {
+    DatasetError::Gzip { path: None, source }
+}
 
-fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, DatasetError> {
-    // The gzip trailer's ISIZE (size mod 2^32) is a good capacity hint for MNIST-sized files.
-    let hint = if bytes.len() >= 18 {
-        let t = &bytes[bytes.len() - 4..];
-        (u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize).min(MAX_PREALLOC)
-    } else {
-        0
-    };
-    let mut out = Vec::with_capacity(hint);
-    GzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .map_err(|source| DatasetError::Gzip { path: None, source })?;
-    Ok(out)
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, DatasetError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(gzip_err(e)),
+        }
+    }
+    Ok(filled)
+}
+
+/// Decompresses a gzipped IDX file header first (see [`decode_idx_bytes`]).
+fn gunzip_idx(bytes: &[u8]) -> Result<IdxArray, DatasetError> {
+    let mut dec = MultiGzDecoder::new(bytes);
+    let mut header = vec![0u8; 4];
+    let got = read_up_to(&mut dec, &mut header)?;
+    let hlen = header_len(&header[..got])?;
+    header.resize(hlen, 0);
+    let got = 4 + read_up_to(&mut dec, &mut header[4..])?;
+    if got < hlen {
+        return Err(idx_err(IdxFormatError::TruncatedHeader {
+            expected: hlen,
+            found: got,
+        }));
+    }
+    let (dims, declared) = parse_dims(&header)?;
+    let can_hold = bytes.len().saturating_mul(MAX_DEFLATE_RATIO);
+    if declared > can_hold {
+        return Err(idx_err(IdxFormatError::TooLarge {
+            dims,
+            declared,
+            limit: can_hold,
+            why: format!("what a {}-byte gzip stream can decompress to", bytes.len()),
+        }));
+    }
+    let mut data = vec![0u8; declared];
+    let found = read_up_to(&mut dec, &mut data)?;
+    if found < declared {
+        return Err(idx_err(IdxFormatError::LengthMismatch {
+            dims,
+            expected: declared,
+            found,
+        }));
+    }
+    // The stream must end here: one more byte is trailing data (read no further than that).
+    let mut one = [0u8; 1];
+    if read_up_to(&mut dec, &mut one)? > 0 {
+        return Err(idx_err(IdxFormatError::LengthMismatch {
+            dims,
+            expected: declared,
+            found: declared + 1,
+        }));
+    }
+    Ok(IdxArray { dims, data })
 }
 
 /// Reads a whole file, mapping errors to [`DatasetError`] with the path.
@@ -193,9 +279,7 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray, DatasetError> {
     let path = path.as_ref();
     let bytes = read_file(path)?;
     let arr = if is_gzip(&bytes) {
-        let raw = gunzip(&bytes).map_err(|e| e.with_path(path))?;
-        drop(bytes);
-        parse_idx_owned(raw)
+        gunzip_idx(&bytes)
     } else {
         parse_idx_owned(bytes)
     };
@@ -214,7 +298,11 @@ pub fn read_idx_images(path: impl AsRef<Path>) -> Result<Array3<u8>, DatasetErro
         });
     }
     let (n, r, c) = (arr.dims[0], arr.dims[1], arr.dims[2]);
-    Ok(Array3::from_shape_vec((n, r, c), arr.data).expect("validated length"))
+    Array3::from_shape_vec((n, r, c), arr.data).map_err(|e| DatasetError::Unexpected {
+        path: path.to_path_buf(),
+        expected: format!("{} bytes for [{n}, {r}, {c}]", n * r * c),
+        found: e.to_string(),
+    })
 }
 
 /// Reads an IDX label file (gzipped or raw): must have 1 dimension `[n]`.
@@ -327,6 +415,135 @@ mod tests {
         let e = read_idx(&p).unwrap_err();
         assert!(matches!(e, DatasetError::Gzip { .. }), "{e:?}");
         assert!(e.to_string().contains("x.gz"), "{e}");
+    }
+
+    fn gz(raw: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+        enc.write_all(raw).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_is_read_header_first_and_exactly() {
+        let raw = encode_idx(&[2, 3], &[1, 2, 3, 4, 5, 6]).unwrap();
+        assert_eq!(
+            decode_idx_bytes(&gz(&raw)).unwrap().data,
+            vec![1, 2, 3, 4, 5, 6]
+        );
+
+        // Bytes after the gzip stream are an error, not ignored.
+        let mut trailing = gz(&raw);
+        trailing.extend_from_slice(b"garbage after the stream");
+        assert!(matches!(
+            decode_idx_bytes(&trailing),
+            Err(DatasetError::Gzip { .. })
+        ));
+
+        // Two members are one stream (gzip -d semantics): split anywhere, same array.
+        for cut in [3, 4, 10, 20] {
+            let mut two = gz(&raw[..cut]);
+            two.extend_from_slice(&gz(&raw[cut..]));
+            let arr = decode_idx_bytes(&two).unwrap();
+            assert_eq!(
+                (arr.dims.clone(), arr.data),
+                (vec![2, 3], vec![1, 2, 3, 4, 5, 6])
+            );
+        }
+
+        // A payload longer than declared, inside the stream.
+        let mut long = raw.clone();
+        long.push(7);
+        let e = decode_idx_bytes(&gz(&long)).unwrap_err();
+        assert!(matches!(
+            e,
+            DatasetError::Idx {
+                kind: IdxFormatError::LengthMismatch {
+                    expected: 6,
+                    found: 7,
+                    ..
+                },
+                ..
+            }
+        ));
+        // Shorter than declared.
+        let e = decode_idx_bytes(&gz(&raw[..raw.len() - 2])).unwrap_err();
+        assert!(matches!(
+            e,
+            DatasetError::Idx {
+                kind: IdxFormatError::LengthMismatch {
+                    expected: 6,
+                    found: 4,
+                    ..
+                },
+                ..
+            }
+        ));
+        // A truncated header inside a valid stream.
+        let e = decode_idx_bytes(&gz(&raw[..6])).unwrap_err();
+        assert!(matches!(
+            e,
+            DatasetError::Idx {
+                kind: IdxFormatError::TruncatedHeader {
+                    expected: 12,
+                    found: 6
+                },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn declared_sizes_are_checked_before_allocating() {
+        // 60000 x 28 x 28 declared in a stream of a few dozen bytes: more than deflate can hold.
+        let mut header = vec![0, 0, 8, 3];
+        for d in [60_000u32, 28, 28] {
+            header.extend_from_slice(&d.to_be_bytes());
+        }
+        let e = decode_idx_bytes(&gz(&header)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DatasetError::Idx {
+                    kind: IdxFormatError::TooLarge {
+                        declared: 47_040_000,
+                        ..
+                    },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // Above the reader's own limit, raw or gzipped.
+        let mut huge = vec![0, 0, 8, 2];
+        for d in [1u32 << 16, 1 << 15] {
+            huge.extend_from_slice(&d.to_be_bytes());
+        }
+        for bytes in [huge.clone(), gz(&huge)] {
+            let e = decode_idx_bytes(&bytes).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    DatasetError::Idx {
+                        kind: IdxFormatError::TooLarge {
+                            limit: MAX_IDX_PAYLOAD,
+                            ..
+                        },
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hand_built_arrays_that_disagree_are_an_error() {
+        let bad = IdxArray {
+            dims: vec![2, 2],
+            data: vec![0; 3],
+        };
+        assert!(bad.into_ndarray().is_err());
     }
 
     #[test]

@@ -27,7 +27,7 @@ mod mnist;
 pub use error::{DatasetError, IdxFormatError};
 pub use idx::{
     decode_idx_bytes, encode_idx, parse_idx, read_idx, read_idx_images, read_idx_labels, write_idx,
-    IdxArray, IDX_TYPE_U8,
+    IdxArray, IDX_TYPE_U8, MAX_IDX_PAYLOAD,
 };
 pub use mnist::{
     one_hot, random_indices, Mnist, MnistSplit, Scaling, DATA_DIR_ENV, MNIST_CLASSES, MNIST_SIDE,

@@ -31,7 +31,7 @@ proptest! {
         let arr_gz = decode_idx_bytes(&gzip(&bytes)).unwrap();
         prop_assert_eq!(arr_gz, arr.clone());
         // And into an ndarray of that shape.
-        let nd = arr.into_ndarray();
+        let nd = arr.into_ndarray().unwrap();
         prop_assert_eq!(nd.shape(), &dims[..]);
     }
 

@@ -325,7 +325,7 @@ impl<'m, M: DifferentiableModel + ?Sized> FittedGradientSimilarity<'m, M> {
                 if y.len() == n_test {
                     y.clone()
                 } else {
-                    y.select(&vec![0; n_test])
+                    y.select(&vec![0; n_test])?
                 }
             }
             None => match self.params.task {
@@ -406,7 +406,7 @@ impl<'m, M: DifferentiableModel + ?Sized> FittedGradientSimilarity<'m, M> {
             None => {
                 let x_ref = self.x_ref.view();
                 for (start, end) in batch_ranges(self.n_references(), self.params.batch_size) {
-                    let (xs, ys) = slice_batch(&x_ref, &self.y_ref, start, end);
+                    let (xs, ys) = slice_batch(&x_ref, &self.y_ref, start, end)?;
                     let chunk = chunk_grads(self.model, &self.params, "reference", xs, &ys, start)?;
                     visit_reference(&chunk)?;
                 }

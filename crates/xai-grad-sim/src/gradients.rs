@@ -156,10 +156,10 @@ pub(crate) fn slice_batch<'a>(
     targets: &Targets,
     start: usize,
     end: usize,
-) -> (ArrayViewD<'a, f32>, Targets) {
+) -> Result<(ArrayViewD<'a, f32>, Targets)> {
     let xs = x.slice_axis(Axis(0), Slice::from(start..end));
     let indices: Vec<usize> = (start..end).collect();
-    (xs, targets.select(&indices))
+    Ok((xs, targets.select(&indices)?))
 }
 
 /// Per-sample gradients of every instance of `x`, computed `batch_size` instances at a time.
@@ -173,7 +173,7 @@ pub(crate) fn batched_grads<M: DifferentiableModel + ?Sized>(
     let n = x.len_of(Axis(0));
     batch_ranges(n, params.batch_size)
         .map(|(start, end)| {
-            let (xs, ts) = slice_batch(&x, targets, start, end);
+            let (xs, ts) = slice_batch(&x, targets, start, end)?;
             chunk_grads(model, params, what, xs, &ts, start)
         })
         .collect()

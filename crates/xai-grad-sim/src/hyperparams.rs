@@ -40,8 +40,10 @@ pub const DEFAULT_EPS: f32 = 1e-7;
 
 /// Validated hyperparameters of [`crate::GradientSimilarity`]. Build them with
 /// [`GradSimParams`] and [`GradSimParams::check`]; every field is serialised into the
-/// explanation's `meta`.
+/// explanation's `meta`. Deserialising runs the same checks, so a `batch_size` of 0 read from a
+/// file is an error, not a checked value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct GradSimValidParams {
     pub(crate) loss: Loss,
     pub(crate) sim_fn: SimilarityFn,
@@ -52,6 +54,22 @@ pub struct GradSimValidParams {
     pub(crate) keep_scores: bool,
     pub(crate) param_selection: ParamSelection,
     pub(crate) eps: f32,
+}
+
+impl Serialize for GradSimValidParams {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        GradSimValidParams::serialize(self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for GradSimValidParams {
+    /// Reads the fields, then validates them with [`GradSimParams::check`].
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let unchecked = GradSimValidParams::deserialize(d)?;
+        GradSimParams(unchecked)
+            .check()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 impl GradSimValidParams {
@@ -286,5 +304,23 @@ mod tests {
         assert_eq!(json["task"], "regression");
         assert_eq!(json["precompute_grads"], false);
         assert_eq!(json["batch_size"], 64);
+    }
+
+    #[test]
+    fn deserialising_runs_the_checks() {
+        let p = GradSimParams::new(Loss::MeanSquaredError).check().unwrap();
+        let json = serde_json::to_value(&p).unwrap();
+        let back: GradSimValidParams = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, p);
+        for (field, value) in [
+            ("batch_size", serde_json::json!(0)),
+            ("n_similar", serde_json::json!(0)),
+            ("eps", serde_json::json!(-1.0)),
+        ] {
+            let mut bad = json.clone();
+            bad[field] = value;
+            let err = serde_json::from_value::<GradSimValidParams>(bad).unwrap_err();
+            assert!(err.to_string().contains(field), "{field}: {err}");
+        }
     }
 }

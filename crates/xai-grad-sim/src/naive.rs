@@ -35,7 +35,7 @@ pub fn naive_flat_gradients<M: DifferentiableModel + ?Sized>(
         let xi = x.slice_axis(Axis(0), ndarray::Slice::from(i..i + 1));
         let grads = model.per_sample_grads(
             xi,
-            &targets.select(&[i]),
+            &targets.select(&[i])?,
             &params.loss,
             &params.param_selection,
         )?;

@@ -60,12 +60,15 @@ impl SimilarityFn {
     /// different orders, and rounding could otherwise take `cos(g, g)` a hair above 1.
     #[inline]
     pub fn from_dot(self, dot: f32, test_sq: f32, ref_sq: f32, eps: f32) -> f32 {
+        // A zero denominator (eps = 0 and a zero gradient, whose dot products are 0 too) scores
+        // 0: a gradient without a direction is like nothing, rather than NaN.
+        let ratio = |num: f32, den: f32| if den > 0.0 { num / den } else { 0.0 };
         match self {
             SimilarityFn::GradDot => dot,
             SimilarityFn::GradCos => {
-                (dot / (test_sq.sqrt() * ref_sq.sqrt() + eps)).clamp(-1.0, 1.0)
+                ratio(dot, test_sq.sqrt() * ref_sq.sqrt() + eps).clamp(-1.0, 1.0)
             }
-            SimilarityFn::GradAsymDot => dot / (ref_sq + eps),
+            SimilarityFn::GradAsymDot => ratio(dot, ref_sq + eps),
         }
     }
 
@@ -146,5 +149,15 @@ mod tests {
         let f = SimilarityFn::GradCos;
         assert_eq!(f.from_dot(0.0, 0.0, 4.0, 1e-7), 0.0);
         assert_eq!(SimilarityFn::GradAsymDot.from_dot(0.0, 1.0, 0.0, 1e-7), 0.0);
+    }
+
+    #[test]
+    fn zero_gradients_score_zero_without_eps_too() {
+        for f in [SimilarityFn::GradCos, SimilarityFn::GradAsymDot] {
+            for (t, r) in [(0.0, 4.0), (4.0, 0.0), (0.0, 0.0)] {
+                let v = f.from_dot(0.0, t, r, 0.0);
+                assert_eq!(v, 0.0, "{f:?} with norms {t}, {r}");
+            }
+        }
     }
 }

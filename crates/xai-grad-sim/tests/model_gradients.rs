@@ -87,7 +87,7 @@ fn factored_blocks_equal_the_naive_gradient() {
         let flat = grads.to_flat();
         for i in 0..3 {
             let naive = model
-                .naive_flat_gradient(instance(&x, i), &targets.select(&[i]), &loss)
+                .naive_flat_gradient(instance(&x, i), &targets.select(&[i]).unwrap(), &loss)
                 .unwrap();
             for (k, (a, b)) in flat.row(i).iter().zip(naive.iter()).enumerate() {
                 assert!(

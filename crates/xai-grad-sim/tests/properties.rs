@@ -125,7 +125,7 @@ proptest! {
             .explain(x_test.view(), None)
             .unwrap();
         let permuted = explainer
-            .fit(x_ref.select(Axis(0), &perm), y_ref.select(&perm))
+            .fit(x_ref.select(Axis(0), &perm), y_ref.select(&perm).unwrap())
             .unwrap()
             .explain(x_test.view(), None)
             .unwrap();

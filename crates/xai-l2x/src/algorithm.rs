@@ -300,7 +300,7 @@ impl L2xValidParams {
             let (mut loss_sum, mut seen) = (0.0f64, 0usize);
             for idx in order.chunks(batch_size) {
                 let xb = images.select(Axis(0), idx);
-                let tb = targets.select(idx);
+                let tb = targets.select(idx)?;
                 let gumbel = sample_gumbel(idx.len(), self.k(), d, &mut rng);
                 let out = step_gradients(
                     &selection,
@@ -933,11 +933,82 @@ fn read_config(dir: &Path) -> Result<SavedConfig> {
     Ok(config)
 }
 
+/// Checks, before any network is built, that the sizes in a saved configuration fit the saved
+/// weight files: the default models have `[c, h, w]`- and `n_outputs`-dependent parameter counts,
+/// and each parameter takes 4 bytes in its safetensors file, so a configuration whose models would
+/// need more than the files hold is corrupt (and would otherwise drive a huge allocation).
+fn check_saved_sizes(dir: &Path, config: &SavedConfig) -> Result<()> {
+    let [c, h, w] = config.input_shape;
+    let bad = |reason: String| L2xError::Saved {
+        path: dir.join(CONFIG_FILE),
+        reason,
+    };
+    if c == 0 || h == 0 || w == 0 || config.n_outputs == 0 {
+        return Err(bad(format!(
+            "input shape {:?} and {} outputs: every size must be at least 1",
+            config.input_shape, config.n_outputs
+        )));
+    }
+    // Parameter counts of default_selection_model / default_prediction_model (checked).
+    let selection = c
+        .checked_mul(10 * 9)
+        .and_then(|v| v.checked_add(10 + (10 * 20 * 9 + 20) + (20 + 1)));
+    // The flattened side after two 5x5 convolutions and two 2x2 poolings (as the model builds it).
+    let side = |s: usize| {
+        s.checked_sub(4)
+            .map(|v| v / 2)
+            .and_then(|v| v.checked_sub(4))
+            .map(|v| v / 2)
+    };
+    let fc1_in = side(h)
+        .zip(side(w))
+        .and_then(|(a, b)| a.checked_mul(b))
+        .and_then(|v| v.checked_mul(20));
+    let prediction = c
+        .checked_mul(10 * 25)
+        .and_then(|v| v.checked_add(10 + (10 * 20 * 25 + 20)))
+        .and_then(|v| {
+            fc1_in
+                .and_then(|f| f.checked_mul(50))
+                .and_then(|f| v.checked_add(f + 50))
+        })
+        .and_then(|v| {
+            config
+                .n_outputs
+                .checked_mul(51)
+                .and_then(|o| v.checked_add(o))
+        });
+    for (file, params) in [(SELECTION_FILE, selection), (PREDICTION_FILE, prediction)] {
+        let path = dir.join(file);
+        let bytes = std::fs::metadata(&path)
+            .map_err(|source| L2xError::Io {
+                path: path.clone(),
+                source,
+            })?
+            .len();
+        let fits = params
+            .and_then(|p| p.checked_mul(4))
+            .is_some_and(|need| need as u64 <= bytes);
+        if !fits {
+            return Err(bad(format!(
+                "input shape {:?} with {} outputs needs {} parameters in {file}, which holds {bytes} bytes",
+                config.input_shape,
+                config.n_outputs,
+                params.map_or("more than usize::MAX".to_string(), |p| p.to_string()),
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl L2x {
     /// Loads an explainer with the default models saved by [`L2x::save`] from the folder `dir`.
+    /// The sizes in its `l2x.json` are checked against the weight files before any network is
+    /// built.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let config = read_config(dir)?;
+        check_saved_sizes(dir, &config)?;
         let seed = config.params.clone().check()?.seed();
         let selection = default_selection_model(config.input_shape, seed)?;
         let prediction =

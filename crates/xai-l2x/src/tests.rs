@@ -342,6 +342,31 @@ fn same_seed_same_explainer_and_save_load_round_trip() {
     ));
     let wrong = Array4::<f32>::zeros((2, 1, 12, 12));
     assert!(loaded.explain(&bb, wrong.view()).is_err());
+    // Sizes in the configuration that the weight files cannot hold are refused before any
+    // network is built (they used to drive terabyte allocations).
+    let config = std::fs::read_to_string(dir.join(crate::CONFIG_FILE)).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&config).unwrap();
+    for (shape, outputs) in [
+        (
+            serde_json::json!([1, 16, 16]),
+            serde_json::json!(1_000_000_000_000u64),
+        ),
+        (
+            serde_json::json!([1u64 << 40, 16, 16]),
+            serde_json::json!(4),
+        ),
+        (
+            serde_json::json!([1, 1u64 << 31, 1u64 << 31]),
+            serde_json::json!(4),
+        ),
+        (serde_json::json!([0, 16, 16]), serde_json::json!(4)),
+    ] {
+        value["input_shape"] = shape;
+        value["n_outputs"] = outputs;
+        std::fs::write(dir.join(crate::CONFIG_FILE), value.to_string()).unwrap();
+        let e = L2x::load(&dir).expect_err("a corrupt configuration");
+        assert!(matches!(e, L2xError::Saved { .. }), "{e}");
+    }
     // A corrupted configuration is a typed error.
     std::fs::write(dir.join(crate::CONFIG_FILE), "{}").unwrap();
     assert!(matches!(L2x::load(&dir), Err(L2xError::Saved { .. })));

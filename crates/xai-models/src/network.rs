@@ -698,7 +698,7 @@ impl DifferentiableModel for Network {
             let targets = if ranges.len() == 1 {
                 targets.clone()
             } else {
-                targets.select(&indices)
+                targets.select(&indices)?
             };
             self.per_sample_grads_chunk(
                 x4.slice(ndarray::s![start..end, .., .., ..]),

@@ -218,7 +218,7 @@ proptest! {
         prop_assert_eq!(flat.ncols(), net.n_params());
         for s in 0..4 {
             let xs = x.slice(ndarray::s![s..s + 1, .., .., ..]).to_owned();
-            let ts = t.select(&[s]);
+            let ts = t.select(&[s]).unwrap();
             let trace = net.forward_trace(xs.view(), None).unwrap();
             let out = net.predict(xs.view().into_dyn()).unwrap();
             let (_, g_out) = loss.value_and_grad(out.view(), &ts).unwrap();
@@ -409,7 +409,7 @@ fn chunked_batches_equal_row_by_row_results() {
         let psg_one = net
             .per_sample_grads(
                 xs.view().into_dyn(),
-                &t.select(&[s]),
+                &t.select(&[s]).unwrap(),
                 &loss,
                 &ParamSelection::All,
             )

@@ -185,7 +185,7 @@ pub fn train(
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for idx in order.chunks(config.batch_size) {
             let xb = batch_images(&x, idx);
-            let tb = targets.select(idx);
+            let tb = targets.select(idx)?;
             let trace = net.forward_trace(xb.view(), Some(&mut rng))?;
             let outputs = Array2::from_shape_vec((idx.len(), n_out), trace.output_flat().to_vec())
                 .map_err(|e| ModelError::Internal(e.to_string()))?;

@@ -326,7 +326,7 @@ pub fn lars_path_order(gram: &Array2<f64>, xty: &Array1<f64>, k: usize) -> Vec<u
     while active.len() < k {
         let mut best = None;
         for j in 0..m {
-            if !is_active[j] && best.map_or(true, |b: usize| cov[j].abs() > cov[b].abs()) {
+            if !is_active[j] && best.is_none_or(|b: usize| cov[j].abs() > cov[b].abs()) {
                 best = Some(j);
             }
         }

@@ -282,7 +282,7 @@ impl TwoLayerMlp {
             order.shuffle(&mut rng);
             for batch in order.chunks(batch_size) {
                 let xb = x.select(Axis(0), batch);
-                let tb = targets.select(batch);
+                let tb = targets.select(batch)?;
                 let fwd = self.forward(&xb.view())?;
                 let (_, g_out) = loss.value_and_grad(fwd.outputs.view(), &tb)?;
                 let (dz2, dz1) = self.backward(&fwd, g_out.view());

@@ -20,7 +20,7 @@ pub fn square_images(
     side: usize,
     seed: u64,
 ) -> xai_core::Result<(Array4<f32>, Vec<usize>)> {
-    if side < 2 * SQUARE || side % 2 != 0 {
+    if side < 2 * SQUARE || !side.is_multiple_of(2) {
         return Err(CoreError::param("side", side, "an even number >= 6"));
     }
     let mut rng = StdRng::seed_from_u64(seed);

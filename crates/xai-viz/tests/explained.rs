@@ -119,7 +119,9 @@ fn similarity_figures_show_the_neighbours_and_class_means() {
         reference_classes: labels.clone(),
         highlight: Some(labels[..2].to_vec()),
     };
-    let bars = render_similarity_class_bars(&explanation, &[grouping.clone()], Some("t")).unwrap();
+    let bars =
+        render_similarity_class_bars(&explanation, std::slice::from_ref(&grouping), Some("t"))
+            .unwrap();
     assert!(bars.width > 100);
     let short = ClassGrouping {
         reference_classes: vec![0; 5],

@@ -89,12 +89,19 @@ pub fn load_weights_from_bytes(
                 g.shape
             )));
         }
-        values.push(
-            t.data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect::<Vec<f32>>(),
-        );
+        let v: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            return Err(ModelError::Weights(format!(
+                "tensor `{}` holds a non-finite value ({x}) at flat index {i}; weights must be \
+                 finite",
+                g.name
+            )));
+        }
+        values.push(v);
     }
     if tensors.len() != values.len() {
         return Err(ModelError::Weights(format!(

@@ -345,6 +345,32 @@ fn weights_round_trip_and_mismatches_are_reported() {
     std::fs::write(dir.join("junk.safetensors"), b"not a tensor file").unwrap();
     assert!(crate::load_weights(&mut other, dir.join("junk.safetensors")).is_err());
     assert!(crate::load_weights(&mut other, dir.join("missing.safetensors")).is_err());
+    // A NaN or an infinity among the weights is an error naming the tensor.
+    let bytes = std::fs::read(&path).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for bad in [f32::NAN, f32::INFINITY] {
+        let mut data: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+            .tensors()
+            .into_iter()
+            .map(|(name, t)| (name, t.data().to_vec(), t.shape().to_vec()))
+            .collect();
+        data.sort_by(|a, b| a.0.cmp(&b.0));
+        data[0].1[..4].copy_from_slice(&bad.to_le_bytes());
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = data
+            .iter()
+            .map(|(n, d, s)| {
+                let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                    .unwrap();
+                (n.clone(), v)
+            })
+            .collect();
+        let poisoned = safetensors::serialize(views, &None).unwrap();
+        let e = crate::load_weights_from_bytes(&mut other, &poisoned).unwrap_err();
+        assert!(
+            e.to_string().contains(&data[0].0) && e.to_string().contains("non-finite"),
+            "{e}"
+        );
+    }
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -27,9 +27,23 @@ fn checksum<'a>(values: impl IntoIterator<Item = &'a f32>) -> u64 {
     })
 }
 
-/// Median and 10th percentile of `reps` timed runs of `f`, after one warm-up run.
-fn timed(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
+/// CPU time of all this process's threads so far in seconds (Linux: the first field of each
+/// `/proc/self/task/*/schedstat`, nanoseconds on a CPU), or `None` elsewhere. On a shared
+/// machine it varies far less than wall-clock time.
+fn cpu_seconds() -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 * 1e-9)
+}
+
+/// Median and 10th percentile of `reps` timed runs of `f` (after one warm-up run), and the
+/// mean CPU time per run over all threads.
+fn timed(reps: usize, mut f: impl FnMut()) -> (f64, f64, Option<f64>) {
     f();
+    let cpu0 = cpu_seconds();
     let mut t: Vec<f64> = (0..reps)
         .map(|_| {
             let s = Instant::now();
@@ -37,8 +51,14 @@ fn timed(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
             s.elapsed().as_secs_f64()
         })
         .collect();
+    let cpu = cpu0.zip(cpu_seconds()).map(|(a, b)| (b - a) / reps as f64);
     t.sort_by(|a, b| a.total_cmp(b));
-    (t[reps / 2], t[reps / 10])
+    (t[reps / 2], t[reps / 10], cpu)
+}
+
+/// Milliseconds with `digits` decimals, or "n/a".
+fn ms(v: Option<f64>, digits: usize) -> String {
+    v.map_or("n/a".into(), |v| format!("{:.digits$}", v * 1e3))
 }
 
 fn main() {
@@ -79,22 +99,24 @@ fn main() {
             checksum(&out1),
             checksum(&grad1)
         );
-        let (predict_1000, predict_1000_p10) = timed(7, || {
+        let (predict_1000, predict_1000_p10, predict_1000_cpu) = timed(7, || {
             std::hint::black_box(net.predict(x1000.view().into_dyn()).expect("predict"));
         });
-        let (pullback_1, pullback_1_p10) = timed(1001, || {
+        let (pullback_1, pullback_1_p10, pullback_1_cpu) = timed(1001, || {
             let r = net
                 .predict_and_input_gradient(x1.view().into_dyn(), &mut weights)
                 .expect("pullback");
             std::hint::black_box(r);
         });
         println!(
-            "{:10} predict 1000: median {:7.2} ms (p10 {:7.2})   pullback 1: median {:6.3} ms (p10 {:6.3})",
+            "{:10} predict 1000: median {:7.2} ms (p10 {:7.2}, CPU {:>7} ms)   pullback 1: median {:6.3} ms (p10 {:6.3}, CPU {:>6} ms)",
             kind.name(),
             predict_1000 * 1e3,
             predict_1000_p10 * 1e3,
+            ms(predict_1000_cpu, 2),
             pullback_1 * 1e3,
-            pullback_1_p10 * 1e3
+            pullback_1_p10 * 1e3,
+            ms(pullback_1_cpu, 3)
         );
     }
 }

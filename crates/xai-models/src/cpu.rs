@@ -23,6 +23,7 @@ pub(crate) trait Isa: Copy + Send + Sync {
     /// an add, where fusing would be a slow library call).
     const FUSED: bool;
     /// Whether the kernel may use the AVX2 + FMA intrinsics of `std::arch::x86_64`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     const AVX2_FMA: bool;
 }
 

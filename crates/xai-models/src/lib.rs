@@ -25,6 +25,7 @@
 //! assert_eq!(probs.shape(), &[2, 10]);
 //! ```
 
+mod cpu;
 pub mod dfdx_ops;
 mod direct;
 mod error;

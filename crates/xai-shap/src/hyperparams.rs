@@ -142,7 +142,8 @@ impl KernelShapParams {
         self
     }
 
-    /// Feature selection before the regression (shap's `l1_reg`; default none).
+    /// Feature selection before the regression (shap's `l1_reg`; default none here, while shap's
+    /// default is `num_features(10)` since 0.47 and `"auto"` before; see [`FeatureSelection`]).
     pub fn l1_reg(mut self, l1_reg: FeatureSelection) -> Self {
         self.l1_reg = l1_reg;
         self
@@ -191,12 +192,22 @@ impl KernelShapParams {
         if self.batch_size == 0 {
             return Err(ShapError::param("batch_size", 0, "at least 1"));
         }
-        if let FeatureSelection::TopK(0) = self.l1_reg {
-            return Err(ShapError::param(
-                "l1_reg",
-                "TopK(0)",
-                "TopK(k) with k >= 1, or FeatureSelection::None",
-            ));
+        match self.l1_reg {
+            FeatureSelection::TopK(0) => {
+                return Err(ShapError::param(
+                    "l1_reg",
+                    "TopK(0)",
+                    "TopK(k) with k >= 1, or FeatureSelection::None",
+                ));
+            }
+            FeatureSelection::Alpha(a) if !(a.is_finite() && a > 0.0) => {
+                return Err(ShapError::param(
+                    "l1_reg",
+                    format!("Alpha({a})"),
+                    "Alpha(a) with a positive, finite a, or FeatureSelection::None",
+                ));
+            }
+            _ => {}
         }
         if let Regression::SizePolynomial(degree) = self.regression {
             if degree > MAX_SIZE_POLYNOMIAL_DEGREE {

@@ -86,17 +86,24 @@
 //! ```
 
 pub mod algorithm;
+pub mod background;
 pub mod demo;
 pub mod error;
 pub mod exact;
 pub mod game;
 pub mod hyperparams;
+pub mod kmeans;
+pub mod l1_reg;
+pub mod lars;
 pub mod quality;
+pub mod rows;
 pub mod sampling;
 pub mod slic;
 pub mod solver;
+pub mod tabular;
 
 pub use algorithm::{explain_image, ImageShapValues, ShapValues, KERNEL_SHAP, KERNEL_SHAP_IMAGE};
+pub use background::{BackgroundData, BackgroundGames};
 pub use error::{Result, ShapError};
 pub use exact::exact_shapley_values;
 pub use game::{
@@ -107,6 +114,9 @@ pub use hyperparams::{
     ImageKernelShapParams, KernelShapParams, Link, NSamples, ValidImageKernelShapParams,
     ValidKernelShapParams,
 };
+pub use kmeans::{KMeansParams, KMeansSummary};
+pub use rows::{CoalitionRequest, GameList, GameRows, OneGame, Progress};
 pub use sampling::SamplingScheme;
 pub use slic::{Segmentation, SlicParams, ValidSlicParams};
 pub use solver::{FeatureSelection, Regression};
+pub use tabular::{read_csv, TabularShapValues};

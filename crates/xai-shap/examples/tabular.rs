@@ -105,10 +105,9 @@ fn parse_l1(s: &str) -> Result<FeatureSelection, String> {
             .and_then(|r| r.strip_suffix(')'))
         {
             Some(k) => FeatureSelection::TopK(k.parse().map_err(|_| format!("bad k in {s}"))?),
-            None => FeatureSelection::Alpha(
-                s.parse()
-                    .map_err(|_| format!("--l1-reg {s}: expected none|aic|bic|auto|num_features(k)|<alpha>"))?,
-            ),
+            None => FeatureSelection::Alpha(s.parse().map_err(|_| {
+                format!("--l1-reg {s}: expected none|aic|bic|auto|num_features(k)|<alpha>")
+            })?),
         },
     })
 }
@@ -137,7 +136,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 shap = match value()?.as_str() {
                     "shap" => true,
                     "default" => false,
-                    other => return Err(format!("--estimator {other}: expected default|shap").into()),
+                    other => {
+                        return Err(format!("--estimator {other}: expected default|shap").into())
+                    }
                 }
             }
             "--l1-reg" => l1 = parse_l1(&value()?)?,

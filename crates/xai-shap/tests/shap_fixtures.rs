@@ -17,7 +17,13 @@ fn matrix(v: &Value) -> Array2<f64> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        })
         .collect();
     let (n, m) = (rows.len(), rows.first().map_or(0, |r| r.len()));
     Array2::from_shape_vec((n, m), rows.concat()).unwrap()
@@ -131,9 +137,11 @@ fn agrees_with_shap_kernel_explainer() {
         let weighted =
             BackgroundData::weighted(bg.view().into_dyn(), &vector(&case["weights"])).unwrap();
         let centroids = matrix(&case["kmeans_centroids"]).mapv(|v| v as f32);
-        let kmeans =
-            BackgroundData::weighted(centroids.view().into_dyn(), &vector(&case["kmeans_weights"]))
-                .unwrap();
+        let kmeans = BackgroundData::weighted(
+            centroids.view().into_dyn(),
+            &vector(&case["kmeans_weights"]),
+        )
+        .unwrap();
         let mut reference: Option<Vec<Array2<f64>>> = None;
         for run in case["runs"].as_array().unwrap() {
             let data = match run["background"].as_str().unwrap() {
@@ -178,16 +186,26 @@ fn agrees_with_shap_kernel_explainer() {
                 );
                 if full {
                     assert!(got.exact || !got.inert_features.is_empty(), "{label}");
-                    assert!(err < 1e-5 * scale.max(1.0), "{label}: max error {err}\n{:?}\n{:?}", got.values, shap_values[r]);
+                    assert!(
+                        err < 1e-5 * scale.max(1.0),
+                        "{label}: max error {err}\n{:?}\n{:?}",
+                        got.values,
+                        shap_values[r]
+                    );
                 } else {
                     // both sample: compare each with the exact values from the full run
                     let exact = &reference.as_ref().expect("full run first")[r];
-                    let ours = (&got.values - exact).iter().fold(0f64, |a, v| a.max(v.abs()));
+                    let ours = (&got.values - exact)
+                        .iter()
+                        .fold(0f64, |a, v| a.max(v.abs()));
                     let theirs = (&shap_values[r] - exact)
                         .iter()
                         .fold(0f64, |a, v| a.max(v.abs()));
                     assert!(err < 0.05 * scale, "{label}: {err} vs scale {scale}");
-                    assert!(ours < 2.0 * theirs + 1e-3 * scale, "{label}: ours {ours}, shap {theirs}");
+                    assert!(
+                        ours < 2.0 * theirs + 1e-3 * scale,
+                        "{label}: ours {ours}, shap {theirs}"
+                    );
                 }
             }
             if full && run["background"] == "plain" && run["l1_reg"] == "none" {

@@ -144,7 +144,7 @@ pub fn select(problem: &AugmentedProblem, mode: FeatureSelection) -> Result<Vec<
             let fitted: f64 = (0..m).map(|j| beta[[j, 0]] * xty[j]).sum();
             let rss_ols = yty - fitted;
             let sigma2 = rss_ols / (nf - m as f64 - 1.0);
-            if !(sigma2 > 1e-14 * yty.abs().max(f64::MIN_POSITIVE)) {
+            if sigma2.is_nan() || sigma2 <= 1e-14 * yty.abs().max(f64::MIN_POSITIVE) {
                 return Err(ShapError::param(
                     "l1_reg",
                     format!("{mode:?}"),

@@ -124,16 +124,15 @@ pub fn lars_path_gram(
     let mut n_iter = 0usize;
     let mut drop = false;
     loop {
-        let (c_idx, c_signed) = match cov.iter().enumerate().fold(
-            None,
-            |best: Option<(usize, f64)>, (i, &v)| match best {
+        // the first position with the largest |correlation| (np.argmax)
+        let (c_idx, c_signed) = cov
+            .iter()
+            .enumerate()
+            .fold(None, |best: Option<(usize, f64)>, (i, &v)| match best {
                 Some((_, b)) if v.abs() <= b.abs() => best,
                 _ => Some((i, v)),
-            },
-        ) {
-            Some(found) => found,
-            None => (0, 0.0),
-        };
+            })
+            .unwrap_or((0, 0.0));
         let c = c_signed.abs();
         let alpha = c / n_samples;
         alphas[n_iter] = alpha;

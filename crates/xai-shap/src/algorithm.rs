@@ -11,20 +11,18 @@
 //! 5. solve the weighted least squares (plain, or with per-size intercepts) with `Σ φ = link(v(N)) - link(v(∅))` enforced exactly,
 //!    for every requested output at once.
 
-use ndarray::{Array2, Array3, ArrayD, ArrayView2, ArrayView3, Axis, IxDyn};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
+use ndarray::{Array2, Array3, ArrayD, ArrayView3, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
-use xai_core::{CoreError, Explanation, Meta, NpyArrays, Predictor};
+use xai_core::{Explanation, Meta, NpyArrays, Predictor};
 
+use crate::background::{BackgroundData, BackgroundGames};
 use crate::error::{Result, ShapError};
 use crate::game::{Background, CoalitionGame, CoalitionMasker, ImageMasker, MaskedPredictor};
 use crate::hyperparams::{
-    ImageKernelShapParams, Link, NSamples, ValidImageKernelShapParams, ValidKernelShapParams,
+    ImageKernelShapParams, NSamples, ValidImageKernelShapParams, ValidKernelShapParams,
 };
-use crate::sampling::{design, effective_nsamples};
+use crate::rows::OneGame;
 use crate::slic::Segmentation;
-use crate::solver::{FeatureSelection, NormalEquations};
 
 /// Name recorded in `meta` for [`ValidKernelShapParams::explain_game`] and
 /// [`ValidKernelShapParams::explain`].
@@ -113,151 +111,11 @@ impl NpyArrays for ImageShapValues {
     }
 }
 
-fn apply_link(link: Link, value: f64, label: usize, coalition: usize) -> Result<f64> {
-    link.apply(value).ok_or(ShapError::LogitDomain {
-        label,
-        coalition,
-        value,
-    })
-}
-
-/// Evaluates `coalitions`, checking the output shape and finiteness; `first` numbers the rows
-/// in error messages.
-fn evaluate_checked(
-    game: &dyn CoalitionGame,
-    coalitions: ArrayView2<'_, bool>,
-    first: usize,
-) -> Result<Array2<f64>> {
-    let out = game.evaluate(coalitions)?;
-    let expected = [coalitions.nrows(), game.n_outputs()];
-    if out.shape() != expected {
-        return Err(ShapError::BatchShape {
-            what: "coalition function".into(),
-            got: out.shape().to_vec(),
-            expected: format!("{expected:?}"),
-        });
-    }
-    if let Some(((row, label), &value)) = out.indexed_iter().find(|(_, v)| !v.is_finite()) {
-        return Err(ShapError::NonFiniteOutput {
-            label,
-            coalition: first + row,
-            value,
-        });
-    }
-    Ok(out)
-}
-
 impl ValidKernelShapParams {
-    /// The labels to explain for a game with `n_outputs` outputs, checked.
-    fn resolve_labels(&self, n_outputs: usize) -> Result<Vec<usize>> {
-        if n_outputs == 0 {
-            return Err(CoreError::Empty("the model's outputs".into()).into());
-        }
-        let labels = match self.labels() {
-            Some(l) => l.to_vec(),
-            None => (0..n_outputs).collect(),
-        };
-        if let Some(&label) = labels.iter().find(|&&l| l >= n_outputs) {
-            return Err(ShapError::LabelOutOfRange { label, n_outputs });
-        }
-        Ok(labels)
-    }
-
     /// KernelSHAP values of `game` (see the module docs), without `meta`.
     pub fn estimate(&self, game: &dyn CoalitionGame) -> Result<ShapValues> {
-        let labels = self.resolve_labels(game.n_outputs())?;
-        let d = labels.len();
-        let m_total = game.n_players();
-        let mut inert = vec![false; m_total];
-        if self.skip_inert_features() {
-            for j in game.inert_players() {
-                if j >= m_total {
-                    return Err(ShapError::param(
-                        "inert player",
-                        j,
-                        format!("an index below the number of players {m_total}"),
-                    ));
-                }
-                inert[j] = true;
-            }
-        }
-        let active: Vec<usize> = (0..m_total).filter(|&j| !inert[j]).collect();
-        let inert_features: Vec<usize> = (0..m_total).filter(|&j| inert[j]).collect();
-        let m = active.len();
-
-        let mut references = Array2::from_elem((2, m_total), false);
-        references.row_mut(1).fill(true);
-        let out = evaluate_checked(game, references.view(), 0)?;
-        let link = self.link();
-        let mut base_values = Vec::with_capacity(d);
-        let mut instance_values = Vec::with_capacity(d);
-        for &l in &labels {
-            base_values.push(apply_link(link, out[[0, l]], l, 0)?);
-            instance_values.push(apply_link(link, out[[1, l]], l, 1)?);
-        }
-        let delta: Vec<f64> = instance_values
-            .iter()
-            .zip(&base_values)
-            .map(|(f, b)| f - b)
-            .collect();
-
-        let mut values = Array2::zeros((d, m_total));
-        let mut n_coalitions = 0;
-        let mut exact = true;
-        if m == 1 {
-            for k in 0..d {
-                values[[k, active[0]]] = delta[k];
-            }
-        } else if m >= 2 {
-            let nsamples = effective_nsamples(m, self.nsamples().resolve(m));
-            let mut rng = StdRng::seed_from_u64(self.seed());
-            let coalitions = design(self.sampling(), m, nsamples, &mut rng)?;
-            let with_selection = matches!(self.l1_reg(), FeatureSelection::TopK(k) if k < m);
-            let mut equations = NormalEquations::new(m, d, self.regression(), with_selection);
-            let batch = self.batch_size();
-            let mut start = 0;
-            while start < coalitions.len() {
-                let end = (start + batch).min(coalitions.len());
-                let rows = end - start;
-                let mut masks = Array2::from_elem((rows, m_total), true);
-                let mut z = Array2::<f64>::zeros((rows, m));
-                for r in 0..rows {
-                    for (a, &j) in active.iter().enumerate() {
-                        let present = coalitions.contains(start + r, a);
-                        masks[[r, j]] = present;
-                        z[[r, a]] = if present { 1.0 } else { 0.0 };
-                    }
-                }
-                let out = evaluate_checked(game, masks.view(), 2 + start)?;
-                let mut y = Array2::<f64>::zeros((rows, d));
-                for r in 0..rows {
-                    for (k, &l) in labels.iter().enumerate() {
-                        y[[r, k]] =
-                            apply_link(link, out[[r, l]], l, 2 + start + r)? - base_values[k];
-                    }
-                }
-                equations.add(z.view(), &coalitions.weights()[start..end], y.view());
-                start = end;
-            }
-            let phi = equations.solve(&delta, self.l1_reg());
-            for k in 0..d {
-                for (a, &j) in active.iter().enumerate() {
-                    values[[k, j]] = phi[[k, a]];
-                }
-            }
-            n_coalitions = coalitions.len();
-            exact = coalitions.is_exact();
-        }
-        Ok(ShapValues {
-            labels,
-            values,
-            base_values,
-            instance_values,
-            inert_features,
-            n_coalitions,
-            n_evaluations: n_coalitions + 2,
-            exact,
-        })
+        let mut rows = self.estimate_rows(&OneGame(game))?;
+        Ok(rows.remove(0))
     }
 
     /// KernelSHAP values of a coalition game, with `meta` recording these parameters.
@@ -311,6 +169,33 @@ impl ValidImageKernelShapParams {
         check_image_for_model(model, &image)?;
         let segmentation = self.slic.segment(image)?;
         self.explain_segmented(model, image, segmentation)
+    }
+
+    /// Segments `image` with SLIC and explains it against a background data set of images
+    /// (`[N, c, h, w]` rows of `background`, weighted): an absent superpixel takes each
+    /// background image's pixels and the value of a coalition is the weighted mean of the
+    /// model over the background images, as shap's `KernelExplainer(f, data)`. The parameters'
+    /// own [`Background`] is unused here.
+    pub fn explain_with_data(
+        &self,
+        model: &dyn Predictor,
+        image: ArrayView3<'_, f32>,
+        background: &BackgroundData,
+    ) -> Result<Explanation<ImageShapValues>> {
+        check_image_for_model(model, &image)?;
+        let segmentation = self.slic.segment(image)?;
+        let games = BackgroundGames::image(model, background, image, &segmentation)?;
+        let values = self.shap.estimate_rows(&games)?.remove(0);
+        let data = image_values(values, segmentation);
+        Ok(Explanation {
+            meta: Meta::new(
+                KERNEL_SHAP_IMAGE,
+                &self.params,
+                env!("CARGO_PKG_NAME"),
+                env!("CARGO_PKG_VERSION"),
+            )?,
+            data,
+        })
     }
 
     /// Explains `image` on a given segmentation (the SLIC parameters are then unused).

@@ -78,6 +78,22 @@ pub enum ShapError {
         /// The expected shape.
         expected: String,
     },
+    /// An error while explaining one row of several.
+    #[error("row {row}: {source}")]
+    Row {
+        /// The row (explained instance) index.
+        row: usize,
+        /// What went wrong there.
+        source: Box<ShapError>,
+    },
+    /// A file (CSV, JSON) could not be read or parsed.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What was wrong and what was expected.
+        message: String,
+    },
 }
 
 /// Shorthand for results with [`ShapError`].

@@ -70,8 +70,9 @@ impl Link {
     }
 }
 
-/// KernelSHAP hyperparameters with shap's defaults (`nsamples="auto"`, identity link, no
-/// feature selection) and this crate's variance-reduced estimator (leverage sampling,
+/// KernelSHAP hyperparameters with shap's `nsamples="auto"` and identity link, no feature
+/// selection (shap's default is `num_features(10)`; see [`FeatureSelection`]) and this crate's
+/// variance-reduced estimator (leverage sampling,
 /// [`Regression::SizePolynomial`]`(4)`, inert features skipped);
 /// [`KernelShapParams::shap_compatible`] gives shap's estimator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,15 +112,43 @@ impl KernelShapParams {
         Self::default()
     }
 
-    /// shap's `KernelExplainer` as dianna calls it: shap's sampling and plain regression, every
-    /// feature in the regression (dianna passes all-ones against all-zeros, so shap sees no
-    /// constant feature).
+    /// shap's estimator: exactly `shap.KernelExplainer(f, data).shap_values(x, nsamples=n,
+    /// l1_reg=False)` run on the game as given (shap 0.4x-0.51 `KernelExplainer.explain`/`solve`:
+    /// its coalition sampling — with this crate's seeded generator instead of numpy's global one,
+    /// so the same distribution of designs, not the same draws — its plain constrained weighted
+    /// least squares, no feature selection), with every player in the regression.
+    ///
+    /// * Images as dianna calls shap (`explain_image(..., method="KernelSHAP")`: shap sees the
+    ///   segment mask, all ones against an all-zeros background, so no feature is constant):
+    ///   this is dianna's call with `l1_reg=False`. dianna itself passes shap's *default*
+    ///   `l1_reg`, which is `"num_features(10)"` since shap 0.47 and was `"auto"` (AIC when fewer
+    ///   than 20% of the coalitions are evaluated) before: add
+    ///   `.l1_reg(FeatureSelection::TopK(10))` or `.l1_reg(FeatureSelection::Auto)` to match a
+    ///   given shap version. dianna maps feature `j` to segment `j` when masking but draws the values
+    ///   onto the segments with an off-by-one (dianna PR #898); this crate uses segment
+    ///   `start_label + k` for feature `k` in both places and does not reproduce the off-by-one.
+    /// * Tables or images against a background data set ([`crate::BackgroundGames`]): add
+    ///   `.skip_inert_features(true)`, because shap drops features that do not vary between the
+    ///   row and the background (shap compares with `np.allclose`, this crate with exact
+    ///   equality); [`KernelShapParams::shap_defaults`] does that and takes shap's defaults.
     pub fn shap_compatible() -> Self {
         Self {
             sampling: SamplingScheme::Shap,
             regression: Regression::Plain,
             skip_inert_features: false,
             ..Self::default()
+        }
+    }
+
+    /// `shap.KernelExplainer(f, data).shap_values(X)` with shap's defaults as of shap 0.47-0.51:
+    /// `nsamples="auto"` (`2M + 2048`), `l1_reg="num_features(10)"`, identity link, features
+    /// that do not vary dropped; shap's sampling and regression as in
+    /// [`KernelShapParams::shap_compatible`].
+    pub fn shap_defaults() -> Self {
+        Self {
+            l1_reg: FeatureSelection::TopK(10),
+            skip_inert_features: true,
+            ..Self::shap_compatible()
         }
     }
 
@@ -142,7 +171,8 @@ impl KernelShapParams {
         self
     }
 
-    /// Feature selection before the regression (shap's `l1_reg`; default none).
+    /// Feature selection before the regression (shap's `l1_reg`; default none here, while shap's
+    /// default is `num_features(10)` since 0.47 and `"auto"` before; see [`FeatureSelection`]).
     pub fn l1_reg(mut self, l1_reg: FeatureSelection) -> Self {
         self.l1_reg = l1_reg;
         self
@@ -191,12 +221,22 @@ impl KernelShapParams {
         if self.batch_size == 0 {
             return Err(ShapError::param("batch_size", 0, "at least 1"));
         }
-        if let FeatureSelection::TopK(0) = self.l1_reg {
-            return Err(ShapError::param(
-                "l1_reg",
-                "TopK(0)",
-                "TopK(k) with k >= 1, or FeatureSelection::None",
-            ));
+        match self.l1_reg {
+            FeatureSelection::TopK(0) => {
+                return Err(ShapError::param(
+                    "l1_reg",
+                    "TopK(0)",
+                    "TopK(k) with k >= 1, or FeatureSelection::None",
+                ));
+            }
+            FeatureSelection::Alpha(a) if !(a.is_finite() && a > 0.0) => {
+                return Err(ShapError::param(
+                    "l1_reg",
+                    format!("Alpha({a})"),
+                    "Alpha(a) with a positive, finite a, or FeatureSelection::None",
+                ));
+            }
+            _ => {}
         }
         if let Regression::SizePolynomial(degree) = self.regression {
             if degree > MAX_SIZE_POLYNOMIAL_DEGREE {
@@ -430,6 +470,10 @@ mod tests {
         assert_eq!(p.nsamples().resolve(196), 2 * 196 + 2048);
         assert_eq!(p.l1_reg(), FeatureSelection::None);
         assert_eq!(p.link(), Link::Identity);
+        let d = KernelShapParams::shap_defaults().check().unwrap();
+        assert_eq!(d.l1_reg(), FeatureSelection::TopK(10));
+        assert!(d.skip_inert_features());
+        assert_eq!(d.sampling(), SamplingScheme::Shap);
         let s = KernelShapParams::shap_compatible().check().unwrap();
         assert_eq!(s.sampling(), SamplingScheme::Shap);
         assert_eq!(s.regression(), Regression::Plain);
@@ -449,6 +493,10 @@ mod tests {
         assert!(KernelShapParams::new().batch_size(0).check().is_err());
         assert!(KernelShapParams::new()
             .l1_reg(FeatureSelection::TopK(0))
+            .check()
+            .is_err());
+        assert!(KernelShapParams::new()
+            .l1_reg(FeatureSelection::Alpha(-1.0))
             .check()
             .is_err());
         assert!(KernelShapParams::new()

@@ -15,14 +15,30 @@
 //!   equations, shap's ([`Regression::Plain`]) or with terms in the coalition size that leave the
 //!   exact answer unchanged and absorb noise ([`Regression::SizePolynomial`], the default, and
 //!   [`Regression::SizeStratified`]); optional top-k feature selection by least-angle regression.
+//! * [`background`] — background data sets ([`BackgroundData`]: `N` weighted rows or images,
+//!   or a [`kmeans`] summary as `shap.kmeans`) and the games of rows against them
+//!   ([`BackgroundGames`]: `v(S) = Σ_n w_n f(x_S, b_n)`, as shap's `KernelExplainer(f, data)`).
+//! * [`rows`] — many rows per call: cross-row batched model evaluation, progress callback,
+//!   values identical to one call per row.
+//! * [`tabular`] — models with `[n_features]` input: feature names, CSV input, the JSON of the
+//!   `tabular` example ([`ValidKernelShapParams::explain_table`]).
+//! * [`l1_reg`] and [`lars`] — shap's `l1_reg` feature selection (`num_features(k)`, `aic`,
+//!   `bic`, alpha, `auto`) on scikit-learn's least-angle regression, ported.
 //! * [`algorithm`] — [`ValidKernelShapParams::explain_game`], [`ValidKernelShapParams::explain`],
-//!   [`ValidImageKernelShapParams::explain`] and dianna's [`explain_image`].
+//!   [`ValidImageKernelShapParams::explain`] (and `explain_with_data` against background
+//!   images) and dianna's [`explain_image`].
 //! * [`exact`] — brute-force Shapley values for small games.
 //!
 //! ## Estimators
 //!
-//! [`KernelShapParams::shap_compatible`] is shap's `KernelExplainer` as dianna calls it (shap's
-//! sampling and regression, every superpixel in the regression, `l1_reg` off). The default
+//! [`KernelShapParams::shap_compatible`] is shap's `KernelExplainer` with `l1_reg=False` (shap's
+//! sampling and regression, every superpixel in the regression): dianna's call except that
+//! dianna leaves shap's `l1_reg` at its default, `num_features(10)` since shap 0.47 and `"auto"`
+//! before (add [`FeatureSelection::TopK`]`(10)` or [`FeatureSelection::Auto`] to match), and
+//! that dianna draws the values onto the segments with an off-by-one (dianna PR #898), which is
+//! not reproduced;
+//! [`KernelShapParams::shap_defaults`] is `KernelExplainer(f, data).shap_values(X)` with
+//! shap 0.47+'s defaults. The default
 //! estimator reduces the variance three ways, each leaving the exact answer unchanged:
 //! superpixels identical to the background are null players and get 0 without estimation (as shap
 //! itself does with features that do not vary, which dianna's all-ones/all-zeros call hides from
@@ -84,15 +100,22 @@
 //! ```
 
 pub mod algorithm;
+pub mod background;
 pub mod error;
 pub mod exact;
 pub mod game;
 pub mod hyperparams;
+pub mod kmeans;
+pub mod l1_reg;
+pub mod lars;
+pub mod rows;
 pub mod sampling;
 pub mod slic;
 pub mod solver;
+pub mod tabular;
 
 pub use algorithm::{explain_image, ImageShapValues, ShapValues, KERNEL_SHAP, KERNEL_SHAP_IMAGE};
+pub use background::{BackgroundData, BackgroundGames};
 pub use error::{Result, ShapError};
 pub use exact::exact_shapley_values;
 pub use game::{
@@ -103,6 +126,9 @@ pub use hyperparams::{
     ImageKernelShapParams, KernelShapParams, Link, NSamples, ValidImageKernelShapParams,
     ValidKernelShapParams,
 };
+pub use kmeans::{KMeansParams, KMeansSummary};
+pub use rows::{CoalitionRequest, GameList, GameRows, OneGame, Progress};
 pub use sampling::SamplingScheme;
 pub use slic::{Segmentation, SlicParams, ValidSlicParams};
 pub use solver::{FeatureSelection, Regression};
+pub use tabular::{read_csv, TabularShapValues};

@@ -32,24 +32,58 @@
 //! images: how much of the picture is visible), which is noise for the per-feature values. Free
 //! intercepts cost one degree of freedom per size, a polynomial only `degree + 1`.
 //!
-//! Optional feature selection ([`FeatureSelection::TopK`], shap's `l1_reg="num_features(k)"`)
-//! runs least-angle regression (Efron et al. 2004, as sklearn's `lars_path`) on shap's augmented
-//! problem, whose Gram matrix and correlations are also accumulated.
+//! Optional feature selection ([`FeatureSelection`], shap's `l1_reg`: `num_features(k)`, `aic`,
+//! `bic`, an alpha, `auto`) runs scikit-learn's least-angle regression or Lasso-LARS
+//! ([`crate::lars`], Efron et al. 2004) on shap's augmented problem, whose Gram matrix,
+//! correlations, column sums and target moments are also accumulated ([`crate::l1_reg`]).
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-/// Feature selection before the regression (shap's `l1_reg`). The default is none: every
-/// feature gets a value (shap's deprecated `"auto"` silently kept 10; that never happens here).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+use crate::error::{Result, ShapError};
+pub(crate) use crate::l1_reg::AugmentedProblem;
+
+/// Feature selection before the regression (shap's `l1_reg`), run on shap's augmented
+/// regression problem (see [`crate::l1_reg`]); the selected features then get the constrained
+/// least-squares values, the others 0.
+///
+/// shap's default is `"num_features(10)"` since shap 0.47 and was `"auto"` before (AIC when
+/// fewer than 20% of the coalitions are evaluated, else none); this crate's default is
+/// [`FeatureSelection::None`], every feature gets a value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub enum FeatureSelection {
-    /// All features.
+    /// All features (shap's `l1_reg=False` or `0`).
     #[default]
     None,
-    /// The first `k` features entering the least-angle regression path (shap's
-    /// `l1_reg="num_features(k)"`); the others get 0.
+    /// The features on scikit-learn's least-angle regression path after `k` iterations
+    /// (shap's `l1_reg="num_features(k)"`, its default since 0.47 with `k = 10`).
     TopK(usize),
+    /// The Lasso-LARS model with the smallest Akaike information criterion (shap's
+    /// `l1_reg="aic"`: scikit-learn's `LassoLarsIC(criterion="aic")` behind a
+    /// `StandardScaler(with_mean=False)`).
+    Aic,
+    /// As [`FeatureSelection::Aic`] with the Bayesian information criterion (`l1_reg="bic"`).
+    Bic,
+    /// The non-zero coefficients of the Lasso with this penalty (shap's `l1_reg=<float>`:
+    /// scikit-learn's `Lasso(alpha)`, objective `1/(2n) ||y - Xβ - b||² + α ||β||₁`), solved
+    /// exactly on the Lasso-LARS path. Must be positive and finite.
+    Alpha(f64),
+    /// shap's `l1_reg="auto"` (its default before 0.47, deprecated since): [`FeatureSelection::Aic`]
+    /// when fewer than 20% of the `2^M - 2` coalitions are evaluated, else none.
+    Auto,
+}
+
+impl FeatureSelection {
+    /// The mode actually run when `fraction` of the coalitions are evaluated
+    /// ([`FeatureSelection::Auto`] becomes AIC or none; every other mode is itself).
+    pub fn resolve(self, fraction: f64) -> FeatureSelection {
+        match self {
+            FeatureSelection::Auto if fraction < 0.2 => FeatureSelection::Aic,
+            FeatureSelection::Auto => FeatureSelection::None,
+            other => other,
+        }
+    }
 }
 
 /// The regression fitted to the sampled coalitions (see the module docs).
@@ -99,11 +133,22 @@ struct SelectionSums {
     size_total: f64,
     /// `Σ w s y`, `[d]`
     size_y: Array1<f64>,
+    /// `Σ w`
+    weight_total: f64,
+    /// `Σ (sqrt(w (M - s)) + sqrt(w s)) z`: column sums of the augmented design plus `root_s`
+    root_z: Array1<f64>,
+    /// `Σ sqrt(w s)`
+    root_s: f64,
+    /// `Σ (sqrt(w (M - s)) + sqrt(w s)) y`, `[d]`
+    root_y: Array1<f64>,
+    /// `Σ w y²`, `[d]`
+    wyy: Array1<f64>,
 }
 
 impl NormalEquations {
     /// Empty equations for `m` features and `d` outputs of the given `regression`;
-    /// `with_selection` also accumulates what [`FeatureSelection::TopK`] needs.
+    /// `with_selection` also accumulates what feature selection ([`FeatureSelection`] other than
+    /// `None`) needs.
     pub fn new(m: usize, d: usize, regression: Regression, with_selection: bool) -> Self {
         Self {
             m,
@@ -114,6 +159,11 @@ impl NormalEquations {
                 size_z: Array1::zeros(m),
                 size_total: 0.0,
                 size_y: Array1::zeros(d),
+                weight_total: 0.0,
+                root_z: Array1::zeros(m),
+                root_s: 0.0,
+                root_y: Array1::zeros(d),
+                wyy: Array1::zeros(d),
             }),
             regression,
             size_sums: (regression != Regression::Plain).then(|| SizeSums {
@@ -145,9 +195,24 @@ impl NormalEquations {
             for (row, &s) in zw.axis_iter(Axis(0)).zip(sizes.iter()) {
                 sel.size_z.scaled_add(s, &row);
             }
-            for ((&wi, &s), yrow) in w.iter().zip(sizes.iter()).zip(y.axis_iter(Axis(0))) {
+            let mf = self.m as f64;
+            for (((&wi, &s), yrow), zrow) in w
+                .iter()
+                .zip(sizes.iter())
+                .zip(y.axis_iter(Axis(0)))
+                .zip(z.axis_iter(Axis(0)))
+            {
                 sel.size_total += wi * s;
                 sel.size_y.scaled_add(wi * s, &yrow);
+                sel.weight_total += wi;
+                let root_in = (wi * (mf - s)).max(0.0).sqrt();
+                let root_out = (wi * s).max(0.0).sqrt();
+                sel.root_z.scaled_add(root_in + root_out, &zrow);
+                sel.root_s += root_out;
+                sel.root_y.scaled_add(root_in + root_out, &yrow);
+                for (acc, &v) in sel.wyy.iter_mut().zip(yrow) {
+                    *acc += wi * v * v;
+                }
             }
         }
         if let Some(sums) = self.size_sums.as_mut() {
@@ -162,36 +227,38 @@ impl NormalEquations {
     }
 
     /// Solves the constrained regression for every output; `delta[k]` is output `k`'s
-    /// `link(v(N)) - link(v(∅))`. Returns `[d, m]`.
-    pub fn solve(&self, delta: &[f64], selection: FeatureSelection) -> Array2<f64> {
+    /// `link(v(N)) - link(v(∅))`. Returns `[d, m]`. Feature selection other than
+    /// [`FeatureSelection::None`] needs equations built `with_selection`; an error says when
+    /// they were not, or when the selection cannot run (see [`crate::l1_reg`]).
+    pub fn solve(&self, delta: &[f64], selection: FeatureSelection) -> Result<Array2<f64>> {
         let mut phi = Array2::zeros((self.d, self.m));
         if self.m == 0 {
-            return phi;
+            return Ok(phi);
         }
         let centred = self.size_centred();
         let (gram, rhs) = match &centred {
             None => (&self.gram, &self.rhs),
             Some((gram, rhs)) => (gram, rhs),
         };
-        match selection {
-            FeatureSelection::TopK(k) if k < self.m && self.selection.is_some() => {
+        match selection.resolve(1.0) {
+            FeatureSelection::None => {
+                let features: Vec<usize> = (0..self.m).collect();
+                let outputs: Vec<usize> = (0..self.d).collect();
+                let values = solve_on(gram, rhs, &features, &outputs, delta);
+                phi.assign(&values);
+            }
+            mode => {
                 for out in 0..self.d {
-                    let features = self.lars_features(out, delta[out], k);
+                    let features = self.selected_features(out, delta[out], mode)?;
                     let values = solve_on(gram, rhs, &features, &[out], delta);
                     for (j, &f) in features.iter().enumerate() {
                         phi[[out, f]] = values[[0, j]];
                     }
                 }
             }
-            _ => {
-                let features: Vec<usize> = (0..self.m).collect();
-                let outputs: Vec<usize> = (0..self.d).collect();
-                let values = solve_on(gram, rhs, &features, &outputs, delta);
-                phi.assign(&values);
-            }
         }
         phi.mapv_inplace(|v| if v.abs() < 1e-10 { 0.0 } else { v });
-        phi
+        Ok(phi)
     }
 
     /// `A` and `B` with the size terms profiled out: with a basis `g(s)` of functions of the
@@ -286,92 +353,82 @@ fn solve_on(
 }
 
 impl NormalEquations {
-    /// The first `k` features of the LAR path of shap's augmented problem for output `out`.
-    fn lars_features(&self, out: usize, delta: f64, k: usize) -> Vec<usize> {
-        let sel = self.selection.as_ref().expect("selection sums accumulated");
+    /// shap's augmented selection problem for output `out` with `Δ = delta`, from the
+    /// accumulated sums, with the weights scaled to sum to 1 as shap's `kernelWeights` do.
+    ///
+    /// shap stacks, for each coalition `z` of size `s` with weight `w`, the rows
+    /// `sqrt(w (M - s)) z` (target `sqrt(w (M - s)) y`) and `sqrt(w s) (z - 1)` (target
+    /// `sqrt(w s) (y - Δ)`). With `A = Σ w z zᵀ`, `q = Σ w s z`, `q0 = Σ w s`:
+    /// `XᵀX = M A - q 1ᵀ - 1 qᵀ + q0 1 1ᵀ`, `Xᵀy = M B - Δ q - 1 (Σ w s y - Δ q0)`,
+    /// `yᵀy = M Σ w y² - 2 Δ Σ w s y + Δ² q0`; the column and target sums come from the square
+    /// roots accumulated separately.
+    pub(crate) fn augmented(&self, out: usize, delta: f64) -> Result<AugmentedProblem> {
+        let sel = self.selection.as_ref().ok_or_else(|| {
+            ShapError::param(
+                "l1_reg",
+                "a feature selection",
+                "normal equations built with_selection = true",
+            )
+        })?;
         let m = self.m;
         let mf = m as f64;
-        // With Q = Σ w s z zᵀ, q = Σ w s z, q0 = Σ w s:
-        // G = Σ w(M-s) z zᵀ + Σ w s (z-1)(z-1)ᵀ = (M A - Q) + (Q - q 1ᵀ - 1 qᵀ + q0 1 1ᵀ)
+        let scale = if sel.weight_total > 0.0 {
+            1.0 / sel.weight_total
+        } else {
+            1.0
+        };
         let mut gram = &self.gram * mf;
         for i in 0..m {
             for j in 0..m {
                 gram[[i, j]] += -sel.size_z[i] - sel.size_z[j] + sel.size_total;
             }
         }
-        // With R = Σ w s z y: Xᵀy = Σ w(M-s) z y + Σ w s (z-1)(y-Δ)
-        //     = (M B - R) + (R - Δ q - 1 (Σ w s y - Δ q0))
-        let mut xty = Array1::zeros(m);
-        for i in 0..m {
-            xty[i] = mf * self.rhs[[i, out]]
-                - delta * sel.size_z[i]
-                - (sel.size_y[out] - delta * sel.size_total);
-        }
-        lars_path_order(&gram, &xty, k)
-    }
-}
-
-/// Least-angle regression (Efron et al. 2004; sklearn's `lars_path(method="lar")`) from a Gram
-/// matrix `G = XᵀX` and correlations `Xᵀy`: the first `k` variables to enter, in order.
-pub fn lars_path_order(gram: &Array2<f64>, xty: &Array1<f64>, k: usize) -> Vec<usize> {
-    let m = xty.len();
-    let k = k.min(m);
-    let mut active: Vec<usize> = Vec::with_capacity(k);
-    let mut is_active = vec![false; m];
-    let mut cov = xty.clone();
-    let scale = xty.iter().fold(0f64, |a, v| a.max(v.abs()));
-    if scale == 0.0 || !scale.is_finite() {
-        return active;
-    }
-    while active.len() < k {
-        let mut best = None;
-        for j in 0..m {
-            if !is_active[j] && best.is_none_or(|b: usize| cov[j].abs() > cov[b].abs()) {
-                best = Some(j);
-            }
-        }
-        let Some(j) = best else { break };
-        let c = cov[j].abs();
-        if c <= 1e-12 * scale {
-            break;
-        }
-        active.push(j);
-        is_active[j] = true;
-        if active.len() == k {
-            break;
-        }
-        let n_a = active.len();
-        let signs: Array2<f64> = Array2::from_shape_fn((n_a, 1), |(p, _)| cov[active[p]].signum());
-        let g_a = Array2::from_shape_fn((n_a, n_a), |(p, q)| gram[[active[p], active[q]]]);
-        let g_inv_s = solve_symmetric(&g_a, &signs);
-        let norm: f64 = (0..n_a).map(|p| signs[[p, 0]] * g_inv_s[[p, 0]]).sum();
-        if norm <= 0.0 || !norm.is_finite() {
-            break;
-        }
-        let aa = 1.0 / norm.sqrt();
-        let w: Vec<f64> = (0..n_a).map(|p| aa * g_inv_s[[p, 0]]).collect();
-        let a_vec: Vec<f64> = (0..m)
-            .map(|i| (0..n_a).map(|p| gram[[i, active[p]]] * w[p]).sum())
+        gram *= scale;
+        let xty: Vec<f64> = (0..m)
+            .map(|i| {
+                scale
+                    * (mf * self.rhs[[i, out]]
+                        - delta * sel.size_z[i]
+                        - (sel.size_y[out] - delta * sel.size_total))
+            })
             .collect();
-        let mut gamma = c / aa;
-        for i in 0..m {
-            if is_active[i] {
-                continue;
-            }
-            for g in [
-                (c - cov[i]) / (aa - a_vec[i]),
-                (c + cov[i]) / (aa + a_vec[i]),
-            ] {
-                if g > 1e-15 && g < gamma {
-                    gamma = g;
-                }
-            }
+        let root = scale.sqrt();
+        let col_sums: Vec<f64> = (0..m)
+            .map(|i| root * (sel.root_z[i] - sel.root_s))
+            .collect();
+        let y_sum = root * (sel.root_y[out] - delta * sel.root_s);
+        let yty = scale
+            * (mf * sel.wyy[out] - 2.0 * delta * sel.size_y[out] + delta * delta * sel.size_total);
+        Ok(AugmentedProblem {
+            gram,
+            xty,
+            col_sums,
+            y_sum,
+            yty,
+            n_samples: 2 * self.n_rows,
+        })
+    }
+
+    /// The features shap's `l1_reg` mode `selection` keeps for output `out` (`delta`: its
+    /// `link(v(N)) - link(v(∅))`), in the order scikit-learn reports them; see
+    /// [`crate::l1_reg`]. [`FeatureSelection::None`] keeps all.
+    pub fn selected_features(
+        &self,
+        out: usize,
+        delta: f64,
+        selection: FeatureSelection,
+    ) -> Result<Vec<usize>> {
+        if out >= self.d {
+            return Err(ShapError::LabelOutOfRange {
+                label: out,
+                n_outputs: self.d,
+            });
         }
-        for i in 0..m {
-            cov[i] -= gamma * a_vec[i];
+        match selection.resolve(1.0) {
+            FeatureSelection::None => Ok((0..self.m).collect()),
+            mode => crate::l1_reg::select(&self.augmented(out, delta)?, mode),
         }
     }
-    active
 }
 
 /// Solves `A X = B` for a symmetric positive semi-definite `A`: Cholesky when `A` is safely
@@ -492,18 +549,6 @@ mod tests {
     }
 
     #[test]
-    fn lars_picks_the_strongest_then_the_next() {
-        // orthonormal design: LAR enters variables by |correlation|
-        let g = Array2::<f64>::eye(4);
-        let xty = array![0.1, -3.0, 2.0, 0.5];
-        assert_eq!(lars_path_order(&g, &xty, 3), vec![1, 2, 3]);
-        assert_eq!(
-            lars_path_order(&g, &Array1::zeros(4), 2),
-            Vec::<usize>::new()
-        );
-    }
-
-    #[test]
     fn constrained_fit_recovers_additive_values() {
         // y = z·φ exactly on all 2^3-2 coalitions → φ recovered, sum equals Δ
         let phi = [1.0, -2.0, 0.5];
@@ -526,12 +571,12 @@ mod tests {
             assert_eq!(ne.n_rows(), 6);
             let delta = [phi.iter().sum::<f64>()];
             for sel in [FeatureSelection::None, FeatureSelection::TopK(3)] {
-                let got = ne.solve(&delta, sel);
+                let got = ne.solve(&delta, sel).unwrap();
                 for j in 0..3 {
                     assert!((got[[0, j]] - phi[j]).abs() < 1e-9, "{sel:?}: {got:?}");
                 }
             }
-            let two = ne.solve(&delta, FeatureSelection::TopK(2));
+            let two = ne.solve(&delta, FeatureSelection::TopK(2)).unwrap();
             assert_eq!(two.iter().filter(|v| **v != 0.0).count(), 2);
             assert!((two.sum() - delta[0]).abs() < 1e-9);
             // the weakest feature (2) is dropped

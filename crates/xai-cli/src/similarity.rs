@@ -19,7 +19,8 @@ use crate::inputs::{read_inputs, read_reference};
 use crate::model::Outputs;
 use crate::output::{class_name, save_explanation, top, InputResult};
 
-/// The similarity kernel.
+/// The similarity kernel (the values are alibi's names, with dashes).
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SimFnArg {
     /// g · g' (alibi's default).

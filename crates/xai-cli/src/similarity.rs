@@ -211,7 +211,7 @@ pub fn run(a: &SimilarityArgs) -> Result<()> {
             .collect();
         let best = e.data.most_similar_indices[[0, 0]];
         let summary = format!(
-            "{} ({score:.3}); most similar of {n_ref} references: {} ({}, score {:.4})",
+            "{} ({score:.3}); most similar of {n_ref} references: {} ({}, score {:.4e})",
             class_name(names, pred),
             refs.sources[best],
             class_name(names, ref_classes[best]),

@@ -1,0 +1,422 @@
+//! The model to explain: an ONNX file (through `xai-onnx`, with the `--layout`, `--input-scale`,
+//! `--input-offset`, `--output`, `--backend` and `--input-shape` options) or a shipped network
+//! by name (`xai_models::zoo`).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use xai_core::{DifferentiableModel, Loss, OutputKind as CoreOutputKind, Predictor};
+use xai_models::zoo::{load_pretrained, ModelKind};
+use xai_models::Network;
+use xai_onnx::{Backend, Engine, Layout, OnnxModel, OnnxOptions, OutputKind};
+
+use crate::error::{usage, usage_in, Result};
+
+/// How the model is chosen and fed (shared by every subcommand).
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// The model: an ONNX file (`.onnx`) or a shipped network by name (alibi_cnn, cem_cnn,
+    /// cem_autoencoder, mnist_net, binary_cnn; weights from $XAI_MODELS_DIR or ./models).
+    #[arg(long, value_name = "FILE.onnx|NAME")]
+    pub model: String,
+    /// ONNX only: one sample's shape at the API as `C,H,W` (default: read from the graph's
+    /// declared input).
+    #[arg(long, value_name = "C,H,W", value_parser = parse_shape)]
+    pub input_shape: Option<[usize; 3]>,
+    /// ONNX only: the model's input layout, nchw or nhwc (images are always given to xai as
+    /// [c, h, w]; nhwc transposes them for the model).
+    #[arg(long)]
+    pub layout: Option<Layout>,
+    /// ONNX only: the model sees `x * scale + offset` for the pixel values `x` in [0, 1] that xai
+    /// reads from images (e.g. 255 for a model trained on raw 0..255 pixels).
+    #[arg(long, allow_negative_numbers = true, value_name = "SCALE")]
+    pub input_scale: Option<f32>,
+    /// ONNX only: see `--input-scale` (e.g. -0.5 for pixels centred on 0).
+    #[arg(long, allow_negative_numbers = true, value_name = "OFFSET")]
+    pub input_offset: Option<f32>,
+    /// ONNX only: what the model outputs, logits, probabilities or log-probabilities (default:
+    /// read from the graph's last node).
+    #[arg(long, value_name = "KIND")]
+    pub output: Option<OutputKind>,
+    /// ONNX only: auto (the importer, else tract), import (our layers: fast, differentiable),
+    /// or tract (any graph tract runs; outputs only, no gradients).
+    #[arg(long, value_name = "BACKEND")]
+    pub backend: Option<Backend>,
+}
+
+fn parse_shape(s: &str) -> std::result::Result<[usize; 3], String> {
+    let parts: Vec<&str> = s.split([',', 'x']).map(str::trim).collect();
+    let dims: Vec<usize> = parts
+        .iter()
+        .map(|p| p.parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| format!("`{s}` is not a shape: expected C,H,W, e.g. 1,28,28"))?;
+    match dims.as_slice() {
+        [c, h, w] if *c > 0 && *h > 0 && *w > 0 => Ok([*c, *h, *w]),
+        _ => Err(format!(
+            "`{s}` is not a shape: expected three numbers >= 1, C,H,W, e.g. 3,224,224"
+        )),
+    }
+}
+
+/// How 8-bit image pixels `p` become the values the model is given: `p / 255 * scale +
+/// offset`. For a shipped network this is its training scaling; for an ONNX model it is [0, 1]
+/// (the model's own `--input-scale`/`--input-offset` map that further).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PixelScaling {
+    /// Multiplies `p / 255`.
+    pub scale: f32,
+    /// Added after scaling.
+    pub offset: f32,
+}
+
+impl PixelScaling {
+    /// `p / 255`: pixels in [0, 1].
+    pub const UNIT: PixelScaling = PixelScaling {
+        scale: 1.0,
+        offset: 0.0,
+    };
+
+    /// The value of a pixel intensity in [0, 1].
+    pub fn apply(self, unit: f32) -> f32 {
+        unit * self.scale + self.offset
+    }
+
+    /// The values of black and white.
+    pub fn range(self) -> (f32, f32) {
+        let (a, b) = (self.apply(0.0), self.apply(1.0));
+        (a.min(b), a.max(b))
+    }
+}
+
+/// The engine behind a loaded model.
+pub enum Inner {
+    /// A shipped network.
+    Shipped(ModelKind, Network),
+    /// An ONNX model.
+    Onnx(OnnxModel),
+}
+
+/// A loaded model and how to feed it.
+pub struct LoadedModel {
+    /// The model.
+    pub inner: Inner,
+    /// How image pixels are scaled for it.
+    pub pixels: PixelScaling,
+}
+
+/// What a method needs of the model's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outputs {
+    /// Class probabilities (KernelSHAP, CEM, L2X): logits are turned into probabilities.
+    Probabilities,
+    /// Outputs a cross-entropy loss can take (gradient similarity): logits or probabilities.
+    ForLoss,
+}
+
+impl ModelArgs {
+    fn onnx_flags_given(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.input_shape.is_some() {
+            v.push("--input-shape");
+        }
+        if self.layout.is_some() {
+            v.push("--layout");
+        }
+        if self.input_scale.is_some() {
+            v.push("--input-scale");
+        }
+        if self.input_offset.is_some() {
+            v.push("--input-offset");
+        }
+        if self.output.is_some() {
+            v.push("--output");
+        }
+        if self.backend.is_some() {
+            v.push("--backend");
+        }
+        v
+    }
+
+    /// Loads the model.
+    pub fn load(&self, outputs: Outputs) -> Result<LoadedModel> {
+        let path = Path::new(&self.model);
+        if let Some(kind) = ModelKind::from_name(&self.model).filter(|_| !path.exists()) {
+            let flags = self.onnx_flags_given();
+            if !flags.is_empty() {
+                return Err(usage(format!(
+                    "{} only apply to ONNX models; `{}` is a shipped network",
+                    flags.join(", "),
+                    self.model
+                )));
+            }
+            let net = load_pretrained(kind)
+                .map_err(|e| usage_in(format!("loading the shipped model `{}`", kind.name()), e))?;
+            let (lo, hi) = kind.scaling().range();
+            let pixels = PixelScaling {
+                scale: hi - lo,
+                offset: lo,
+            };
+            return Ok(LoadedModel {
+                inner: Inner::Shipped(kind, net),
+                pixels,
+            });
+        }
+        if !path.exists() {
+            let names: Vec<&str> = ModelKind::ALL.iter().map(|k| k.name()).collect();
+            return Err(usage(format!(
+                "model `{}`: no such file, and not a shipped model ({})",
+                self.model,
+                names.join(", ")
+            )));
+        }
+        self.load_onnx(path.to_path_buf(), outputs)
+    }
+
+    fn load_onnx(&self, path: PathBuf, outputs: Outputs) -> Result<LoadedModel> {
+        let layout = self.layout.unwrap_or_default();
+        let shape = match self.input_shape {
+            Some(s) => Some(s),
+            None => declared_input_shape(&path, layout)?,
+        };
+        let load = |probabilities: bool| -> Result<OnnxModel> {
+            let mut o = OnnxOptions::new()
+                .layout(layout)
+                .probabilities(probabilities);
+            if let Some(s) = shape {
+                o = o.input_shape(s);
+            }
+            if let Some(s) = self.input_scale {
+                o = o.input_scale(s);
+            }
+            if let Some(s) = self.input_offset {
+                o = o.input_offset(s);
+            }
+            if let Some(k) = self.output {
+                o = o.output_kind(k);
+            }
+            if let Some(b) = self.backend {
+                o = o.backend(b);
+            }
+            let valid = o.check().map_err(usage)?;
+            valid
+                .load(&path)
+                .map_err(|e| usage_in(format!("loading {}", path.display()), e))
+        };
+        let mut model = load(outputs == Outputs::Probabilities)?;
+        if outputs == Outputs::ForLoss && model.output_kind() == OutputKind::LogProbabilities {
+            // A cross-entropy takes logits or probabilities: exp of the log-probabilities.
+            model = load(true)?;
+        }
+        Ok(LoadedModel {
+            inner: Inner::Onnx(model),
+            pixels: PixelScaling::UNIT,
+        })
+    }
+}
+
+/// Loads a second, differentiable model (CEM's autoencoder): a shipped network by name, or an
+/// ONNX file read by the importer with the classifier's sample shape and layout.
+pub fn load_autoencoder(
+    spec: &str,
+    shape: [usize; 3],
+    layout: Option<Layout>,
+) -> Result<Box<dyn DifferentiableModel>> {
+    let path = Path::new(spec);
+    if let Some(kind) = ModelKind::from_name(spec).filter(|_| !path.exists()) {
+        let net = load_pretrained(kind)
+            .map_err(|e| usage_in(format!("loading the shipped model `{}`", kind.name()), e))?;
+        return Ok(Box::new(net));
+    }
+    if !path.exists() {
+        return Err(usage(format!(
+            "--autoencoder `{spec}`: no such file, and not a shipped model"
+        )));
+    }
+    let model = OnnxOptions::new()
+        .input_shape(shape)
+        .layout(layout.unwrap_or_default())
+        .backend(Backend::Import)
+        .check()
+        .map_err(usage)?
+        .load(path)
+        .map_err(|e| usage_in(format!("loading the autoencoder {}", path.display()), e))?;
+    Ok(Box::new(model))
+}
+
+/// The per-sample `[c, h, w]` shape an ONNX file declares for its input, when every dimension
+/// after the batch is fixed; `None` when the file cannot be read as ONNX here (the loader then
+/// reports why) or declares no shape.
+fn declared_input_shape(path: &Path, layout: Layout) -> Result<Option<[usize; 3]>> {
+    use prost::Message;
+    use xai_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
+    use xai_onnx::pb::type_proto::Value as TypeValue;
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(None);
+    };
+    let Ok(proto) = xai_onnx::pb::ModelProto::decode(bytes.as_slice()) else {
+        return Ok(None);
+    };
+    let Some(graph) = proto.graph.as_ref() else {
+        return Ok(None);
+    };
+    let weights: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<_> = graph
+        .input
+        .iter()
+        .filter(|i| !weights.contains(i.name.as_str()))
+        .collect();
+    let [input] = inputs.as_slice() else {
+        return Ok(None);
+    };
+    let Some(shape) = input
+        .r#type
+        .as_ref()
+        .and_then(|t| t.value.as_ref())
+        .and_then(|TypeValue::TensorType(t)| t.shape.as_ref())
+    else {
+        return Ok(None);
+    };
+    let dims: Vec<Option<usize>> = shape
+        .dim
+        .iter()
+        .map(|d| match &d.value {
+            Some(DimValue::DimValue(v)) if *v > 0 => Some(*v as usize),
+            _ => None,
+        })
+        .collect();
+    let fixed = |d: &[Option<usize>]| -> Option<Vec<usize>> { d.iter().copied().collect() };
+    match (dims.len(), fixed(dims.get(1..).unwrap_or(&[]))) {
+        (4, Some(d)) => Ok(Some(match layout {
+            Layout::Nchw => [d[0], d[1], d[2]],
+            Layout::Nhwc => [d[2], d[0], d[1]],
+        })),
+        (4, None) => Err(usage(format!(
+            "{}: the input `{}` has symbolic sample dimensions; give its shape with \
+             --input-shape C,H,W",
+            path.display(),
+            input.name
+        ))),
+        (n, _) => Err(usage(format!(
+            "{}: the input `{}` has {n} dimensions; xai explains image classifiers with a \
+             [batch, c, h, w] (or --layout nhwc: [batch, h, w, c]) input",
+            path.display(),
+            input.name
+        ))),
+    }
+}
+
+impl LoadedModel {
+    /// The model as a black box.
+    pub fn predictor(&self) -> &dyn Predictor {
+        match &self.inner {
+            Inner::Shipped(_, net) => net,
+            Inner::Onnx(m) => m,
+        }
+    }
+
+    /// The model with gradients, or a usage error naming `method` when tract runs it.
+    pub fn differentiable(&self, method: &str, hint: &str) -> Result<&dyn DifferentiableModel> {
+        match &self.inner {
+            Inner::Shipped(_, net) => Ok(net),
+            Inner::Onnx(m) if m.engine() == Engine::Imported => Ok(m),
+            Inner::Onnx(m) => Err(usage(format!(
+                "`xai {method}` needs the model's gradients, but `{}` runs on tract, which gives \
+                 outputs only{}; use a model of Conv/MaxPool/Gemm/MatMul/Relu/Flatten/Softmax \
+                 nodes (--backend import shows why the importer declines it){hint}",
+                m.name(),
+                m.fallback_reason()
+                    .map(|r| format!(" (the importer declined it: {r})"))
+                    .unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// One sample's shape, `[c, h, w]`.
+    pub fn input_shape(&self) -> [usize; 3] {
+        let s = self.predictor().input_shape();
+        match s {
+            [c, h, w] => [*c, *h, *w],
+            [h, w] => [1, *h, *w],
+            _ => [1, 1, s.iter().product()],
+        }
+    }
+
+    /// The number of outputs.
+    pub fn n_outputs(&self) -> usize {
+        self.predictor().n_outputs()
+    }
+
+    /// The kind of outputs the predictor returns.
+    pub fn core_output_kind(&self) -> CoreOutputKind {
+        match &self.inner {
+            Inner::Shipped(kind, _) => match kind.loss() {
+                Loss::CrossEntropy(k) => k,
+                Loss::MeanSquaredError => CoreOutputKind::Logits,
+            },
+            Inner::Onnx(m) => match m.output_kind() {
+                OutputKind::Logits => CoreOutputKind::Logits,
+                _ => CoreOutputKind::Probabilities,
+            },
+        }
+    }
+
+    /// The cross-entropy loss of a classifier's outputs (gradient similarity).
+    pub fn loss(&self) -> Loss {
+        match &self.inner {
+            Inner::Shipped(kind, _) => kind.loss(),
+            Inner::Onnx(_) => Loss::CrossEntropy(self.core_output_kind()),
+        }
+    }
+
+    /// The model's outputs for one sample `[c, h, w]`.
+    pub fn predict_one(&self, x: ndarray::ArrayView3<'_, f32>) -> Result<Vec<f32>> {
+        let batch = x.insert_axis(ndarray::Axis(0)).into_dyn();
+        let out = self
+            .predictor()
+            .predict(batch)
+            .map_err(|e| crate::error::failed_in("running the model", e))?;
+        Ok(out.row(0).to_vec())
+    }
+
+    /// One line: what was loaded.
+    pub fn describe(&self) -> String {
+        match &self.inner {
+            Inner::Shipped(kind, _) => format!(
+                "shipped model `{}`: input {:?}, {} outputs, pixels scaled to [{}, {}]",
+                kind.name(),
+                self.input_shape(),
+                self.n_outputs(),
+                self.pixels.range().0,
+                self.pixels.range().1
+            ),
+            Inner::Onnx(m) => m.describe(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_parse() {
+        assert_eq!(parse_shape("1,28,28").unwrap(), [1, 28, 28]);
+        assert_eq!(parse_shape("3x224x224").unwrap(), [3, 224, 224]);
+        assert!(parse_shape("1,28").is_err());
+        assert!(parse_shape("0,28,28").is_err());
+        assert!(parse_shape("a,b,c").is_err());
+    }
+
+    #[test]
+    fn pixel_ranges() {
+        assert_eq!(PixelScaling::UNIT.range(), (0.0, 1.0));
+        let centred = PixelScaling {
+            scale: 1.0,
+            offset: -0.5,
+        };
+        assert_eq!(centred.range(), (-0.5, 0.5));
+        assert_eq!(centred.apply(1.0), 0.5);
+    }
+}

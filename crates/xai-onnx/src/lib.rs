@@ -55,4 +55,6 @@ pub use options::{Backend, Engine, Layout, OnnxOptions, OutputKind, ValidOnnxOpt
 pub use tract_onnx::pb;
 
 #[cfg(test)]
+mod fixture_tests;
+#[cfg(test)]
 mod tests;

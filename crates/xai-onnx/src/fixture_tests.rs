@@ -262,12 +262,20 @@ fn out_of_range_attributes_are_typed_errors() {
         .backend(Backend::Import)
         .check()
         .unwrap();
-    for (attr, value) in [
+    let cases = [
         ("pads", 1i64 << 60),
-        ("strides", 0),
+        ("pads", i64::MAX),
+        ("pads", i64::MIN),
         ("pads", -1),
+        ("strides", 0),
+        ("strides", 1 << 40),
+        ("dilations", 0),
+        ("dilations", i64::MAX),
         ("group", 1 << 40),
-    ] {
+        ("group", 0),
+        ("group", 3),
+    ];
+    for (attr, value) in cases {
         let mut p = proto.clone();
         let g = p.graph.as_mut().unwrap();
         let conv = g.node.iter_mut().find(|n| n.op_type == "Conv").unwrap();

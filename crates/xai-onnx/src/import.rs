@@ -42,7 +42,8 @@ use crate::proto::{
 
 /// Largest kernel, stride, dilation or pad the importer accepts from a file.
 const MAX_EXTENT: i64 = 1 << 16;
-/// Largest number of elements of a tensor the importer builds itself (`ConstantOfShape`).
+/// Largest number of elements of a tensor the importer builds itself (`ConstantOfShape`) or of
+/// one sample's activation of an imported layer.
 const MAX_ELEMENTS: usize = 1 << 26;
 
 /// What the imported network's output goes through before it is returned.
@@ -294,6 +295,17 @@ impl<'a> Importer<'a> {
         let out = layer
             .output_dims_multi(&in_dims)
             .map_err(|e| self.err(format!("the layer does not fit its input: {e}")))?;
+        let per_sample = out
+            .h
+            .checked_mul(out.w)
+            .and_then(|p| p.checked_mul(out.c))
+            .filter(|&v| v <= MAX_ELEMENTS);
+        if per_sample.is_none() {
+            return Err(self.err(format!(
+                "an output of {}x{}x{} per sample (more than {MAX_ELEMENTS} values)",
+                out.h, out.w, out.c
+            )));
+        }
         let name = self.next_name(base);
         self.layers.push(NamedLayer { name, layer });
         self.inputs.push(ins);

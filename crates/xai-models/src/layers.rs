@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::cpu::{dispatched, Isa};
 use crate::direct;
 use crate::gemm::{matmul, Op};
+use crate::ops::{self, AvgPool2d, BatchNorm, BinaryOp, GroupConv2d};
 use crate::ModelError;
 
 /// Spatial shape of one sample's activation: height, width, channels (NHWC without `n`).
@@ -102,15 +103,15 @@ fn pad_1d(
 
 /// Geometry of a sliding window over an input: padding offsets and output size.
 #[derive(Debug, Clone, Copy)]
-struct Window {
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    pad_top: usize,
-    pad_left: usize,
-    oh: usize,
-    ow: usize,
+pub(crate) struct Window {
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) sh: usize,
+    pub(crate) sw: usize,
+    pub(crate) pad_top: usize,
+    pub(crate) pad_left: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
 }
 
 impl Window {
@@ -127,7 +128,7 @@ impl Window {
     }
 }
 
-fn window(
+pub(crate) fn window(
     input: Dims,
     (kh, kw): (usize, usize),
     (sh, sw): (usize, usize),
@@ -215,6 +216,43 @@ pub enum Layer {
     Softmax,
     /// Nearest-neighbour upsampling by an integer factor (Keras `UpSampling2D`).
     Upsample2d(usize),
+    /// Convolution with groups (depthwise when `groups = in_channels`) and/or dilation.
+    GroupConv2d(GroupConv2d),
+    /// 2-D average pooling.
+    AvgPool2d(AvgPool2d),
+    /// Mean over all spatial positions of each channel, `[h, w, c] -> [1, 1, c]`.
+    GlobalAvgPool,
+    /// Inference batch normalisation (γ, β trainable; running statistics fixed).
+    BatchNorm(BatchNorm),
+    /// Logistic sigmoid `1 / (1 + e^{-x})`.
+    Sigmoid,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// `x` for `x > 0`, `alpha * x` otherwise.
+    LeakyRelu(f32),
+    /// `min(max(x, min), max)`; `Clip { min: 0, max: 6 }` is ReLU6.
+    Clip {
+        /// Lower bound.
+        min: f32,
+        /// Upper bound.
+        max: f32,
+    },
+    /// `clip(alpha * x + beta, 0, 1)` (ONNX `HardSigmoid`).
+    HardSigmoid {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
+    /// `x * clip(x / 6 + 1/2, 0, 1)` (Howard et al. 2019, MobileNetV3, eq. 2).
+    HardSwish,
+    /// `x − logsumexp(x)` over the features of each sample.
+    LogSoftmax,
+    /// Elementwise operation between the outputs of two nodes of a graph (see
+    /// [`crate::Network::graph`]) with equal dimensions.
+    Binary(BinaryOp),
+    /// Concatenation of the outputs of several nodes along channels (equal height and width).
+    Concat,
 }
 
 /// What a layer's backward pass needs from its forward pass.
@@ -227,6 +265,9 @@ pub(crate) enum Cache {
     /// Dropout: which elements were kept, and the scale 1/(1-p) applied to them.
     Keep { kept: Vec<bool>, scale: f32 },
 }
+
+/// Per-sample (weight, bias) gradients, `[n, weight len]` and `[n, bias len]` flattened.
+pub(crate) type PerSampleParams = (Vec<f32>, Vec<f32>);
 
 /// Gradients of one parameterised layer.
 #[derive(Debug, Clone)]
@@ -427,7 +468,68 @@ impl Layer {
                 Dims::flat(d.out_features)
             }
             Layer::Upsample2d(f) => Dims::new(input.h * f, input.w * f, input.c),
+            Layer::GroupConv2d(g) => g.output_dims(input)?,
+            Layer::AvgPool2d(p) => p.output_dims(input)?,
+            Layer::GlobalAvgPool => Dims::new(1, 1, input.c),
+            Layer::BatchNorm(b) => b.output_dims(input)?,
+            Layer::Sigmoid
+            | Layer::Tanh
+            | Layer::LeakyRelu(_)
+            | Layer::Clip { .. }
+            | Layer::HardSigmoid { .. }
+            | Layer::HardSwish
+            | Layer::LogSoftmax
+            | Layer::Binary(_)
+            | Layer::Concat => input,
         })
+    }
+
+    /// Output dimensions of a layer reading the outputs of several nodes (a graph's
+    /// [`Layer::Binary`] and [`Layer::Concat`]; other layers read exactly one).
+    pub fn output_dims_multi(&self, inputs: &[Dims]) -> Result<Dims, ModelError> {
+        let arity_ok = match self.arity() {
+            Some(k) => inputs.len() == k,
+            None => !inputs.is_empty(),
+        };
+        if !arity_ok {
+            return Err(ModelError::Architecture(format!(
+                "{self:?} takes {} inputs, given {}",
+                self.arity()
+                    .map_or_else(|| "one or more".to_string(), |k| k.to_string()),
+                inputs.len()
+            )));
+        }
+        match self {
+            Layer::Binary(op) => {
+                if inputs[0] != inputs[1] {
+                    return Err(ModelError::Architecture(format!(
+                        "{op:?} of tensors with different dimensions {:?} and {:?}",
+                        inputs[0], inputs[1]
+                    )));
+                }
+                Ok(inputs[0])
+            }
+            Layer::Concat => {
+                let (h, w) = (inputs[0].h, inputs[0].w);
+                if inputs.iter().any(|d| (d.h, d.w) != (h, w)) {
+                    return Err(ModelError::Architecture(format!(
+                        "Concat along channels of tensors with different heights/widths {inputs:?}"
+                    )));
+                }
+                Ok(Dims::new(h, w, inputs.iter().map(|d| d.c).sum()))
+            }
+            _ => self.output_dims(inputs[0]),
+        }
+    }
+
+    /// Number of inputs the layer reads: 2 for [`Layer::Binary`], any positive number for
+    /// [`Layer::Concat`] (`None`), 1 for every other layer.
+    pub fn arity(&self) -> Option<usize> {
+        match self {
+            Layer::Binary(_) => Some(2),
+            Layer::Concat => None,
+            _ => Some(1),
+        }
     }
 
     /// Number of trainable parameters.
@@ -435,6 +537,8 @@ impl Layer {
         match self {
             Layer::Conv2d(c) => c.weight.len() + c.bias.len(),
             Layer::Dense(d) => d.weight.len() + d.bias.len(),
+            Layer::GroupConv2d(g) => g.weight.len() + g.bias.len(),
+            Layer::BatchNorm(b) => b.gamma.len() + b.beta.len(),
             _ => 0,
         }
     }
@@ -447,6 +551,16 @@ impl Layer {
                 vec![c.out_channels],
             )),
             Layer::Dense(d) => Some((vec![d.in_features, d.out_features], vec![d.out_features])),
+            Layer::GroupConv2d(g) => Some((
+                vec![
+                    g.kernel.0,
+                    g.kernel.1,
+                    g.in_channels / g.groups.max(1),
+                    g.out_channels,
+                ],
+                vec![g.out_channels],
+            )),
+            Layer::BatchNorm(b) => Some((vec![b.gamma.len()], vec![b.beta.len()])),
             _ => None,
         }
     }
@@ -456,6 +570,8 @@ impl Layer {
         match self {
             Layer::Conv2d(c) => Some((&c.weight, &c.bias)),
             Layer::Dense(d) => Some((&d.weight, &d.bias)),
+            Layer::GroupConv2d(g) => Some((&g.weight, &g.bias)),
+            Layer::BatchNorm(b) => Some((&b.gamma, &b.beta)),
             _ => None,
         }
     }
@@ -465,6 +581,8 @@ impl Layer {
         match self {
             Layer::Conv2d(c) => Some((&mut c.weight, &mut c.bias)),
             Layer::Dense(d) => Some((&mut d.weight, &mut d.bias)),
+            Layer::GroupConv2d(g) => Some((&mut g.weight, &mut g.bias)),
+            Layer::BatchNorm(b) => Some((&mut b.gamma, &mut b.beta)),
             _ => None,
         }
     }
@@ -478,7 +596,17 @@ impl Layer {
     /// Whether the backward pass reads the layer's own output (ReLU's mask, softmax's
     /// probabilities, max pooling's maxima), which must then be kept in the trace.
     pub(crate) fn backward_reads_output(&self) -> bool {
-        matches!(self, Layer::Relu | Layer::Softmax | Layer::MaxPool2d(_))
+        matches!(
+            self,
+            Layer::Relu
+                | Layer::Softmax
+                | Layer::MaxPool2d(_)
+                | Layer::Sigmoid
+                | Layer::Tanh
+                | Layer::Clip { .. }
+                | Layer::HardSigmoid { .. }
+                | Layer::LogSoftmax
+        )
     }
 
     /// In-place forward pass of an elementwise layer (see [`Layer::is_elementwise`]); other
@@ -615,6 +743,47 @@ impl Layer {
                 (out, Cache::None)
             }
             Layer::Upsample2d(f) => (upsample_forward(x, n, input, *f), Cache::None),
+            Layer::GroupConv2d(g) => (g.forward(x, n, input)?, Cache::None),
+            Layer::AvgPool2d(p) => (p.forward(x, n, input)?, Cache::None),
+            Layer::GlobalAvgPool => (ops::global_avg_forward(x, n, input), Cache::None),
+            Layer::BatchNorm(b) => (b.forward(x, input)?, Cache::None),
+            Layer::Sigmoid => (x.iter().map(|&v| ops::sigmoid(v)).collect(), Cache::None),
+            Layer::Tanh => (x.iter().map(|v| v.tanh()).collect(), Cache::None),
+            Layer::LeakyRelu(a) => (
+                x.iter().map(|&v| if v > 0.0 { v } else { a * v }).collect(),
+                Cache::None,
+            ),
+            Layer::Clip { min, max } => (
+                x.iter().map(|&v| v.max(*min).min(*max)).collect(),
+                Cache::None,
+            ),
+            Layer::HardSigmoid { alpha, beta } => (
+                x.iter()
+                    .map(|&v| (alpha * v + beta).clamp(0.0, 1.0))
+                    .collect(),
+                Cache::None,
+            ),
+            Layer::HardSwish => (
+                x.iter()
+                    .map(|&v| v * (v / 6.0 + 0.5).clamp(0.0, 1.0))
+                    .collect(),
+                Cache::None,
+            ),
+            Layer::LogSoftmax => {
+                let f = out_dims.len();
+                let mut out = x.to_vec();
+                for row in out.chunks_mut(f.max(1)) {
+                    let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                    let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+                    row.iter_mut().for_each(|v| *v -= lse);
+                }
+                (out, Cache::None)
+            }
+            Layer::Binary(_) | Layer::Concat => {
+                return Err(ModelError::Internal(format!(
+                    "{self:?} reads several inputs; it runs only inside a graph"
+                )))
+            }
         })
     }
 
@@ -707,6 +876,57 @@ impl Layer {
                 dx
             }
             Layer::Upsample2d(f) => upsample_backward(dy, n, input, *f),
+            Layer::GroupConv2d(g) => g.backward_input(dy, n, input)?,
+            Layer::AvgPool2d(p) => p.backward_input(dy, n, input)?,
+            Layer::GlobalAvgPool => ops::global_avg_backward(dy, n, input),
+            Layer::BatchNorm(b) => b.backward_input(dy, input),
+            Layer::Sigmoid => dy.iter().zip(y).map(|(g, s)| g * s * (1.0 - s)).collect(),
+            Layer::Tanh => dy.iter().zip(y).map(|(g, t)| g * (1.0 - t * t)).collect(),
+            Layer::LeakyRelu(a) => dy
+                .iter()
+                .zip(x)
+                .map(|(g, v)| if *v > 0.0 { *g } else { a * g })
+                .collect(),
+            Layer::Clip { min, max } => dy
+                .iter()
+                .zip(y)
+                .map(|(g, v)| f32::from(u8::from(*v > *min && *v < *max)) * g)
+                .collect(),
+            Layer::HardSigmoid { alpha, .. } => dy
+                .iter()
+                .zip(y)
+                .map(|(g, v)| f32::from(u8::from(*v > 0.0 && *v < 1.0)) * alpha * g)
+                .collect(),
+            Layer::HardSwish => dy
+                .iter()
+                .zip(x)
+                .map(|(g, v)| {
+                    let d = if *v <= -3.0 {
+                        0.0
+                    } else if *v >= 3.0 {
+                        1.0
+                    } else {
+                        v / 3.0 + 0.5
+                    };
+                    g * d
+                })
+                .collect(),
+            Layer::LogSoftmax => {
+                let f = out_dims.len().max(1);
+                let mut dx = vec![0.0f32; dy.len()];
+                for ((dx_r, y_r), dy_r) in dx.chunks_mut(f).zip(y.chunks(f)).zip(dy.chunks(f)) {
+                    let s: f32 = dy_r.iter().sum();
+                    for j in 0..dx_r.len() {
+                        dx_r[j] = dy_r[j] - y_r[j].exp() * s;
+                    }
+                }
+                dx
+            }
+            Layer::Binary(_) | Layer::Concat => {
+                return Err(ModelError::Internal(format!(
+                    "{self:?} reads several inputs; it runs only inside a graph"
+                )))
+            }
         })
     }
 
@@ -761,6 +981,34 @@ impl Layer {
                     bias: column_sums(dy, d.out_features),
                 })
             }
+            Layer::GroupConv2d(_) | Layer::BatchNorm(_) => {
+                let (w, b) = self.per_sample_params(x, dy, n, input)?.ok_or_else(|| {
+                    ModelError::Internal("no per-sample gradients of a parameterised layer".into())
+                })?;
+                let wl = w.len() / n.max(1);
+                let bl = b.len() / n.max(1);
+                Some(LayerGrads {
+                    weight: column_sums(&w, wl.max(1)),
+                    bias: column_sums(&b, bl.max(1)),
+                })
+            }
+            _ => None,
+        })
+    }
+
+    /// Per-sample (weight, bias) gradients, `[n, weight len]` and `[n, bias len]`, of the layers
+    /// that compute them from their input and output gradient alone ([`Layer::GroupConv2d`],
+    /// [`Layer::BatchNorm`]); `None` for other layers.
+    pub(crate) fn per_sample_params(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        n: usize,
+        input: Dims,
+    ) -> Result<Option<PerSampleParams>, ModelError> {
+        Ok(match self {
+            Layer::GroupConv2d(g) => Some(g.per_sample(x, dy, n, input)?),
+            Layer::BatchNorm(b) => Some(b.per_sample(x, dy, n, input)),
             _ => None,
         })
     }
@@ -844,7 +1092,7 @@ fn for_each_kernel_row_run(
 
 /// Calls `f` on each sample's pair of (output, input) chunks, on rayon's threads unless the
 /// caller runs serially (see [`crate::parallel`]).
-fn for_each_sample<A: Send, B: Sync>(
+pub(crate) fn for_each_sample<A: Send, B: Sync>(
     out: &mut [A],
     out_len: usize,
     input: &[B],
@@ -917,7 +1165,7 @@ dispatched! {
 
 /// Calls `f` with the flat offset (within a sample, NHWC) of each in-bounds input position of
 /// output position `(oy, ox)`'s window, in row-major window order.
-fn for_each_window_input(
+pub(crate) fn for_each_window_input(
     win: &Window,
     input: Dims,
     oy: usize,

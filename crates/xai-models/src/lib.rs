@@ -6,7 +6,12 @@
 //! * [`layers`] — `Conv2d` (any kernel, stride and padding, including Keras/PyTorch `'same'` for
 //!   even kernels), `MaxPool2d`, `Dense`, `Relu`, `Dropout`, `Flatten`, `Softmax`, `Upsample2d`,
 //!   each with a batched forward and backward pass (convolution = im2col + one `gemm`).
-//! * [`Network`] — a sequential network implementing [`xai_core::Predictor`] and
+//! * [`ops`] — the layers of real ONNX exports: grouped/depthwise/dilated convolution, average
+//!   and global average pooling, inference batch norm, sigmoid, tanh, leaky ReLU, clip (ReLU6),
+//!   hard sigmoid/swish, log-softmax, and the elementwise `Add`/`Sub`/`Mul`/`Div` and channel
+//!   `Concat` nodes of a graph.
+//! * [`Network`] — a sequential network (or, built with [`Network::graph`], a DAG of layers
+//!   with residual connections) implementing [`xai_core::Predictor`] and
 //!   [`xai_core::DifferentiableModel`], with batched per-sample parameter gradients (dense layers
 //!   factored as input ⊗ delta, convolutions as one small matrix product per sample).
 //! * [`train()`] — Adam, seeded shuffling and dropout, an `indicatif` progress bar; [`evaluate`].
@@ -33,6 +38,7 @@ mod gemm;
 mod io;
 pub mod layers;
 mod network;
+pub mod ops;
 mod parallel;
 mod train;
 pub mod zoo;
@@ -41,7 +47,10 @@ pub use error::ModelError;
 pub use io::{load_weights, load_weights_from_bytes, save_weights};
 pub use layers::{Conv2d, Dense, Dims, Layer, MaxPool2d, Padding};
 pub use network::{Gradients, NamedLayer, Network, Trace};
+pub use ops::{AvgPool2d, BatchNorm, BinaryOp, GroupConv2d};
 pub use train::{evaluate, train, Adam, Metrics, TrainConfig};
 
+#[cfg(test)]
+mod graph_tests;
 #[cfg(test)]
 mod tests;

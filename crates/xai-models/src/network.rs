@@ -11,6 +11,7 @@ use xai_core::{
 };
 
 use crate::layers::{Cache, Dims, Layer, LayerGrads, Mode};
+use crate::ops;
 use crate::ModelError;
 
 /// A layer with the name its parameters are known by (`"<name>.weight"`, `"<name>.bias"`).
@@ -22,7 +23,9 @@ pub struct NamedLayer {
     pub layer: Layer,
 }
 
-/// A sequential network over images `[n, c, h, w]` (NCHW at the API; NHWC inside).
+/// A sequential network over images `[n, c, h, w]` (NCHW at the API; NHWC inside), or a graph
+/// of layers (residual `Add`s, channel `Concat`s; built with [`Network::graph`]) evaluated in
+/// topological order.
 ///
 /// It is a [`Predictor`] (outputs `[n, n_outputs]`; a network that ends in an image, such as an
 /// autoencoder, outputs it flattened in `[c, h, w]` order) and a [`DifferentiableModel`] with
@@ -34,6 +37,11 @@ pub struct Network {
     name: String,
     input_shape: [usize; 3],
     layers: Vec<NamedLayer>,
+    /// For a graph: the nodes each layer reads (node 0 is the network's input, node `j + 1` the
+    /// output of layer `j`). `None` for a sequential chain, which runs through the chain path
+    /// (in-place activations, no bookkeeping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inputs: Option<Vec<Vec<usize>>>,
     #[serde(skip)]
     dims: Vec<Dims>,
 }
@@ -106,24 +114,112 @@ impl Network {
             name: name.into(),
             input_shape,
             layers,
+            inputs: None,
             dims: Vec::new(),
         };
         net.compute_dims()?;
         Ok(net)
     }
 
+    /// Builds a graph network: layer `i` reads the nodes `inputs[i]`, where node 0 is the
+    /// network's input and node `j + 1` is the output of layer `j`. Layers must come in
+    /// topological order (layer `i` reads only nodes `0..=i`); the last layer's output is the
+    /// network's output. [`Layer::Binary`] reads two nodes, [`Layer::Concat`] one or more, every
+    /// other layer one. A graph in which every layer reads the one before is stored as a chain.
+    pub fn graph(
+        name: impl Into<String>,
+        input_shape: [usize; 3],
+        layers: Vec<NamedLayer>,
+        inputs: Vec<Vec<usize>>,
+    ) -> Result<Self, ModelError> {
+        let chain = inputs.iter().enumerate().all(|(i, v)| v == &[i]);
+        let mut net = Self {
+            name: name.into(),
+            input_shape,
+            layers,
+            inputs: (!chain).then_some(inputs),
+            dims: Vec::new(),
+        };
+        net.compute_dims()?;
+        Ok(net)
+    }
+
+    /// The nodes layer `i` reads (see [`Network::graph`]); `[i]` in a chain.
+    pub fn layer_inputs(&self, i: usize) -> Vec<usize> {
+        match &self.inputs {
+            Some(v) => v.get(i).cloned().unwrap_or_default(),
+            None => vec![i],
+        }
+    }
+
+    /// Whether the network is a graph with branches (not a sequential chain).
+    pub fn is_graph(&self) -> bool {
+        self.inputs.is_some()
+    }
+
+    /// The network with `layer` appended, reading the current output (a graph stays a graph).
+    pub fn with_layer(&self, layer: NamedLayer) -> Result<Self, ModelError> {
+        let mut layers = self.layers.clone();
+        let top = layers.len();
+        layers.push(layer);
+        match &self.inputs {
+            None => Self::new(self.name.clone(), self.input_shape, layers),
+            Some(v) => {
+                let mut inputs = v.clone();
+                inputs.push(vec![top]);
+                Self::graph(self.name.clone(), self.input_shape, layers, inputs)
+            }
+        }
+    }
+
     /// Recomputes the per-layer dimensions (needed after deserialising).
     pub fn compute_dims(&mut self) -> Result<(), ModelError> {
         let [c, h, w] = self.input_shape;
         let mut dims = vec![Dims::new(h, w, c)];
+        if let Some(inputs) = &self.inputs {
+            if inputs.len() != self.layers.len() {
+                return Err(ModelError::Architecture(format!(
+                    "{} input lists for {} layers",
+                    inputs.len(),
+                    self.layers.len()
+                )));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
         for (i, l) in self.layers.iter().enumerate() {
-            if self.layers[..i].iter().any(|o| o.name == l.name) {
+            if !names.insert(l.name.as_str()) {
                 return Err(ModelError::Architecture(format!(
                     "layer name `{}` is used twice",
                     l.name
                 )));
             }
-            dims.push(l.layer.output_dims(*dims.last().expect("non-empty"))?);
+            let d = match &self.inputs {
+                None => {
+                    if l.layer.arity() != Some(1) {
+                        return Err(ModelError::Architecture(format!(
+                            "layer `{}` ({:?}) reads several inputs; build the network with \
+                             Network::graph",
+                            l.name, l.layer
+                        )));
+                    }
+                    l.layer.output_dims(*dims.last().expect("non-empty"))?
+                }
+                Some(inputs) => {
+                    let ins = &inputs[i];
+                    if let Some(&bad) = ins.iter().find(|&&j| j > i) {
+                        return Err(ModelError::Architecture(format!(
+                            "layer {i} (`{}`) reads node {bad}, which is not computed before it \
+                             (layers must be in topological order; node j + 1 is layer j's output)",
+                            l.name
+                        )));
+                    }
+                    let in_dims: Vec<Dims> = ins.iter().map(|&j| dims[j]).collect();
+                    l.layer
+                        .output_dims_multi(&in_dims)
+                        .map_err(|e| ModelError::Architecture(format!("layer `{}`: {e}", l.name)))?
+                }
+            };
+            dims.push(d);
         }
         self.dims = dims;
         Ok(())
@@ -293,6 +389,15 @@ impl Network {
         };
         let mut acts = vec![self.to_internal(x)];
         let mut caches = Vec::with_capacity(self.layers.len());
+        if let Some(inputs) = &self.inputs {
+            for (i, l) in self.layers.iter().enumerate() {
+                let (out, cache) =
+                    self.graph_layer_forward(l, &inputs[i], &acts, n, &mut mode, for_params)?;
+                acts.push(out);
+                caches.push(cache);
+            }
+            return Ok(Trace { n, acts, caches });
+        }
         for (i, l) in self.layers.iter().enumerate() {
             // ReLU, dropout and flatten never need their input again, so they work in place,
             // unless that input is the output of a layer whose backward pass reads its output.
@@ -317,11 +422,74 @@ impl Network {
         Ok(Trace { n, acts, caches })
     }
 
+    /// Forward pass of a graph's layer `l`, reading the nodes `ins` of `acts`.
+    #[allow(clippy::too_many_arguments)]
+    fn graph_layer_forward(
+        &self,
+        l: &NamedLayer,
+        ins: &[usize],
+        acts: &[Vec<f32>],
+        n: usize,
+        mode: &mut Mode<'_>,
+        for_params: bool,
+    ) -> Result<(Vec<f32>, Cache), ModelError> {
+        Ok(match &l.layer {
+            Layer::Binary(op) => (op.forward(&acts[ins[0]], &acts[ins[1]]), Cache::None),
+            Layer::Concat => {
+                let xs: Vec<&[f32]> = ins.iter().map(|&j| acts[j].as_slice()).collect();
+                let ds: Vec<Dims> = ins.iter().map(|&j| self.dims[j]).collect();
+                (ops::concat_forward(&xs, n, &ds), Cache::None)
+            }
+            layer => layer.forward(&acts[ins[0]], n, self.dims[ins[0]], mode, for_params)?,
+        })
+    }
+
+    /// Evaluation of a graph on one chunk: each node's activation is dropped after its last
+    /// reader, and elementwise layers work in place on an input nobody reads later.
+    fn graph_eval_chunk(
+        &self,
+        inputs: &[Vec<usize>],
+        x: Vec<f32>,
+        n: usize,
+    ) -> Result<Vec<f32>, ModelError> {
+        let n_nodes = self.layers.len() + 1;
+        let mut last_use = vec![0usize; n_nodes];
+        for (i, ins) in inputs.iter().enumerate() {
+            for &j in ins {
+                last_use[j] = last_use[j].max(i);
+            }
+        }
+        let mut acts: Vec<Vec<f32>> = Vec::with_capacity(n_nodes);
+        acts.push(x);
+        for (i, l) in self.layers.iter().enumerate() {
+            let ins = &inputs[i];
+            let out = if l.layer.is_elementwise() && last_use[ins[0]] == i {
+                let mut buf = std::mem::take(&mut acts[ins[0]]);
+                l.layer.forward_in_place(&mut buf, &mut Mode::Eval);
+                buf
+            } else {
+                self.graph_layer_forward(l, ins, &acts, n, &mut Mode::Eval, false)?
+                    .0
+            };
+            for &j in ins {
+                if last_use[j] == i {
+                    acts[j] = Vec::new();
+                }
+            }
+            acts.push(out);
+        }
+        Ok(acts.pop().unwrap_or_default())
+    }
+
     /// Forward pass without keeping intermediate activations, in chunks of samples that run on
     /// rayon's threads (see [`crate::parallel`]).
     fn forward_eval(&self, x: ArrayView4<'_, f32>) -> Result<Vec<f32>, ModelError> {
         let run = |(start, end): (usize, usize)| -> Result<Vec<f32>, ModelError> {
             let chunk = x.slice(ndarray::s![start..end, .., .., ..]);
+            if let Some(inputs) = &self.inputs {
+                let act = self.graph_eval_chunk(inputs, self.to_internal(chunk), end - start)?;
+                return Ok(self.output_order(&act, end - start, true));
+            }
             let mut act = self.to_internal(chunk);
             for (i, l) in self.layers.iter().enumerate() {
                 if l.layer.is_elementwise() {
@@ -346,6 +514,91 @@ impl Network {
         Ok(Array2::from_shape_vec((n, self.out_len()), out).expect("sized from dims"))
     }
 
+    /// Whether layer `i`'s parameter gradients are asked for.
+    fn needs_params(&self, i: usize, params: &ParamMode<'_>) -> bool {
+        let l = &self.layers[i];
+        l.layer.n_params() > 0
+            && match params {
+                ParamMode::None => false,
+                ParamMode::Summed => true,
+                ParamMode::PerSample(sel) => {
+                    sel.contains(&format!("{}.weight", l.name))
+                        || sel.contains(&format!("{}.bias", l.name))
+                }
+            }
+    }
+
+    /// Parameter gradients of layer `i` (summed or per sample, as `params` says) from its input
+    /// `x` (of dimensions `input`), cache and output gradient `dy`, pushed onto `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn param_grads(
+        &self,
+        i: usize,
+        x: &[f32],
+        cache: &Cache,
+        dy: &[f32],
+        n: usize,
+        input: Dims,
+        params: &ParamMode<'_>,
+        out: &mut BackwardOut,
+    ) -> Result<(), ModelError> {
+        let l = &self.layers[i];
+        match params {
+            ParamMode::Summed => {
+                if let Some(g) = l.layer.backward_params(x, cache, dy, n, input)? {
+                    out.summed.push((i, g));
+                }
+            }
+            ParamMode::PerSample(sel) => {
+                let wname = format!("{}.weight", l.name);
+                let bname = format!("{}.bias", l.name);
+                let mut blocks = Vec::new();
+                let full = |name: String, v: Vec<f32>| GradBlock::Full {
+                    name,
+                    values: Array2::from_shape_vec((n, v.len() / n.max(1)), v).expect("sized"),
+                };
+                match &l.layer {
+                    Layer::Dense(d) => {
+                        if sel.contains(&wname) {
+                            blocks.push(GradBlock::Outer {
+                                name: wname,
+                                inputs: Array2::from_shape_vec((n, d.in_features), x.to_vec())
+                                    .expect("sized"),
+                                deltas: Array2::from_shape_vec((n, d.out_features), dy.to_vec())
+                                    .expect("sized"),
+                            });
+                        }
+                        if sel.contains(&bname) {
+                            blocks.push(full(bname, dy.to_vec()));
+                        }
+                    }
+                    Layer::Conv2d(c) => {
+                        let (dw, db) = Layer::conv_per_sample(c, cache, dy, n, input)?;
+                        if sel.contains(&wname) {
+                            blocks.push(full(wname, dw));
+                        }
+                        if sel.contains(&bname) {
+                            blocks.push(full(bname, db));
+                        }
+                    }
+                    layer => {
+                        if let Some((dw, db)) = layer.per_sample_params(x, dy, n, input)? {
+                            if sel.contains(&wname) {
+                                blocks.push(full(wname, dw));
+                            }
+                            if sel.contains(&bname) {
+                                blocks.push(full(bname, db));
+                            }
+                        }
+                    }
+                }
+                out.per_sample.push((i, blocks));
+            }
+            ParamMode::None => {}
+        }
+        Ok(())
+    }
+
     fn backward_impl(
         &self,
         trace: &Trace,
@@ -354,24 +607,15 @@ impl Network {
         need_input: bool,
         params: ParamMode<'_>,
     ) -> Result<BackwardOut, ModelError> {
+        if let Some(inputs) = &self.inputs {
+            return self.backward_graph(inputs, trace, grad_output, top, need_input, params);
+        }
         let n = trace.n;
         // The lowest layer whose gradient is needed decides how far the pass goes.
-        let needs_params = |i: usize| -> bool {
-            let l = &self.layers[i];
-            l.layer.n_params() > 0
-                && match params {
-                    ParamMode::None => false,
-                    ParamMode::Summed => true,
-                    ParamMode::PerSample(sel) => {
-                        sel.contains(&format!("{}.weight", l.name))
-                            || sel.contains(&format!("{}.bias", l.name))
-                    }
-                }
-        };
         let lowest = if need_input {
             0
         } else {
-            match (0..top).find(|&i| needs_params(i)) {
+            match (0..top).find(|&i| self.needs_params(i, &params)) {
                 Some(i) => i,
                 None => {
                     return Ok(BackwardOut {
@@ -390,81 +634,17 @@ impl Network {
         };
         for i in (lowest..top).rev() {
             let l = &self.layers[i];
-            let x = &trace.acts[i];
-            if needs_params(i) {
-                match params {
-                    ParamMode::Summed => {
-                        if let Some(g) =
-                            l.layer
-                                .backward_params(x, &trace.caches[i], &dy, n, self.dims[i])?
-                        {
-                            out.summed.push((i, g));
-                        }
-                    }
-                    ParamMode::PerSample(sel) => {
-                        let wname = format!("{}.weight", l.name);
-                        let bname = format!("{}.bias", l.name);
-                        let mut blocks = Vec::new();
-                        match &l.layer {
-                            Layer::Dense(d) => {
-                                if sel.contains(&wname) {
-                                    blocks.push(GradBlock::Outer {
-                                        name: wname,
-                                        inputs: Array2::from_shape_vec(
-                                            (n, d.in_features),
-                                            x.clone(),
-                                        )
-                                        .expect("sized"),
-                                        deltas: Array2::from_shape_vec(
-                                            (n, d.out_features),
-                                            dy.clone(),
-                                        )
-                                        .expect("sized"),
-                                    });
-                                }
-                                if sel.contains(&bname) {
-                                    blocks.push(GradBlock::Full {
-                                        name: bname,
-                                        values: Array2::from_shape_vec(
-                                            (n, d.out_features),
-                                            dy.clone(),
-                                        )
-                                        .expect("sized"),
-                                    });
-                                }
-                            }
-                            Layer::Conv2d(c) => {
-                                let (dw, db) = Layer::conv_per_sample(
-                                    c,
-                                    &trace.caches[i],
-                                    &dy,
-                                    n,
-                                    self.dims[i],
-                                )?;
-                                if sel.contains(&wname) {
-                                    blocks.push(GradBlock::Full {
-                                        name: wname,
-                                        values: Array2::from_shape_vec(
-                                            (n, dw.len() / n.max(1)),
-                                            dw,
-                                        )
-                                        .expect("sized"),
-                                    });
-                                }
-                                if sel.contains(&bname) {
-                                    blocks.push(GradBlock::Full {
-                                        name: bname,
-                                        values: Array2::from_shape_vec((n, c.out_channels), db)
-                                            .expect("sized"),
-                                    });
-                                }
-                            }
-                            _ => {}
-                        }
-                        out.per_sample.push((i, blocks));
-                    }
-                    ParamMode::None => {}
-                }
+            if self.needs_params(i, &params) {
+                self.param_grads(
+                    i,
+                    &trace.acts[i],
+                    &trace.caches[i],
+                    &dy,
+                    n,
+                    self.dims[i],
+                    &params,
+                    &mut out,
+                )?;
             }
             if i > lowest || need_input {
                 if l.layer.is_elementwise() {
@@ -484,6 +664,100 @@ impl Network {
         }
         if need_input {
             out.input = Some(dy);
+        }
+        Ok(out)
+    }
+
+    /// [`Network::backward_impl`] for a graph: output gradients flow from each layer to the
+    /// nodes it reads (summed where a node has several readers), in reverse topological order,
+    /// only into nodes whose gradient something below needs.
+    fn backward_graph(
+        &self,
+        inputs: &[Vec<usize>],
+        trace: &Trace,
+        grad_output: Vec<f32>,
+        top: usize,
+        need_input: bool,
+        params: ParamMode<'_>,
+    ) -> Result<BackwardOut, ModelError> {
+        let n = trace.n;
+        let mut out = BackwardOut {
+            input: None,
+            summed: Vec::new(),
+            per_sample: Vec::new(),
+        };
+        // needed[j]: the gradient with respect to node j is needed.
+        let mut needed = vec![false; top + 1];
+        needed[0] = need_input;
+        for i in 0..top {
+            needed[i + 1] = self.needs_params(i, &params) || inputs[i].iter().any(|&j| needed[j]);
+        }
+        if !needed[top] {
+            return Ok(out);
+        }
+        let mut dys: Vec<Option<Vec<f32>>> = vec![None; top + 1];
+        dys[top] = Some(grad_output);
+        for i in (0..top).rev() {
+            if !needed[i + 1] {
+                continue;
+            }
+            let Some(dy) = dys[i + 1].take() else {
+                continue;
+            };
+            let ins = &inputs[i];
+            let l = &self.layers[i];
+            if self.needs_params(i, &params) {
+                self.param_grads(
+                    i,
+                    &trace.acts[ins[0]],
+                    &trace.caches[i],
+                    &dy,
+                    n,
+                    self.dims[ins[0]],
+                    &params,
+                    &mut out,
+                )?;
+            }
+            let need: Vec<bool> = ins.iter().map(|&j| needed[j]).collect();
+            if !need.iter().any(|&b| b) {
+                continue;
+            }
+            let grads: Vec<Option<Vec<f32>>> = match &l.layer {
+                Layer::Binary(op) => op
+                    .backward(
+                        &trace.acts[ins[0]],
+                        &trace.acts[ins[1]],
+                        &dy,
+                        [need[0], need[1]],
+                    )
+                    .into(),
+                Layer::Concat => {
+                    let ds: Vec<Dims> = ins.iter().map(|&j| self.dims[j]).collect();
+                    ops::concat_backward(&dy, n, &ds, &need)
+                }
+                layer => vec![Some(layer.backward_input(
+                    &trace.acts[ins[0]],
+                    &trace.acts[i + 1],
+                    &trace.caches[i],
+                    &dy,
+                    n,
+                    self.dims[ins[0]],
+                )?)],
+            };
+            for (&j, g) in ins.iter().zip(grads) {
+                let Some(g) = g else { continue };
+                match &mut dys[j] {
+                    Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
+                    slot @ None => *slot = Some(g),
+                }
+            }
+        }
+        if need_input {
+            out.input = Some(
+                dys[0]
+                    .take()
+                    .unwrap_or_else(|| vec![0.0; n * self.dims[0].len()]),
+            );
         }
         Ok(out)
     }

@@ -4,7 +4,11 @@
 //! Convolutions become `Conv` (HWIO weights transposed to OIHW), pooling `MaxPool`, dense layers
 //! `Gemm` with `transB = 1` (the rows of a dense layer after a flatten are permuted from our
 //! NHWC order to ONNX's NCHW order), `Relu`, `Flatten` and `Softmax` map one to one and dropout is
-//! left out (inference). A network that ends in an image gets a final `Flatten`, so the output is
+//! left out (inference). Grouped/dilated convolutions become `Conv` with `group` / `dilations`,
+//! average pooling `AveragePool` / `GlobalAveragePool`, batch norm `BatchNormalization`, the
+//! activations their ONNX operators (`Clip` with min/max inputs; hard swish as
+//! `x * HardSigmoid(x)`, since `HardSwish` needs opset 14), and a graph's `Add`/`Sub`/`Mul`/`Div`
+//! and `Concat` nodes read the tensors of the layers they join. A network that ends in an image gets a final `Flatten`, so the output is
 //! `[N, c * h * w]` in `[c, h, w]` order, as its [`xai_core::Predictor`] output.
 
 use std::path::Path;
@@ -19,6 +23,7 @@ use tract_onnx::pb::{
 };
 use xai_core::Predictor;
 use xai_models::layers::{Dims, Layer, Padding};
+use xai_models::ops::BinaryOp;
 use xai_models::Network;
 
 use crate::error::{OnnxError, Result};
@@ -70,6 +75,15 @@ fn attr_int(name: &str, i: i64) -> AttributeProto {
         name: name.into(),
         r#type: AttributeType::Int as i32,
         i,
+        ..Default::default()
+    }
+}
+
+fn attr_float(name: &str, f: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Float as i32,
+        f,
         ..Default::default()
     }
 }
@@ -228,8 +242,14 @@ pub fn to_onnx(net: &Network, options: &ExportOptions) -> Result<ModelProto> {
     // our layers index it in NHWC order.
     let mut flat_chw: Option<Dims> = None;
     let mut spatial = true;
+    // Per network node: its ONNX tensor name and (spatial, flat_chw) state.
+    let mut names = vec![b.current.clone()];
+    let mut states = vec![(true, None::<Dims>)];
     for (i, l) in layers.iter().enumerate() {
-        let input = dims[i];
+        let ins = net.layer_inputs(i);
+        let input = dims[ins[0]];
+        b.current = names[ins[0]].clone();
+        (spatial, flat_chw) = states[ins[0]];
         let is_last = i + 1 == layers.len();
         match &l.layer {
             Layer::Conv2d(conv) => {
@@ -348,11 +368,159 @@ pub fn to_onnx(net: &Network, options: &ExportOptions) -> Result<ModelProto> {
             Layer::Upsample2d(_) => {
                 return Err(fail(format!(
                     "upsampling layer `{}` (the exporter writes classifiers: conv, pool, dense, \
-                     relu, flatten, softmax)",
+                     activations, flatten, softmax and graph nodes)",
                     l.name
                 )))
             }
+            Layer::GroupConv2d(g) => {
+                let (kh, kw) = g.kernel;
+                let (ig, co) = (g.in_channels / g.groups.max(1), g.out_channels);
+                let mut oihw = vec![0.0f32; g.weight.len()];
+                for o in 0..co {
+                    for ic in 0..ig {
+                        for y in 0..kh {
+                            for x in 0..kw {
+                                oihw[((o * ig + ic) * kh + y) * kw + x] =
+                                    g.weight[((y * kw + x) * ig + ic) * co + o];
+                            }
+                        }
+                    }
+                }
+                let wn = b.init(format!("{}.weight", l.name), &[co, ig, kh, kw], oihw);
+                let bn = b.init(format!("{}.bias", l.name), &[co], g.bias.clone());
+                let extent = ((kh - 1) * g.dilation.0 + 1, (kw - 1) * g.dilation.1 + 1);
+                let pads = onnx_pads(g.padding, input, extent, g.stride);
+                b.node(
+                    "Conv",
+                    &l.name,
+                    vec![wn, bn],
+                    vec![
+                        attr_ints("kernel_shape", &[kh as i64, kw as i64]),
+                        attr_ints("strides", &[g.stride.0 as i64, g.stride.1 as i64]),
+                        attr_ints("pads", &pads),
+                        attr_ints("dilations", &[g.dilation.0 as i64, g.dilation.1 as i64]),
+                        attr_int("group", g.groups as i64),
+                    ],
+                );
+            }
+            Layer::AvgPool2d(pool) => {
+                let pads = onnx_pads(pool.padding, input, pool.size, pool.stride);
+                b.node(
+                    "AveragePool",
+                    &l.name,
+                    vec![],
+                    vec![
+                        attr_ints("kernel_shape", &[pool.size.0 as i64, pool.size.1 as i64]),
+                        attr_ints("strides", &[pool.stride.0 as i64, pool.stride.1 as i64]),
+                        attr_ints("pads", &pads),
+                        attr_int("count_include_pad", i64::from(pool.count_include_pad)),
+                    ],
+                );
+            }
+            Layer::GlobalAvgPool => b.node("GlobalAveragePool", &l.name, vec![], vec![]),
+            Layer::BatchNorm(bn) => {
+                if !spatial && flat_chw.is_some_and(|d| d.c > 1 && d.h * d.w > 1) {
+                    return Err(fail(format!(
+                        "batch norm `{}` directly over flattened NCHW features",
+                        l.name
+                    )));
+                }
+                let c = bn.gamma.len();
+                let names4: Vec<String> = [
+                    ("weight", &bn.gamma),
+                    ("bias", &bn.beta),
+                    ("mean", &bn.mean),
+                    ("var", &bn.var),
+                ]
+                .into_iter()
+                .map(|(k, v)| b.init(format!("{}.{k}", l.name), &[c], v.clone()))
+                .collect();
+                b.node(
+                    "BatchNormalization",
+                    &l.name,
+                    names4,
+                    vec![attr_float("epsilon", bn.eps)],
+                );
+            }
+            Layer::Sigmoid => b.node("Sigmoid", &l.name, vec![], vec![]),
+            Layer::Tanh => b.node("Tanh", &l.name, vec![], vec![]),
+            Layer::LeakyRelu(a) => {
+                b.node("LeakyRelu", &l.name, vec![], vec![attr_float("alpha", *a)])
+            }
+            Layer::Clip { min, max } => {
+                let lo = b.init(format!("{}.min", l.name), &[], vec![*min]);
+                let hi = b.init(format!("{}.max", l.name), &[], vec![*max]);
+                b.node("Clip", &l.name, vec![lo, hi], vec![]);
+            }
+            Layer::HardSigmoid { alpha, beta } => b.node(
+                "HardSigmoid",
+                &l.name,
+                vec![],
+                vec![attr_float("alpha", *alpha), attr_float("beta", *beta)],
+            ),
+            Layer::HardSwish => {
+                // HardSwish is opset 14; x * HardSigmoid(x; 1/6, 1/2) is the same function.
+                let x = b.current.clone();
+                b.node(
+                    "HardSigmoid",
+                    &format!("{}_gate", l.name),
+                    vec![],
+                    vec![attr_float("alpha", 1.0 / 6.0), attr_float("beta", 0.5)],
+                );
+                b.node("Mul", &l.name, vec![x], vec![]);
+            }
+            Layer::LogSoftmax => {
+                if spatial || flat_chw.is_some_and(|d| d.c > 1 && d.h * d.w > 1) {
+                    return Err(fail(format!(
+                        "log-softmax layer `{}` over a feature map",
+                        l.name
+                    )));
+                }
+                b.node("LogSoftmax", &l.name, vec![], vec![attr_int("axis", 1)]);
+            }
+            Layer::Binary(_) | Layer::Concat => {
+                let op = match &l.layer {
+                    Layer::Binary(BinaryOp::Add) => "Add",
+                    Layer::Binary(BinaryOp::Sub) => "Sub",
+                    Layer::Binary(BinaryOp::Mul) => "Mul",
+                    Layer::Binary(BinaryOp::Div) => "Div",
+                    _ => "Concat",
+                };
+                if ins.iter().any(|&j| states[j] != states[ins[0]]) {
+                    return Err(fail(format!(
+                        "`{}` joins tensors of different layouts (image and flat)",
+                        l.name
+                    )));
+                }
+                if op == "Concat" && !spatial && flat_chw.is_some_and(|d| d.c > 1 && d.h * d.w > 1)
+                {
+                    return Err(fail(format!(
+                        "`{}` concatenates flattened NCHW features",
+                        l.name
+                    )));
+                }
+                let out = format!("{}_out", l.name);
+                b.nodes.push(NodeProto {
+                    input: ins.iter().map(|&j| names[j].clone()).collect(),
+                    output: vec![out.clone()],
+                    name: l.name.clone(),
+                    op_type: op.into(),
+                    attribute: if op == "Concat" {
+                        vec![attr_int("axis", 1)]
+                    } else {
+                        vec![]
+                    },
+                    ..Default::default()
+                });
+                b.current = out;
+            }
         }
+        names.push(b.current.clone());
+        states.push((spatial, flat_chw));
+    }
+    if b.nodes.last().and_then(|n| n.output.first()) != Some(&b.current) && !b.nodes.is_empty() {
+        // The network's output is not the last node written (a final dropout in a graph).
+        b.node("Identity", "output_identity_top", vec![], vec![]);
     }
     if spatial {
         // An image output: flatten it in [c, h, w] order, as the Predictor does.

@@ -1,22 +1,37 @@
-//! The importer: an ONNX graph that is a chain of common image-classifier operators becomes an
-//! [`xai_models::Network`] of our own layers (fast, and differentiable for the white-box methods).
+//! The importer: an ONNX graph of common image-classifier operators becomes an
+//! [`xai_models::Network`] of our own layers (fast, and differentiable for the white-box
+//! methods), a chain or a graph with residual connections.
 //!
-//! Handled: `Conv` (any kernel, strides, pads or `auto_pad`, group 1, no dilation), `MaxPool`
-//! (no dilation; `ceil_mode` only where it changes nothing), `Gemm` (`transA = 0`, any `transB`,
-//! `alpha`/`beta` folded into the weights), `MatMul` by a constant followed by an optional `Add`
-//! of a bias, `Relu`, `Flatten` / `Reshape` to `[batch, features]`, `Transpose` where it only
-//! switches between NCHW and NHWC, `Softmax`, a final `LogSoftmax`, `Dropout` / `Identity`, and
-//! scalar `Mul` / `Div` / `Add` / `Sub` before the first layer (input scaling, folded into the
-//! predictor's input transform). Weights must be initializers or `Constant` nodes.
+//! Handled (opsets 9-21; attributes that later opsets turned into inputs are read from either):
+//! `Conv` (strides, pads or `auto_pad`, dilations, groups, depthwise), `MaxPool` / `AveragePool`
+//! (`ceil_mode` only where it changes nothing), `GlobalAveragePool`, `BatchNormalization`
+//! (inference; folded into the convolution or dense layer before it when that layer feeds it
+//! alone, else a batch-norm layer), `Gemm` (`transA = 0`), `MatMul` by a constant (+ bias
+//! `Add`), `Relu`, `Clip` (min/max as attributes or inputs; ReLU6), `Sigmoid`, `Tanh`,
+//! `LeakyRelu`, `HardSigmoid`, `HardSwish`, `Softmax`, `LogSoftmax`, `Add` / `Sub` / `Mul` /
+//! `Div` between two tensors of the same shape (residual connections) or of a tensor and a
+//! per-channel or scalar constant, `Concat` along channels, `Flatten`, `Reshape` / `Squeeze` to
+//! `[batch, features]`, `Transpose` where it only switches between NCHW and NHWC (tf2onnx),
+//! `Dropout` / `Identity`, and scalar `Mul` / `Div` / `Add` / `Sub` on the input (folded into the
+//! predictor's input transform). Shape subgraphs — `Shape`, `Gather`, `Unsqueeze`, `Squeeze`,
+//! `Concat`, `Constant`, `ConstantOfShape`, `Cast`, `Slice` and integer `Add`/`Sub`/`Mul`/`Div`
+//! — are folded into constants, so PyTorch's runtime flatten
+//! (`Shape -> Gather -> Unsqueeze -> Concat -> Reshape`) becomes a static flatten. Weights must
+//! be initializers or `Constant` nodes. Every attribute read from the file is range-checked.
 //!
 //! Layouts: ONNX convolutions are OIHW over NCHW tensors; `xai-models` keeps HWIO weights and
 //! NHWC activations, so conv weights are transposed, and the rows of the first dense layer after
 //! an NCHW flatten are permuted from `(c, h, w)` to our `(h, w, c)` order.
+//!
+//! Batch norm folded into a convolution (`W' = W γ/√(σ²+ε)`, `b' = (b − μ) γ/√(σ²+ε) + β`) gives
+//! the same function and input gradients; per-sample parameter gradients (gradient similarity)
+//! are then those of the folded weights `W'`, `b'`.
 
 use std::collections::HashMap;
 
 use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
 use xai_models::layers::{Conv2d, Dense, Dims, Layer, MaxPool2d, Padding};
+use xai_models::ops::{AvgPool2d, BatchNorm, BinaryOp, GroupConv2d};
 use xai_models::{NamedLayer, Network};
 
 use crate::error::{OnnxError, Result};
@@ -24,6 +39,12 @@ use crate::options::ValidOnnxOptions;
 use crate::proto::{
     attr, attr_f, attr_i, attr_ints, attr_s, graph, node_label, opset, tensor_f32, tensor_i64,
 };
+
+/// Largest kernel, stride, dilation or pad the importer accepts from a file.
+const MAX_EXTENT: i64 = 1 << 16;
+/// Largest number of elements of a tensor the importer builds itself (`ConstantOfShape`) or of
+/// one sample's activation of an imported layer.
+const MAX_ELEMENTS: usize = 1 << 26;
 
 /// What the imported network's output goes through before it is returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,33 +72,69 @@ pub(crate) struct Imported {
     pub pre_offset: f32,
 }
 
-/// The ONNX tensor currently flowing down the chain.
-#[derive(Debug, Clone, Copy)]
+/// An ONNX data tensor: a 4-D image batch (`nchw` tells its ONNX layout; our network holds it
+/// as NHWC anyway) or `[batch, len]` (`chw` is set when ONNX flattened an NCHW map of these
+/// dimensions, whose order differs from ours until a dense layer has mixed it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Value {
-    /// A 4-D image batch; `nchw` tells its ONNX layout (our network holds it as NHWC anyway).
     Image { nchw: bool, dims: Dims },
-    /// `[batch, len]`; `chw` is set when ONNX flattened an NCHW map of these dimensions, whose
-    /// order differs from ours (NHWC) until a dense layer has mixed it.
     Flat { len: usize, chw: Option<Dims> },
 }
 
-const SUPPORTED: &str = "the importer handles Conv, MaxPool, Gemm, MatMul (+ Add), Relu, \
-     Flatten, Reshape to [batch, features], Transpose between NCHW and NHWC, Softmax, a final \
-     LogSoftmax, Dropout, Identity and scalar Mul/Div/Add/Sub on the input";
+impl Value {
+    fn dims(&self) -> Dims {
+        match *self {
+            Value::Image { dims, .. } => dims,
+            Value::Flat { len, .. } => Dims::flat(len),
+        }
+    }
+
+    fn channels(&self) -> usize {
+        match *self {
+            Value::Image { dims, .. } => dims.c,
+            Value::Flat { len, .. } => len,
+        }
+    }
+}
+
+/// One entry of a folded integer tensor: a known value or the (symbolic) batch size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sym {
+    Known(i64),
+    Batch,
+}
+
+/// A constant-folded integer tensor (shape arithmetic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Ints {
+    dims: Vec<usize>,
+    vals: Vec<Sym>,
+}
+
+const SUPPORTED: &str = "the importer handles Conv (groups, dilations), MaxPool, AveragePool, \
+     GlobalAveragePool, BatchNormalization, Gemm, MatMul (+ Add), Relu, Clip, Sigmoid, Tanh, \
+     LeakyRelu, HardSigmoid, HardSwish, Add/Sub/Mul/Div, Concat, Flatten, Reshape, Squeeze, \
+     Transpose between NCHW and NHWC, Softmax, LogSoftmax, Dropout, Identity and shape \
+     subgraphs (Shape, Gather, Unsqueeze, Squeeze, Concat, Cast, Slice, ConstantOfShape)";
 
 struct Importer<'a> {
     consts: HashMap<String, TensorProto>,
+    ints: HashMap<String, Ints>,
+    /// Data tensors: the network node holding them and their ONNX shape.
+    values: HashMap<String, (usize, Value)>,
+    /// How many nodes (and graph outputs) read each tensor.
+    readers: HashMap<String, usize>,
     opset: i64,
     fixed_batch: Option<usize>,
     layers: Vec<NamedLayer>,
+    inputs: Vec<Vec<usize>>,
+    /// Dimensions of each network node (0: the input).
+    dims: Vec<Dims>,
     counters: HashMap<&'static str, usize>,
-    current: String,
-    value: Value,
-    /// Index into `layers` of a dense layer that produced `current` directly (for a bias `Add`).
-    last_dense: Option<usize>,
     pre_scale: f32,
     pre_offset: f32,
     head: Head,
+    graph_output: String,
     node: Option<&'a NodeProto>,
 }
 
@@ -99,21 +156,45 @@ pub(crate) fn import(
             "the graph has sparse initializers, which the importer does not read".into(),
         ));
     }
+    let out_names: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    let [graph_output] = out_names.as_slice() else {
+        return Err(OnnxError::Unsupported(format!(
+            "the graph's outputs are {out_names:?}; the importer needs exactly one"
+        )));
+    };
+    let mut readers: HashMap<String, usize> = HashMap::new();
+    for n in &g.node {
+        for i in n.input.iter().filter(|i| !i.is_empty()) {
+            *readers.entry(i.clone()).or_default() += 1;
+        }
+    }
+    *readers.entry(graph_output.to_string()).or_default() += 1;
+    let mut values = HashMap::new();
+    values.insert(
+        input_name.to_string(),
+        (
+            0,
+            Value::Image {
+                nchw: opts.layout() == crate::Layout::Nchw,
+                dims: Dims::new(h, w, c),
+            },
+        ),
+    );
     let mut im = Importer {
         consts,
+        ints: HashMap::new(),
+        values,
+        readers,
         opset: opset(model).unwrap_or(13),
         fixed_batch,
         layers: Vec::new(),
+        inputs: Vec::new(),
+        dims: vec![Dims::new(h, w, c)],
         counters: HashMap::new(),
-        current: input_name.to_string(),
-        value: Value::Image {
-            nchw: opts.layout() == crate::Layout::Nchw,
-            dims: Dims::new(h, w, c),
-        },
-        last_dense: None,
         pre_scale: 1.0,
         pre_offset: 0.0,
         head: Head::Identity,
+        graph_output: graph_output.to_string(),
         node: None,
     };
     for node in &g.node {
@@ -121,15 +202,19 @@ pub(crate) fn import(
         im.step(node)?;
     }
     im.node = None;
-    let out_names: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
-    if out_names != [im.current.as_str()] {
+    let Some(&(out_node, value)) = im.values.get(*graph_output) else {
         return Err(OnnxError::Unsupported(format!(
-            "the graph's outputs are {out_names:?}; the importer needs exactly one, the output of \
-             its last node (`{}`)",
-            im.current
+            "the graph's output `{graph_output}` is not a data tensor the importer computed"
+        )));
+    };
+    if out_node == 0 || out_node != im.layers.len() {
+        return Err(OnnxError::Unsupported(format!(
+            "the graph's output `{graph_output}` is not the result of its last layer (it has {} \
+             layers)",
+            im.layers.len()
         )));
     }
-    match im.value {
+    match value {
         Value::Image { .. } => {
             return Err(OnnxError::Unsupported(
                 "the graph's output is a 4-D feature map, not a [batch, classes] matrix".into(),
@@ -149,7 +234,7 @@ pub(crate) fn import(
     } else {
         g.name.clone()
     };
-    let net = Network::new(name, opts.input_shape(), im.layers)?;
+    let net = Network::graph(name, opts.input_shape(), im.layers, im.inputs)?;
     Ok(Imported {
         net,
         head: im.head,
@@ -178,6 +263,15 @@ fn same_pads(input: usize, kernel: usize, stride: usize, upper: bool) -> (usize,
     }
 }
 
+/// Reads an attribute value as a size in `lo..=MAX_EXTENT`.
+fn extent(v: i64, lo: i64, what: &str) -> std::result::Result<usize, String> {
+    if (lo..=MAX_EXTENT).contains(&v) {
+        Ok(v as usize)
+    } else {
+        Err(format!("{what} {v} (expected {lo} to {MAX_EXTENT})"))
+    }
+}
+
 impl<'a> Importer<'a> {
     fn err(&self, reason: impl Into<String>) -> OnnxError {
         match self.node {
@@ -192,17 +286,68 @@ impl<'a> Importer<'a> {
         format!("{base}{n}")
     }
 
-    fn push(&mut self, base: &'static str, layer: Layer) -> Result<Dims> {
-        let input = match self.value {
-            Value::Image { dims, .. } => dims,
-            Value::Flat { len, .. } => Dims::flat(len),
-        };
+    /// Appends `layer` reading the network nodes `ins`; returns its node and output dims.
+    fn push(&mut self, base: &'static str, layer: Layer, ins: Vec<usize>) -> Result<(usize, Dims)> {
+        let in_dims: Vec<Dims> = ins
+            .iter()
+            .map(|&j| self.node_dims(j))
+            .collect::<Result<_>>()?;
         let out = layer
-            .output_dims(input)
+            .output_dims_multi(&in_dims)
             .map_err(|e| self.err(format!("the layer does not fit its input: {e}")))?;
+        let per_sample = out
+            .h
+            .checked_mul(out.w)
+            .and_then(|p| p.checked_mul(out.c))
+            .filter(|&v| v <= MAX_ELEMENTS);
+        if per_sample.is_none() {
+            return Err(self.err(format!(
+                "an output of {}x{}x{} per sample (more than {MAX_ELEMENTS} values)",
+                out.h, out.w, out.c
+            )));
+        }
         let name = self.next_name(base);
         self.layers.push(NamedLayer { name, layer });
-        Ok(out)
+        self.inputs.push(ins);
+        self.dims.push(out);
+        Ok((self.layers.len(), out))
+    }
+
+    fn node_dims(&self, j: usize) -> Result<Dims> {
+        self.dims
+            .get(j)
+            .copied()
+            .ok_or_else(|| self.err(format!("internal: network node {j} has no dimensions")))
+    }
+
+    /// Pushes a single-input layer on `input`, with the same kind of value as the input.
+    fn push_same(
+        &mut self,
+        base: &'static str,
+        layer: Layer,
+        input: &str,
+    ) -> Result<(usize, Value)> {
+        let (j, v) = self.data(input)?;
+        let (k, d) = self.push(base, layer, vec![j])?;
+        let out = match v {
+            Value::Image { nchw, .. } => Value::Image { nchw, dims: d },
+            Value::Flat { chw, .. } => Value::Flat { len: d.len(), chw },
+        };
+        Ok((k, out))
+    }
+
+    fn set_output(&mut self, node: &NodeProto, value: (usize, Value)) {
+        if let Some(o) = node.output.first() {
+            self.values.insert(o.clone(), value);
+        }
+    }
+
+    fn data(&self, name: &str) -> Result<(usize, Value)> {
+        self.values.get(name).copied().ok_or_else(|| {
+            self.err(format!(
+                "its input `{name}` is neither a data tensor the importer computed nor a constant"
+            ))
+        })
     }
 
     fn constant(&self, name: &str) -> Result<&TensorProto> {
@@ -220,26 +365,31 @@ impl<'a> Importer<'a> {
         }
     }
 
-    /// Checks that the node reads the current tensor and constants only, and nothing else.
-    fn check_chain(&self, node: &NodeProto) -> Result<()> {
-        let data: Vec<&String> = node
+    /// The first input, which must be data.
+    fn data_input(&self, node: &NodeProto) -> Result<(String, usize, Value)> {
+        let name = node
             .input
-            .iter()
-            .filter(|i| !i.is_empty() && !self.consts.contains_key(i.as_str()))
-            .collect();
-        if data.len() != 1 || *data[0] != self.current {
-            return Err(self.err(format!(
-                "it reads {:?} but the importer takes a chain of single-input nodes, each \
-                 reading the previous one's output (`{}`) and constants",
-                data, self.current
-            )));
-        }
-        Ok(())
+            .first()
+            .ok_or_else(|| self.err("a node without inputs"))?;
+        let (j, v) = self.data(name)?;
+        Ok((name.clone(), j, v))
     }
 
-    fn advance(&mut self, node: &NodeProto, value: Value) {
-        self.current = node.output.first().cloned().unwrap_or_default();
-        self.value = value;
+    fn is_const(&self, name: &str) -> bool {
+        self.consts.contains_key(name) || self.ints.contains_key(name)
+    }
+
+    /// An integer tensor (folded or constant).
+    fn ints(&self, name: &str) -> Option<Ints> {
+        if let Some(i) = self.ints.get(name) {
+            return Some(i.clone());
+        }
+        let t = self.consts.get(name)?;
+        let v = tensor_i64(t).ok()?;
+        Some(Ints {
+            dims: t.dims.iter().map(|&d| d.max(0) as usize).collect(),
+            vals: v.into_iter().map(Sym::Known).collect(),
+        })
     }
 
     fn scalar(&self, t: &TensorProto) -> Result<f32> {
@@ -254,6 +404,10 @@ impl<'a> Importer<'a> {
         }
     }
 
+    fn int_attr(&self, node: &NodeProto, name: &str, default: i64, lo: i64) -> Result<usize> {
+        extent(attr_i(node, name).unwrap_or(default), lo, name).map_err(|e| self.err(e))
+    }
+
     fn step(&mut self, node: &'a NodeProto) -> Result<()> {
         if !(node.domain.is_empty() || node.domain == "ai.onnx") {
             return Err(self.err(format!(
@@ -261,28 +415,43 @@ impl<'a> Importer<'a> {
                 node.domain
             )));
         }
-        if node.op_type == "Constant" {
+        let op = node.op_type.as_str();
+        if op == "Constant" {
             return self.constant_node(node);
         }
-        if self.head != Head::Identity && !matches!(node.op_type.as_str(), "Identity" | "Dropout") {
-            return Err(self.err("LogSoftmax must be the last operation of the graph"));
+        // Shape arithmetic: every input a constant (or a shape of a data tensor).
+        let all_const = node
+            .input
+            .iter()
+            .filter(|i| !i.is_empty())
+            .all(|i| self.is_const(i));
+        if op == "Shape" || (all_const && !node.input.is_empty()) {
+            return self.fold(node);
         }
-        self.check_chain(node)?;
-        let was_dense = self.last_dense.take();
-        match node.op_type.as_str() {
+        match op {
             "Identity" | "Dropout" => {
-                // Inference: both pass the data through. A dropout mask output is harmless
-                // unless used, and the chain check rejects any later use of it.
-                self.last_dense = was_dense;
-                let v = self.value;
-                self.advance(node, v);
+                if node
+                    .output
+                    .iter()
+                    .skip(1)
+                    .any(|o| self.readers.contains_key(o))
+                {
+                    return Err(self.err("a Dropout whose mask output is used"));
+                }
+                let (_, j, v) = self.data_input(node)?;
+                self.set_output(node, (j, v));
             }
             "Conv" => self.conv(node)?,
-            "MaxPool" => self.max_pool(node)?,
-            "Relu" => {
-                self.push("relu", Layer::Relu)?;
-                let v = self.value;
-                self.advance(node, v);
+            "MaxPool" | "AveragePool" => self.pool(node)?,
+            "GlobalAveragePool" => {
+                let (name, _, _) = self.data_input(node)?;
+                self.image("GlobalAveragePool", &name)?;
+                let out = self.push_same("gap", Layer::GlobalAvgPool, &name)?;
+                self.set_output(node, out);
+            }
+            "BatchNormalization" => self.batch_norm(node)?,
+            "Relu" | "Sigmoid" | "Tanh" | "LeakyRelu" | "HardSigmoid" | "HardSwish" | "Clip" => {
+                self.activation(node)?
             }
             "Flatten" => {
                 let axis = attr_i(node, "axis").unwrap_or(1);
@@ -291,36 +460,17 @@ impl<'a> Importer<'a> {
                         "Flatten with axis {axis} (only axis 1, [batch, features])"
                     )));
                 }
-                self.flatten(node)?;
+                let (name, _, _) = self.data_input(node)?;
+                self.flatten(node, &name)?;
             }
             "Reshape" => self.reshape(node)?,
+            "Squeeze" => self.squeeze(node)?,
             "Transpose" => self.transpose(node)?,
             "Gemm" => self.gemm(node)?,
             "MatMul" => self.matmul(node)?,
-            "Add" | "Sub" | "Mul" | "Div" => self.arithmetic(node, was_dense)?,
-            "Softmax" | "LogSoftmax" => {
-                let Value::Flat { .. } = self.value else {
-                    return Err(self.err(format!(
-                        "{} over a 4-D tensor (only over [batch, classes])",
-                        node.op_type
-                    )));
-                };
-                let default_axis = if self.opset >= 13 { -1 } else { 1 };
-                let axis = attr_i(node, "axis").unwrap_or(default_axis);
-                if axis != 1 && axis != -1 {
-                    return Err(self.err(format!(
-                        "{} over axis {axis} (only over the classes, axis 1 or -1)",
-                        node.op_type
-                    )));
-                }
-                if node.op_type == "Softmax" {
-                    self.push("softmax", Layer::Softmax)?;
-                } else {
-                    self.head = Head::LogSoftmax;
-                }
-                let v = self.value;
-                self.advance(node, v);
-            }
+            "Add" | "Sub" | "Mul" | "Div" => self.arithmetic(node)?,
+            "Concat" => self.concat(node)?,
+            "Softmax" | "LogSoftmax" => self.softmax(node)?,
             other => {
                 return Err(self.err(format!("operator {other} is not supported; {SUPPORTED}")))
             }
@@ -373,8 +523,274 @@ impl<'a> Importer<'a> {
         Ok(())
     }
 
-    fn image(&self, what: &str) -> Result<Dims> {
-        match self.value {
+    /// Folds a node whose inputs are all constants (or a `Shape` of a data tensor) into an
+    /// integer constant.
+    fn fold(&mut self, node: &NodeProto) -> Result<()> {
+        let op = node.op_type.as_str();
+        let out_name = node.output.first().cloned().unwrap_or_default();
+        let int_in = |k: usize| -> Result<Ints> {
+            let name = node.input.get(k).cloned().unwrap_or_default();
+            self.ints(&name).ok_or_else(|| {
+                self.err(format!("its input `{name}` is not a folded integer tensor"))
+            })
+        };
+        let axes_of = |me: &Self| -> Result<Vec<i64>> {
+            if let Some(a) = attr_ints(node, "axes") {
+                return Ok(a);
+            }
+            match node.input.get(1).filter(|s| !s.is_empty()) {
+                Some(n) => me
+                    .ints(n)
+                    .map(|i| {
+                        i.vals
+                            .iter()
+                            .map(|s| match s {
+                                Sym::Known(v) => *v,
+                                Sym::Batch => i64::MIN,
+                            })
+                            .collect()
+                    })
+                    .ok_or_else(|| me.err("axes that are not constant")),
+                None => Ok(vec![]),
+            }
+        };
+        let result: Ints = match op {
+            "Shape" => {
+                let (_, _, v) = self.data_input(node)?;
+                let dims: Vec<usize> = match v {
+                    Value::Image { nchw: true, dims } => vec![dims.c, dims.h, dims.w],
+                    Value::Image { nchw: false, dims } => vec![dims.h, dims.w, dims.c],
+                    Value::Flat { len, .. } => vec![len],
+                };
+                let mut vals = vec![match self.fixed_batch {
+                    Some(b) => Sym::Known(b as i64),
+                    None => Sym::Batch,
+                }];
+                vals.extend(dims.iter().map(|&d| Sym::Known(d as i64)));
+                let r = vals.len() as i64;
+                let norm = |a: i64| if a < 0 { (a + r).clamp(0, r) } else { a.min(r) };
+                let start = norm(attr_i(node, "start").unwrap_or(0)) as usize;
+                let end = norm(attr_i(node, "end").unwrap_or(r)) as usize;
+                let vals = vals[start..end.max(start)].to_vec();
+                Ints {
+                    dims: vec![vals.len()],
+                    vals,
+                }
+            }
+            "Gather" => {
+                let data = int_in(0)?;
+                let idx = int_in(1)?;
+                let axis = attr_i(node, "axis").unwrap_or(0);
+                if data.dims.len() != 1 || axis != 0 {
+                    return Err(self.err("Gather on shapes: only from a 1-D tensor along axis 0"));
+                }
+                let len = data.vals.len() as i64;
+                let mut vals = Vec::new();
+                for s in &idx.vals {
+                    let Sym::Known(i) = *s else {
+                        return Err(self.err("Gather with a symbolic index"));
+                    };
+                    let i = if i < 0 { i + len } else { i };
+                    if !(0..len).contains(&i) {
+                        return Err(self.err(format!("Gather index {i} out of 0..{len}")));
+                    }
+                    vals.push(data.vals[i as usize]);
+                }
+                Ints {
+                    dims: idx.dims.clone(),
+                    vals,
+                }
+            }
+            "Unsqueeze" | "Squeeze" => {
+                let data = int_in(0)?;
+                let axes = axes_of(self)?;
+                let mut dims = data.dims.clone();
+                if op == "Unsqueeze" {
+                    let r = (dims.len() + axes.len()) as i64;
+                    let mut ax: Vec<i64> = axes
+                        .iter()
+                        .map(|&a| if a < 0 { a + r } else { a })
+                        .collect();
+                    ax.sort_unstable();
+                    for a in ax {
+                        if !(0..r).contains(&a) || a as usize > dims.len() {
+                            return Err(self.err(format!("Unsqueeze axis {a} of rank {r}")));
+                        }
+                        dims.insert(a as usize, 1);
+                    }
+                } else {
+                    let r = dims.len() as i64;
+                    let ax: Vec<i64> = axes
+                        .iter()
+                        .map(|&a| if a < 0 { a + r } else { a })
+                        .collect();
+                    dims = dims
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, d)| {
+                            !(**d == 1 && (ax.is_empty() || ax.contains(&(*i as i64))))
+                        })
+                        .map(|(_, d)| *d)
+                        .collect();
+                }
+                Ints {
+                    dims,
+                    vals: data.vals,
+                }
+            }
+            "Concat" => {
+                let mut vals = Vec::new();
+                for k in 0..node.input.len() {
+                    let i = int_in(k)?;
+                    if i.dims.len() > 1 {
+                        return Err(self.err("Concat of shape tensors of rank > 1"));
+                    }
+                    vals.extend(i.vals);
+                }
+                Ints {
+                    dims: vec![vals.len()],
+                    vals,
+                }
+            }
+            "Cast" => int_in(0)?,
+            "Slice" => {
+                let data = int_in(0)?;
+                if data.dims.len() != 1 {
+                    return Err(self.err("Slice of a shape tensor of rank > 1"));
+                }
+                let known = |k: usize, d: i64| -> Result<i64> {
+                    match node.input.get(k).filter(|s| !s.is_empty()) {
+                        None => Ok(d),
+                        Some(_) => match int_in(k)?.vals.as_slice() {
+                            [Sym::Known(v)] => Ok(*v),
+                            _ => Err(self.err("Slice bounds that are not one known integer")),
+                        },
+                    }
+                };
+                let len = data.vals.len() as i64;
+                let (starts, ends) = match (attr_ints(node, "starts"), attr_ints(node, "ends")) {
+                    (Some(s), Some(e)) if s.len() == 1 && e.len() == 1 => (s[0], e[0]),
+                    _ => (known(1, 0)?, known(2, len)?),
+                };
+                let step = known(4, 1)?;
+                if step != 1 {
+                    return Err(self.err("Slice with a step other than 1"));
+                }
+                let norm = |a: i64| {
+                    if a < 0 {
+                        (a + len).clamp(0, len)
+                    } else {
+                        a.min(len)
+                    }
+                };
+                let (s, e) = (norm(starts) as usize, norm(ends) as usize);
+                let vals = data.vals[s..e.max(s)].to_vec();
+                Ints {
+                    dims: vec![vals.len()],
+                    vals,
+                }
+            }
+            "Add" | "Sub" | "Mul" | "Div" => {
+                let (a, b) = (int_in(0)?, int_in(1)?);
+                let n = a.vals.len().max(b.vals.len());
+                if !(a.vals.len() == n || a.vals.len() == 1)
+                    || !(b.vals.len() == n || b.vals.len() == 1)
+                {
+                    return Err(self.err("integer arithmetic on tensors of different lengths"));
+                }
+                let dims = if a.vals.len() == n {
+                    a.dims.clone()
+                } else {
+                    b.dims.clone()
+                };
+                let mut vals = Vec::with_capacity(n);
+                for k in 0..n {
+                    let x = a.vals[k.min(a.vals.len() - 1)];
+                    let y = b.vals[k.min(b.vals.len() - 1)];
+                    vals.push(match (x, y) {
+                        (Sym::Known(x), Sym::Known(y)) => {
+                            let r = match op {
+                                "Add" => x.checked_add(y),
+                                "Sub" => x.checked_sub(y),
+                                "Mul" => x.checked_mul(y),
+                                _ => (y != 0).then(|| x.div_euclid(y)),
+                            };
+                            Sym::Known(r.ok_or_else(|| {
+                                self.err(format!("integer {op} of {x} and {y} overflows or divides by zero"))
+                            })?)
+                        }
+                        (Sym::Batch, Sym::Known(1)) if op == "Mul" || op == "Div" => Sym::Batch,
+                        (Sym::Known(1), Sym::Batch) if op == "Mul" => Sym::Batch,
+                        (Sym::Batch, Sym::Known(0)) | (Sym::Known(0), Sym::Batch) if op == "Add" => Sym::Batch,
+                        (Sym::Batch, Sym::Known(0)) if op == "Sub" => Sym::Batch,
+                        _ => {
+                            return Err(self.err(
+                                "shape arithmetic on the batch size (the importer folds shapes with a symbolic batch only through copies)",
+                            ))
+                        }
+                    });
+                }
+                Ints { dims, vals }
+            }
+            "ConstantOfShape" => {
+                let shape = int_in(0)?;
+                let mut count: usize = 1;
+                let mut dims = Vec::new();
+                for s in &shape.vals {
+                    let Sym::Known(d) = *s else {
+                        return Err(self.err("ConstantOfShape with the batch size in its shape"));
+                    };
+                    let d = usize::try_from(d)
+                        .map_err(|_| self.err(format!("ConstantOfShape dimension {d}")))?;
+                    count = count
+                        .checked_mul(d)
+                        .filter(|&c| c <= MAX_ELEMENTS)
+                        .ok_or_else(|| {
+                            self.err(format!(
+                                "ConstantOfShape of more than {MAX_ELEMENTS} elements"
+                            ))
+                        })?;
+                    dims.push(d);
+                }
+                let value = attr(node, "value").and_then(|a| a.t.clone());
+                match value {
+                    Some(t) if tensor_i64(&t).is_ok() => {
+                        let v = tensor_i64(&t)?.first().copied().unwrap_or(0);
+                        Ints {
+                            dims,
+                            vals: vec![Sym::Known(v); count],
+                        }
+                    }
+                    other => {
+                        let v = match other {
+                            Some(t) => tensor_f32(&t)?.first().copied().unwrap_or(0.0),
+                            None => 0.0,
+                        };
+                        use tract_onnx::pb::tensor_proto::DataType;
+                        let t = TensorProto {
+                            name: out_name.clone(),
+                            dims: dims.iter().map(|&d| d as i64).collect(),
+                            data_type: DataType::Float as i32,
+                            float_data: vec![v; count],
+                            ..Default::default()
+                        };
+                        self.consts.insert(out_name, t);
+                        return Ok(());
+                    }
+                }
+            }
+            other => {
+                return Err(self.err(format!(
+                    "{other} on constants (only shape arithmetic is folded); {SUPPORTED}"
+                )))
+            }
+        };
+        self.ints.insert(out_name, result);
+        Ok(())
+    }
+
+    fn image(&self, what: &str, name: &str) -> Result<Dims> {
+        match self.data(name)?.1 {
             Value::Image { nchw: true, dims } => Ok(dims),
             Value::Image { nchw: false, .. } => Err(self.err(format!(
                 "{what} on an NHWC tensor (ONNX {what} is NCHW; a Transpose to NCHW must come \
@@ -386,7 +802,8 @@ impl<'a> Importer<'a> {
         }
     }
 
-    /// `pads` / `auto_pad` of a conv or pool node as our padding.
+    /// `pads` / `auto_pad` of a conv or pool node as our padding (`kernel` is the dilated
+    /// extent).
     fn padding(
         &self,
         node: &NodeProto,
@@ -398,10 +815,14 @@ impl<'a> Importer<'a> {
         let (top, left, bottom, right) = match auto.as_str() {
             "" | "NOTSET" => {
                 let p = attr_ints(node, "pads").unwrap_or_else(|| vec![0; 4]);
-                if p.len() != 4 || p.iter().any(|&v| v < 0) {
-                    return Err(self.err(format!("pads {p:?} (four non-negative values)")));
+                if p.len() != 4 {
+                    return Err(self.err(format!("pads {p:?} (four values for a 2-D op)")));
                 }
-                (p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize)
+                let mut q = [0usize; 4];
+                for (d, &v) in q.iter_mut().zip(&p) {
+                    *d = extent(v, 0, "pad").map_err(|e| self.err(e))?;
+                }
+                (q[0], q[1], q[2], q[3])
             }
             "VALID" => (0, 0, 0, 0),
             "SAME_UPPER" | "SAME_LOWER" => {
@@ -427,15 +848,24 @@ impl<'a> Importer<'a> {
     fn pair(&self, node: &NodeProto, name: &str, default: usize) -> Result<(usize, usize)> {
         match attr_ints(node, name) {
             None => Ok((default, default)),
-            Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1) => {
-                Ok((v[0] as usize, v[1] as usize))
+            Some(v) if v.len() == 2 => {
+                let a = extent(v[0], 1, name).map_err(|e| self.err(e))?;
+                let b = extent(v[1], 1, name).map_err(|e| self.err(e))?;
+                Ok((a, b))
             }
             Some(v) => Err(self.err(format!("{name} {v:?} (two positive values for a 2-D op)"))),
         }
     }
 
+    /// The single node reading `name`'s value, when it is read by exactly one node and is not
+    /// the graph's output: a layer producing it may then absorb an affine map.
+    fn sole_reader(&self, name: &str) -> bool {
+        self.readers.get(name).copied() == Some(1) && name != self.graph_output
+    }
+
     fn conv(&mut self, node: &NodeProto) -> Result<()> {
-        let input = self.image("Conv")?;
+        let (name, j, _) = self.data_input(node)?;
+        let input = self.image("Conv", &name)?;
         let w = self
             .const_input(node, 1)?
             .ok_or_else(|| self.err("a Conv without weights"))?;
@@ -445,23 +875,20 @@ impl<'a> Importer<'a> {
                 w.dims
             )));
         }
-        let dims: Vec<usize> = w.dims.iter().map(|&d| d.max(0) as usize).collect();
-        let (o, i, kh, kw) = (dims[0], dims[1], dims[2], dims[3]);
-        let group = attr_i(node, "group").unwrap_or(1);
-        if group != 1 {
-            return Err(self.err(format!("grouped convolution (group = {group})")));
+        let mut dims = [0usize; 4];
+        for (d, &v) in dims.iter_mut().zip(&w.dims) {
+            *d = extent(v, 1, "weight dimension").map_err(|e| self.err(e))?;
         }
-        if i != input.c {
+        let (o, i, kh, kw) = (dims[0], dims[1], dims[2], dims[3]);
+        let group = self.int_attr(node, "group", 1, 1)?;
+        if i * group != input.c || o % group != 0 {
             return Err(self.err(format!(
-                "weights for {i} input channels on a tensor with {} channels",
+                "weights for {i} input channels per group x {group} groups ({o} filters) on a \
+                 tensor with {} channels",
                 input.c
             )));
         }
-        if let Some(d) = attr_ints(node, "dilations") {
-            if d.iter().any(|&v| v != 1) {
-                return Err(self.err(format!("dilations {d:?} (only 1)")));
-            }
-        }
+        let dilation = self.pair(node, "dilations", 1)?;
         if let Some(k) = attr_ints(node, "kernel_shape") {
             if k != [kh as i64, kw as i64] {
                 return Err(self.err(format!(
@@ -470,9 +897,10 @@ impl<'a> Importer<'a> {
             }
         }
         let stride = self.pair(node, "strides", 1)?;
-        let padding = self.padding(node, input, (kh, kw), stride)?;
+        let extent_k = ((kh - 1) * dilation.0 + 1, (kw - 1) * dilation.1 + 1);
+        let padding = self.padding(node, input, extent_k, stride)?;
         let wv = tensor_f32(w)?;
-        // OIHW -> HWIO
+        // OIHW -> HWIO (I = input channels per group)
         let mut weight = vec![0.0f32; wv.len()];
         for oc in 0..o {
             for ic in 0..i {
@@ -494,43 +922,63 @@ impl<'a> Importer<'a> {
             }
             None => vec![0.0; o],
         };
-        let layer = Layer::Conv2d(Conv2d {
-            in_channels: i,
-            out_channels: o,
-            kernel: (kh, kw),
-            stride,
-            padding,
-            weight,
-            bias,
-        });
-        let out = self.push("conv", layer)?;
-        self.advance(
+        let layer = if group == 1 && dilation == (1, 1) {
+            Layer::Conv2d(Conv2d {
+                in_channels: i,
+                out_channels: o,
+                kernel: (kh, kw),
+                stride,
+                padding,
+                weight,
+                bias,
+            })
+        } else {
+            Layer::GroupConv2d(GroupConv2d {
+                in_channels: input.c,
+                out_channels: o,
+                kernel: (kh, kw),
+                stride,
+                dilation,
+                groups: group,
+                padding,
+                weight,
+                bias,
+            })
+        };
+        let (k, d) = self.push("conv", layer, vec![j])?;
+        self.set_output(
             node,
-            Value::Image {
-                nchw: true,
-                dims: out,
-            },
+            (
+                k,
+                Value::Image {
+                    nchw: true,
+                    dims: d,
+                },
+            ),
         );
         Ok(())
     }
 
-    fn max_pool(&mut self, node: &NodeProto) -> Result<()> {
-        let input = self.image("MaxPool")?;
+    fn pool(&mut self, node: &NodeProto) -> Result<()> {
+        let (name, j, _) = self.data_input(node)?;
+        let op = node.op_type.clone();
+        let input = self.image(&op, &name)?;
         if node.output.iter().skip(1).any(|o| !o.is_empty()) {
             return Err(self.err("MaxPool with an Indices output"));
         }
         let kernel = match attr_ints(node, "kernel_shape") {
-            Some(k) if k.len() == 2 && k.iter().all(|&v| v >= 1) => (k[0] as usize, k[1] as usize),
+            Some(k) if k.len() == 2 => (
+                extent(k[0], 1, "kernel_shape").map_err(|e| self.err(e))?,
+                extent(k[1], 1, "kernel_shape").map_err(|e| self.err(e))?,
+            ),
             other => {
                 return Err(self.err(format!(
                     "kernel_shape {other:?} (a 2-D pool needs two positive values)"
                 )))
             }
         };
-        if let Some(d) = attr_ints(node, "dilations") {
-            if d.iter().any(|&v| v != 1) {
-                return Err(self.err(format!("dilations {d:?} (only 1)")));
-            }
+        if self.pair(node, "dilations", 1)? != (1, 1) {
+            return Err(self.err("pooling with dilations (only 1)"));
         }
         let stride = self.pair(node, "strides", 1)?;
         let padding = self.padding(node, input, kernel, stride)?;
@@ -552,64 +1000,300 @@ impl<'a> Importer<'a> {
                 return Err(self.err("ceil_mode = 1 where it changes the output size"));
             }
         }
-        let out = self.push(
-            "pool",
+        let layer = if op == "MaxPool" {
             Layer::MaxPool2d(MaxPool2d {
                 size: kernel,
                 stride,
                 padding,
-            }),
-        )?;
-        self.advance(
+            })
+        } else {
+            Layer::AvgPool2d(AvgPool2d {
+                size: kernel,
+                stride,
+                padding,
+                count_include_pad: attr_i(node, "count_include_pad").unwrap_or(0) != 0,
+            })
+        };
+        let (k, d) = self.push("pool", layer, vec![j])?;
+        self.set_output(
             node,
-            Value::Image {
-                nchw: true,
-                dims: out,
-            },
+            (
+                k,
+                Value::Image {
+                    nchw: true,
+                    dims: d,
+                },
+            ),
         );
         Ok(())
     }
 
-    fn flatten(&mut self, node: &NodeProto) -> Result<()> {
-        let value = match self.value {
-            Value::Image { nchw, dims } => {
-                self.push("flatten", Layer::Flatten)?;
-                Value::Flat {
-                    len: dims.len(),
-                    chw: nchw.then_some(dims),
+    /// Per-channel values of a constant broadcast against `value` (scalar, `[c]`, or
+    /// `[1, c, 1, 1]` / `[c, 1, 1]` for NCHW, `[1, 1, 1, c]` for NHWC).
+    fn per_channel(&self, t: &TensorProto, value: Value) -> Result<Vec<f32>> {
+        let v = tensor_f32(t)?;
+        let c = value.channels();
+        if v.len() == 1 {
+            return Ok(vec![v[0]; c]);
+        }
+        let non_one: Vec<usize> = t
+            .dims
+            .iter()
+            .enumerate()
+            .filter(|(_, &d)| d != 1)
+            .map(|(i, _)| i)
+            .collect();
+        let rank = t.dims.len();
+        let axis_ok = match (value, non_one.as_slice()) {
+            (_, []) => true,
+            (Value::Image { nchw: true, .. }, [a]) => rank >= 3 && *a == rank - 3,
+            (Value::Image { nchw: false, .. }, [a]) | (Value::Flat { .. }, [a]) => *a == rank - 1,
+            _ => false,
+        };
+        if v.len() != c || !axis_ok {
+            return Err(self.err(format!(
+                "a constant of shape {:?} against a tensor with {c} channels (only scalars and \
+                 per-channel constants broadcast)",
+                t.dims
+            )));
+        }
+        Ok(v)
+    }
+
+    fn batch_norm(&mut self, node: &NodeProto) -> Result<()> {
+        let (name, j, value) = self.data_input(node)?;
+        if attr_i(node, "training_mode").unwrap_or(0) != 0
+            || node.output.iter().skip(1).any(|o| !o.is_empty())
+        {
+            return Err(self.err("BatchNormalization in training mode (only inference)"));
+        }
+        let eps = attr_f(node, "epsilon").unwrap_or(1e-5);
+        if !(eps.is_finite() && eps >= 0.0) {
+            return Err(self.err(format!("epsilon {eps}")));
+        }
+        let get = |k: usize| -> Result<Vec<f32>> {
+            let t = self
+                .const_input(node, k)?
+                .ok_or_else(|| self.err("BatchNormalization without its statistics"))?;
+            let v = tensor_f32(t)?;
+            if v.len() != value.channels() {
+                return Err(self.err(format!(
+                    "statistics of {} values for {} channels",
+                    v.len(),
+                    value.channels()
+                )));
+            }
+            Ok(v)
+        };
+        let bn = BatchNorm {
+            gamma: get(1)?,
+            beta: get(2)?,
+            mean: get(3)?,
+            var: get(4)?,
+            eps,
+        };
+        if !bn.var.iter().all(|v| v + eps > 0.0) {
+            return Err(self.err("a variance + epsilon that is not positive"));
+        }
+        // Fold into the layer that produced the input when it feeds only this node.
+        if j > 0 && self.sole_reader(&name) {
+            let inv = bn.inv_std();
+            let scale: Vec<f32> = bn.gamma.iter().zip(&inv).map(|(g, s)| g * s).collect();
+            let shift: Vec<f32> = (0..scale.len())
+                .map(|c| bn.beta[c] - bn.mean[c] * scale[c])
+                .collect();
+            if self.fold_affine(j, &scale, &shift) {
+                self.set_output(node, (j, value));
+                return Ok(());
+            }
+        }
+        let out = self.push_same("bn", Layer::BatchNorm(bn), &name)?;
+        self.set_output(node, out);
+        Ok(())
+    }
+
+    /// Folds `y -> y * scale + shift` (per output channel) into the conv or dense layer that
+    /// produces network node `j`; false when that layer is of another kind.
+    fn fold_affine(&mut self, j: usize, scale: &[f32], shift: &[f32]) -> bool {
+        let (weight, bias, out) = match &mut self.layers[j - 1].layer {
+            Layer::Conv2d(c) => (&mut c.weight, &mut c.bias, c.out_channels),
+            Layer::GroupConv2d(c) => (&mut c.weight, &mut c.bias, c.out_channels),
+            Layer::Dense(d) => (&mut d.weight, &mut d.bias, d.out_features),
+            _ => return false,
+        };
+        if scale.len() != out {
+            return false;
+        }
+        for row in weight.chunks_mut(out) {
+            for (w, s) in row.iter_mut().zip(scale) {
+                *w *= s;
+            }
+        }
+        for ((b, s), t) in bias.iter_mut().zip(scale).zip(shift) {
+            *b = *b * s + t;
+        }
+        true
+    }
+
+    fn activation(&mut self, node: &NodeProto) -> Result<()> {
+        let (name, _, _) = self.data_input(node)?;
+        let f = |n: &str, d: f32| attr_f(node, n).unwrap_or(d);
+        let finite = |v: f32, what: &str| -> Result<f32> {
+            if v.is_nan() {
+                Err(self.err(format!("{what} is NaN")))
+            } else {
+                Ok(v)
+            }
+        };
+        let layer = match node.op_type.as_str() {
+            "Relu" => Layer::Relu,
+            "Sigmoid" => Layer::Sigmoid,
+            "Tanh" => Layer::Tanh,
+            "LeakyRelu" => Layer::LeakyRelu(finite(f("alpha", 0.01), "alpha")?),
+            "HardSigmoid" => Layer::HardSigmoid {
+                alpha: finite(f("alpha", 0.2), "alpha")?,
+                beta: finite(f("beta", 0.5), "beta")?,
+            },
+            "HardSwish" => Layer::HardSwish,
+            _ => {
+                // Clip: attributes before opset 11, optional inputs since.
+                let bound = |k: usize, attr_name: &str, d: f32| -> Result<f32> {
+                    match self.const_input(node, k)? {
+                        Some(t) => self.scalar(t),
+                        None => Ok(attr_f(node, attr_name).unwrap_or(d)),
+                    }
+                };
+                let min = finite(bound(1, "min", f32::NEG_INFINITY)?, "min")?;
+                let max = finite(bound(2, "max", f32::INFINITY)?, "max")?;
+                if min > max {
+                    return Err(self.err(format!("Clip with min {min} > max {max}")));
+                }
+                if min == 0.0 && max == f32::INFINITY {
+                    Layer::Relu
+                } else {
+                    Layer::Clip { min, max }
                 }
             }
-            flat @ Value::Flat { .. } => flat,
         };
-        self.advance(node, value);
+        let base = match &layer {
+            Layer::Relu => "relu",
+            Layer::Clip { .. } => "clip",
+            _ => "act",
+        };
+        let out = self.push_same(base, layer, &name)?;
+        self.set_output(node, out);
+        Ok(())
+    }
+
+    fn flatten(&mut self, node: &NodeProto, name: &str) -> Result<()> {
+        let (j, v) = self.data(name)?;
+        let out = match v {
+            Value::Image { nchw, dims } => {
+                let (k, _) = self.push("flatten", Layer::Flatten, vec![j])?;
+                let chw = (nchw && dims.c > 1 && dims.h * dims.w > 1).then_some(dims);
+                (
+                    k,
+                    Value::Flat {
+                        len: dims.len(),
+                        chw,
+                    },
+                )
+            }
+            flat @ Value::Flat { .. } => (j, flat),
+        };
+        self.set_output(node, out);
         Ok(())
     }
 
     fn reshape(&mut self, node: &NodeProto) -> Result<()> {
-        let shape_t = self
-            .const_input(node, 1)?
-            .ok_or_else(|| self.err("a Reshape without a target shape"))?;
-        let shape = tensor_i64(shape_t)?;
-        let len = match self.value {
-            Value::Image { dims, .. } => dims.len() as i64,
-            Value::Flat { len, .. } => len as i64,
+        let (name, _, v) = self.data_input(node)?;
+        let shape_name = node.input.get(1).cloned().unwrap_or_default();
+        let shape = self
+            .ints(&shape_name)
+            .ok_or_else(|| self.err("a Reshape whose target shape is not constant"))?;
+        let len = v.dims().len() as i64;
+        let batch_ok = |b: Sym| match b {
+            Sym::Batch => true,
+            Sym::Known(b) => b == 0 || self.fixed_batch.is_some_and(|f| f as i64 == b),
         };
-        let batch_ok = |b: i64| b == 0 || self.fixed_batch.is_some_and(|f| f as i64 == b);
-        let ok = match shape.as_slice() {
-            [b, f] => (*f == len && (*b == -1 || batch_ok(*b))) || (*f == -1 && batch_ok(*b)),
+        let known = |s: Sym| match s {
+            Sym::Known(v) => Some(v),
+            Sym::Batch => None,
+        };
+        let ok = match shape.vals.as_slice() {
+            [b, f] => {
+                (known(*f) == Some(len) && (*b == Sym::Known(-1) || batch_ok(*b)))
+                    || (known(*f) == Some(-1) && batch_ok(*b))
+            }
             _ => false,
         };
-        if !ok {
-            return Err(self.err(format!(
-                "Reshape to {shape:?} (only to [batch, features] = [-1, {len}] or [0, {len}])"
-            )));
+        if ok {
+            return self.flatten(node, &name);
         }
-        self.flatten(node)
+        // A reshape that keeps the image as it is.
+        if let Value::Image { nchw, dims } = v {
+            let same: Vec<i64> = if nchw {
+                vec![dims.c as i64, dims.h as i64, dims.w as i64]
+            } else {
+                vec![dims.h as i64, dims.w as i64, dims.c as i64]
+            };
+            if let [b, rest @ ..] = shape.vals.as_slice() {
+                if batch_ok(*b)
+                    && rest
+                        .iter()
+                        .map(|s| known(*s))
+                        .eq(same.iter().map(|&d| Some(d)))
+                {
+                    let j = self.data(&name)?;
+                    self.set_output(node, j);
+                    return Ok(());
+                }
+            }
+        }
+        Err(self.err(format!(
+            "Reshape to {:?} (only to [batch, features] = [-1, {len}] or [0, {len}])",
+            shape.vals
+        )))
+    }
+
+    fn squeeze(&mut self, node: &NodeProto) -> Result<()> {
+        let (name, _, v) = self.data_input(node)?;
+        let axes: Vec<i64> = match attr_ints(node, "axes") {
+            Some(a) => a,
+            None => match node.input.get(1).filter(|s| !s.is_empty()) {
+                Some(n) => self
+                    .ints(n)
+                    .ok_or_else(|| self.err("Squeeze axes that are not constant"))?
+                    .vals
+                    .iter()
+                    .map(|s| if let Sym::Known(v) = s { *v } else { -99 })
+                    .collect(),
+                None => vec![],
+            },
+        };
+        let mut axes: Vec<i64> = axes
+            .iter()
+            .map(|&a| if a < 0 { a + 4 } else { a })
+            .collect();
+        axes.sort_unstable();
+        match v {
+            Value::Image { nchw, dims } if dims.h == 1 && dims.w == 1 => {
+                let want: &[i64] = if nchw { &[2, 3] } else { &[1, 2] };
+                if axes.is_empty() || axes == want {
+                    return self.flatten(node, &name);
+                }
+                Err(self.err(format!(
+                    "Squeeze of axes {axes:?} (only the 1x1 spatial axes)"
+                )))
+            }
+            _ => Err(self.err("Squeeze of a tensor other than a 1x1 feature map")),
+        }
     }
 
     fn transpose(&mut self, node: &NodeProto) -> Result<()> {
+        let (_, j, v) = self.data_input(node)?;
         let perm = attr_ints(node, "perm").unwrap_or_default();
-        let value = match (self.value, perm.as_slice()) {
+        let value = match (v, perm.as_slice()) {
             (Value::Image { nchw: false, dims }, [0, 3, 1, 2]) => Value::Image { nchw: true, dims },
             (Value::Image { nchw: true, dims }, [0, 2, 3, 1]) => Value::Image { nchw: false, dims },
             (flat @ Value::Flat { .. }, [0, 1]) => flat,
@@ -617,7 +1301,7 @@ impl<'a> Importer<'a> {
                 return Err(self.err(format!(
                     "Transpose with perm {perm:?} on a {} tensor (only NHWC <-> NCHW layout \
                      changes)",
-                    match self.value {
+                    match v {
                         Value::Image { nchw: true, .. } => "NCHW",
                         Value::Image { nchw: false, .. } => "NHWC",
                         Value::Flat { .. } => "flat",
@@ -625,7 +1309,7 @@ impl<'a> Importer<'a> {
                 )))
             }
         };
-        self.advance(node, value);
+        self.set_output(node, (j, value));
         Ok(())
     }
 
@@ -639,7 +1323,8 @@ impl<'a> Importer<'a> {
         b: impl Fn(usize, usize) -> f32,
         bias: Vec<f32>,
     ) -> Result<()> {
-        let Value::Flat { len, chw } = self.value else {
+        let (_, j, v) = self.data_input(node)?;
+        let Value::Flat { len, chw } = v else {
             return Err(self.err(format!(
                 "{} on a 4-D tensor (a Flatten or Reshape must come first)",
                 node.op_type
@@ -664,8 +1349,7 @@ impl<'a> Importer<'a> {
                 weight[r * out_features + o] = b(k, o);
             }
         }
-        let index = self.layers.len();
-        let out = self.push(
+        let (k, d) = self.push(
             "dense",
             Layer::Dense(Dense {
                 in_features,
@@ -673,22 +1357,35 @@ impl<'a> Importer<'a> {
                 weight,
                 bias,
             }),
+            vec![j],
         )?;
-        self.last_dense = Some(index);
-        self.advance(
+        self.set_output(
             node,
-            Value::Flat {
-                len: out.len(),
-                chw: None,
-            },
+            (
+                k,
+                Value::Flat {
+                    len: d.len(),
+                    chw: None,
+                },
+            ),
         );
         Ok(())
     }
 
-    fn gemm(&mut self, node: &NodeProto) -> Result<()> {
-        if node.input.first() != Some(&self.current) {
-            return Err(self.err("Gemm whose first input is not the data"));
+    fn weights_2d(&self, t: &TensorProto, what: &str) -> Result<(usize, usize)> {
+        match t.dims.as_slice() {
+            [r, c] if *r >= 1 && *c >= 1 => {
+                let (r, c) = (*r as usize, *c as usize);
+                match r.checked_mul(c) {
+                    Some(_) => Ok((r, c)),
+                    None => Err(self.err(format!("{what} weights of shape {:?}", t.dims))),
+                }
+            }
+            _ => Err(self.err(format!("{what} weights of shape {:?} (only 2-D)", t.dims))),
         }
+    }
+
+    fn gemm(&mut self, node: &NodeProto) -> Result<()> {
         if attr_i(node, "transA").unwrap_or(0) != 0 {
             return Err(self.err("Gemm with transA = 1"));
         }
@@ -697,12 +1394,10 @@ impl<'a> Importer<'a> {
         let beta = attr_f(node, "beta").unwrap_or(1.0);
         let bt = self
             .const_input(node, 1)?
-            .ok_or_else(|| self.err("a Gemm without weights"))?;
-        if bt.dims.len() != 2 || bt.dims.iter().any(|&d| d < 1) {
-            return Err(self.err(format!("Gemm weights of shape {:?}", bt.dims)));
-        }
-        let (r, c) = (bt.dims[0] as usize, bt.dims[1] as usize);
-        let bv = tensor_f32(bt)?;
+            .ok_or_else(|| self.err("a Gemm without constant weights"))?
+            .clone();
+        let (r, c) = self.weights_2d(&bt, "Gemm")?;
+        let bv = tensor_f32(&bt)?;
         let (k, o) = if trans_b { (c, r) } else { (r, c) };
         let bias = self.bias(node, 2, o, beta)?;
         self.dense(
@@ -726,9 +1421,8 @@ impl<'a> Importer<'a> {
             None => Ok(vec![0.0; o]),
             Some(t) => {
                 let v = tensor_f32(t)?;
-                let elems: i64 = t.dims.iter().product();
                 let shape_ok = t.dims.iter().filter(|&&d| d != 1).count() <= 1;
-                if v.len() == o && shape_ok && elems as usize == o {
+                if v.len() == o && shape_ok {
                     Ok(v.iter().map(|x| x * beta).collect())
                 } else if v.len() == 1 {
                     Ok(vec![v[0] * beta; o])
@@ -740,33 +1434,48 @@ impl<'a> Importer<'a> {
     }
 
     fn matmul(&mut self, node: &NodeProto) -> Result<()> {
-        if node.input.first() != Some(&self.current) {
+        if node.input.first().is_some_and(|i| self.is_const(i)) {
             return Err(self.err("MatMul whose first input is a constant (x must be first)"));
         }
         let bt = self
             .const_input(node, 1)?
-            .ok_or_else(|| self.err("a MatMul without weights"))?;
-        if bt.dims.len() != 2 || bt.dims.iter().any(|&d| d < 1) {
-            return Err(self.err(format!(
-                "MatMul by a constant of shape {:?} (only 2-D weights)",
-                bt.dims
-            )));
-        }
-        let (k, o) = (bt.dims[0] as usize, bt.dims[1] as usize);
-        let bv = tensor_f32(bt)?;
+            .ok_or_else(|| self.err("a MatMul without constant weights"))?
+            .clone();
+        let (k, o) = self.weights_2d(&bt, "MatMul")?;
+        let bv = tensor_f32(&bt)?;
         self.dense(node, k, o, |ki, oi| bv[ki * o + oi], vec![0.0; o])
     }
 
-    fn arithmetic(&mut self, node: &NodeProto, was_dense: Option<usize>) -> Result<()> {
+    fn arithmetic(&mut self, node: &NodeProto) -> Result<()> {
         let op = node.op_type.as_str();
-        let data_first = node.input.first() == Some(&self.current);
-        let other = node
-            .input
-            .iter()
-            .find(|i| **i != self.current)
-            .ok_or_else(|| self.err(format!("{op} of the data with itself")))?;
-        let t = self.constant(other)?.clone();
-        if self.layers.is_empty() {
+        let [a, b] = node.input.as_slice() else {
+            return Err(self.err(format!("{op} with {} inputs", node.input.len())));
+        };
+        let (a, b) = (a.clone(), b.clone());
+        let (a_data, b_data) = (self.values.get(&a).copied(), self.values.get(&b).copied());
+        if let (Some((ja, va)), Some((jb, vb))) = (a_data, b_data) {
+            if va != vb {
+                return Err(self.err(format!(
+                    "{op} of tensors of different shapes or layouts ({va:?} and {vb:?}; \
+                     broadcasting between data tensors is not supported)"
+                )));
+            }
+            let bop = match op {
+                "Add" => BinaryOp::Add,
+                "Sub" => BinaryOp::Sub,
+                "Mul" => BinaryOp::Mul,
+                _ => BinaryOp::Div,
+            };
+            let (k, _) = self.push("binary", Layer::Binary(bop), vec![ja, jb])?;
+            self.set_output(node, (k, va));
+            return Ok(());
+        }
+        let data_first = a_data.is_some();
+        let (data_name, other) = if data_first { (a, b) } else { (b, a) };
+        let (j, value) = self.data(&data_name)?;
+        let t = self.constant(&other)?.clone();
+        let node0_read = self.inputs.iter().any(|ins| ins.contains(&0));
+        if j == 0 && !node0_read {
             // Input scaling before the first layer: fold into the input transform.
             let s = self.scalar(&t)?;
             match (op, data_first) {
@@ -786,38 +1495,124 @@ impl<'a> Importer<'a> {
                     )))
                 }
             }
-            let v = self.value;
-            self.advance(node, v);
+            self.set_output(node, (0, value));
             return Ok(());
         }
-        let sign = match (op, data_first) {
-            ("Add", _) => 1.0,
-            ("Sub", true) => -1.0,
+        // A per-channel (or scalar) affine map: y = x * scale + shift.
+        let c = self.per_channel(&t, value)?;
+        let (scale, shift): (Vec<f32>, Vec<f32>) = match (op, data_first) {
+            ("Add", _) => (vec![1.0; c.len()], c),
+            ("Sub", true) => (vec![1.0; c.len()], c.iter().map(|v| -v).collect()),
+            ("Sub", false) => (vec![-1.0; c.len()], c),
+            ("Mul", _) => (c, vec![0.0; value.channels()]),
+            ("Div", true) if c.iter().all(|v| *v != 0.0) => (
+                c.iter().map(|v| 1.0 / v).collect(),
+                vec![0.0; value.channels()],
+            ),
             _ => {
                 return Err(self.err(format!(
-                    "{op} after the first layer (only a bias Add after a dense layer, or scalar \
-                     input scaling before the first layer)"
+                    "{op} of a constant by the data (or a division by zero)"
                 )))
             }
         };
-        let Some(index) = was_dense else {
+        if j > 0 && self.sole_reader(&data_name) && self.fold_affine(j, &scale, &shift) {
+            self.set_output(node, (j, value));
+            return Ok(());
+        }
+        let bn = BatchNorm {
+            gamma: scale,
+            beta: shift,
+            mean: vec![0.0; value.channels()],
+            var: vec![1.0; value.channels()],
+            eps: 0.0,
+        };
+        let out = self.push_same("affine", Layer::BatchNorm(bn), &data_name)?;
+        self.set_output(node, out);
+        Ok(())
+    }
+
+    fn concat(&mut self, node: &NodeProto) -> Result<()> {
+        let mut ins = Vec::new();
+        let mut vals = Vec::new();
+        for name in node.input.iter().filter(|s| !s.is_empty()) {
+            let (j, v) = self.data(name)?;
+            ins.push(j);
+            vals.push(v);
+        }
+        let first = *vals
+            .first()
+            .ok_or_else(|| self.err("Concat without inputs"))?;
+        let axis = attr_i(node, "axis").ok_or_else(|| self.err("Concat without an axis"))?;
+        let ok = match first {
+            Value::Image { nchw: true, .. } => axis == 1 || axis == -3,
+            Value::Image { nchw: false, .. } => axis == 3 || axis == -1,
+            Value::Flat { .. } => axis == 1 || axis == -1,
+        };
+        let same_kind = vals.iter().all(|v| match (v, first) {
+            (Value::Image { nchw: a, .. }, Value::Image { nchw: b, .. }) => *a == b,
+            (Value::Flat { chw: None, .. }, Value::Flat { .. }) => true,
+            _ => false,
+        });
+        if !ok || !same_kind {
             return Err(self.err(format!(
-                "{op} that does not follow a dense layer (only as its bias)"
+                "Concat along axis {axis} (only along channels of tensors of one layout, or of \
+                 flat tensors not straight from an NCHW flatten)"
+            )));
+        }
+        let (k, d) = self.push("concat", Layer::Concat, ins)?;
+        let out = match first {
+            Value::Image { nchw, .. } => Value::Image { nchw, dims: d },
+            Value::Flat { .. } => Value::Flat {
+                len: d.len(),
+                chw: None,
+            },
+        };
+        self.set_output(node, (k, out));
+        Ok(())
+    }
+
+    fn softmax(&mut self, node: &NodeProto) -> Result<()> {
+        let (name, j, v) = self.data_input(node)?;
+        let Value::Flat { chw, .. } = v else {
+            return Err(self.err(format!(
+                "{} over a 4-D tensor (only over [batch, classes])",
+                node.op_type
             )));
         };
-        let out = match &self.layers[index].layer {
-            Layer::Dense(d) => d.out_features,
-            _ => return Err(self.err("internal: the last dense layer is not dense")),
-        };
-        let b = self.bias(node, if data_first { 1 } else { 0 }, out, sign)?;
-        if let Layer::Dense(d) = &mut self.layers[index].layer {
-            for (x, y) in d.bias.iter_mut().zip(&b) {
-                *x += y;
-            }
+        if chw.is_some() {
+            return Err(self.err(format!(
+                "{} over a flattened NCHW map (its order differs from ours)",
+                node.op_type
+            )));
         }
-        self.last_dense = Some(index);
-        let v = self.value;
-        self.advance(node, v);
+        let default_axis = if self.opset >= 13 { -1 } else { 1 };
+        let axis = attr_i(node, "axis").unwrap_or(default_axis);
+        if axis != 1 && axis != -1 {
+            return Err(self.err(format!(
+                "{} over axis {axis} (only over the classes, axis 1 or -1)",
+                node.op_type
+            )));
+        }
+        let out = node.output.first().cloned().unwrap_or_default();
+        if node.op_type == "LogSoftmax"
+            && out == self.graph_output
+            && self.readers.get(&out) == Some(&1)
+        {
+            // The graph's final LogSoftmax is the model's head (see `Head`).
+            if j == 0 {
+                return Err(self.err("LogSoftmax of the input"));
+            }
+            self.head = Head::LogSoftmax;
+            self.set_output(node, (j, v));
+            return Ok(());
+        }
+        let layer = if node.op_type == "Softmax" {
+            Layer::Softmax
+        } else {
+            Layer::LogSoftmax
+        };
+        let o = self.push_same("softmax", layer, &name)?;
+        self.set_output(node, o);
         Ok(())
     }
 }

@@ -10,8 +10,12 @@
 //! * [`OnnxModel`] — the loaded model: a [`xai_core::Predictor`], and a
 //!   [`xai_core::DifferentiableModel`] when imported.
 //! * Two engines behind one loader ([`Engine`]):
-//!   the **importer** turns a chain of `Conv`, `MaxPool`, `Gemm` / `MatMul` + `Add`, `Relu`,
-//!   `Flatten` / `Reshape`, `Transpose` (layout only), `Softmax` / `LogSoftmax` nodes into an
+//!   the **importer** turns graphs as PyTorch and tf2onnx export them — `Conv` (grouped,
+//!   depthwise, dilated), `BatchNormalization`, `MaxPool` / `AveragePool` /
+//!   `GlobalAveragePool`, `Gemm` / `MatMul` + `Add`, `Relu` / `Clip` / `Sigmoid` / `Tanh` /
+//!   `LeakyRelu` / `HardSigmoid` / `HardSwish`, residual `Add` and `Concat`, `Flatten` /
+//!   `Reshape` (PyTorch's runtime `Shape -> Gather -> Unsqueeze -> Concat -> Reshape` flatten is
+//!   constant-folded), `Transpose` (layout only), `Softmax` / `LogSoftmax` — into an
 //!   [`xai_models::Network`] of our own layers (fast, and differentiable for the white-box
 //!   methods); **tract** (tract-onnx) runs any other graph, outputs only. [`Backend::Auto`]
 //!   imports when it can and reports why not otherwise ([`OnnxModel::fallback_reason`]).
@@ -54,5 +58,7 @@ pub use options::{Backend, Engine, Layout, OnnxOptions, OutputKind, ValidOnnxOpt
 /// tract-onnx's protobuf types of the ONNX format (`ModelProto`, ...), as [`to_onnx`] returns.
 pub use tract_onnx::pb;
 
+#[cfg(test)]
+mod fixture_tests;
 #[cfg(test)]
 mod tests;

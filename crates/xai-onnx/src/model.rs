@@ -258,12 +258,10 @@ impl ValidOnnxOptions {
                 }
             };
             if append_softmax {
-                let mut layers: Vec<NamedLayer> = net.layers().to_vec();
-                layers.push(NamedLayer {
+                net = net.with_layer(NamedLayer {
                     name: "to_probabilities".into(),
                     layer: Layer::Softmax,
-                });
-                net = Network::new(net.name().to_string(), self.input_shape, layers)?;
+                })?;
             }
         }
         Ok(Inner::Imported {

@@ -1,0 +1,297 @@
+//! Tests on the committed fixtures (`fixtures/make_fixtures.py`): ONNX files in the node patterns
+//! of PyTorch and tf2onnx exports, with onnxruntime's outputs. The importer must take every one,
+//! agree with onnxruntime and with tract, and give gradients that agree with finite differences.
+
+use std::path::PathBuf;
+
+use ndarray::{Array2, Array4, ArrayD, IxDyn};
+use xai_core::{DifferentiableModel, Loss, OutputKind, ParamSelection, Predictor, Targets};
+
+use crate::{to_onnx_bytes, Backend, Engine, ExportOptions, Layout, OnnxModel, OnnxOptions};
+
+struct Fixture {
+    name: &'static str,
+    shape: [usize; 3],
+    layout: Layout,
+}
+
+const FIXTURES: [Fixture; 5] = [
+    Fixture {
+        name: "pytorch_cnn",
+        shape: [1, 12, 12],
+        layout: Layout::Nchw,
+    },
+    Fixture {
+        name: "resnet_block",
+        shape: [3, 12, 12],
+        layout: Layout::Nchw,
+    },
+    Fixture {
+        name: "mobilenet_block",
+        shape: [3, 11, 13],
+        layout: Layout::Nchw,
+    },
+    Fixture {
+        name: "keras_nhwc",
+        shape: [1, 8, 8],
+        layout: Layout::Nhwc,
+    },
+    Fixture {
+        name: "opset9_clip",
+        shape: [2, 7, 7],
+        layout: Layout::Nchw,
+    },
+];
+
+fn path(name: &str, ext: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(format!("{name}.{ext}"))
+}
+
+/// The fixture's input (as NCHW) and onnxruntime's output.
+fn io(f: &Fixture) -> (Array4<f32>, Array2<f32>) {
+    let text = std::fs::read_to_string(path(f.name, "io.txt")).unwrap();
+    let lines: Vec<Vec<f64>> = text
+        .lines()
+        .map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let dims = |l: &[f64]| l.iter().map(|&d| d as usize).collect::<Vec<_>>();
+    let to_f32 = |l: &[f64]| l.iter().map(|&v| v as f32).collect::<Vec<_>>();
+    let x = ArrayD::from_shape_vec(IxDyn(&dims(&lines[0])), to_f32(&lines[1])).unwrap();
+    let x = match f.layout {
+        Layout::Nchw => x,
+        Layout::Nhwc => x
+            .permuted_axes(IxDyn(&[0, 3, 1, 2]))
+            .as_standard_layout()
+            .to_owned(),
+    };
+    let x = x.into_dimensionality().unwrap();
+    let yd = dims(&lines[2]);
+    let y = Array2::from_shape_vec((yd[0], yd[1]), to_f32(&lines[3])).unwrap();
+    (x, y)
+}
+
+fn load(f: &Fixture, backend: Backend) -> OnnxModel {
+    OnnxOptions::new()
+        .input_shape(f.shape)
+        .layout(f.layout)
+        .backend(backend)
+        .check()
+        .unwrap()
+        .load(path(f.name, "onnx"))
+        .unwrap_or_else(|e| panic!("{}: {e}", f.name))
+}
+
+fn assert_close(a: &Array2<f32>, b: &Array2<f32>, tol: f32, what: &str) {
+    assert_eq!(a.shape(), b.shape(), "{what}");
+    for (x, y) in a.iter().zip(b) {
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "{what}: {x} vs {y}\n{a:?}\n{b:?}"
+        );
+    }
+}
+
+#[test]
+fn fixtures_import_and_agree_with_onnxruntime_and_tract() {
+    for f in &FIXTURES {
+        let ours = load(f, Backend::Import);
+        assert_eq!(ours.engine(), Engine::Imported, "{}", f.name);
+        let tract = load(f, Backend::Tract);
+        let (x, want) = io(f);
+        let y = ours.predict(x.view().into_dyn()).unwrap();
+        assert_close(&y, &want, 1e-5, &format!("{} vs onnxruntime", f.name));
+        let yt = tract.predict(x.view().into_dyn()).unwrap();
+        assert_close(&y, &yt, 1e-5, &format!("{} vs tract", f.name));
+        // Auto picks the importer.
+        let auto = load(f, Backend::Auto);
+        assert_eq!(
+            auto.engine(),
+            Engine::Imported,
+            "{:?}",
+            auto.fallback_reason()
+        );
+    }
+}
+
+fn weighted(model: &OnnxModel, x: &Array4<f32>, w: &Array2<f32>) -> f64 {
+    let y = model.predict(x.view().into_dyn()).unwrap();
+    y.iter().zip(w).map(|(a, b)| *a as f64 * *b as f64).sum()
+}
+
+#[test]
+fn fixture_gradients_match_finite_differences_and_the_batch_sum() {
+    for f in &FIXTURES {
+        let model = load(f, Backend::Import);
+        let (x, _) = io(f);
+        let n = x.shape()[0];
+        let k = model.n_outputs();
+        let w = Array2::from_shape_fn((n, k), |(i, j)| ((i * 7 + j * 3) % 5) as f32 * 0.4 - 0.8);
+        let g = model.input_gradient(x.view().into_dyn(), w.view()).unwrap();
+        let h = 1e-3f32;
+        let (mut ok, mut total) = (0, 0);
+        // Every 3rd input value.
+        for idx in (0..x.len()).step_by(3) {
+            let mut xp = x.clone();
+            let mut xm = x.clone();
+            xp.as_slice_mut().unwrap()[idx] += h;
+            xm.as_slice_mut().unwrap()[idx] -= h;
+            let fd = (weighted(&model, &xp, &w) - weighted(&model, &xm, &w)) / (2.0 * h as f64);
+            let an = g.as_slice().unwrap()[idx] as f64;
+            total += 1;
+            if (fd - an).abs() <= 1e-2 * (1.0 + fd.abs()) {
+                ok += 1;
+            }
+        }
+        assert!(ok as f64 >= 0.97 * total as f64, "{}: {ok}/{total}", f.name);
+        // The pullback gives the same outputs and gradient.
+        let (y, g2) = model
+            .predict_and_input_gradient(x.view().into_dyn(), &mut |_| Ok(w.clone()))
+            .unwrap();
+        assert_close(
+            &y,
+            &model.predict(x.view().into_dyn()).unwrap(),
+            1e-6,
+            f.name,
+        );
+        for (a, b) in g.iter().zip(&g2) {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{}: {a} vs {b}",
+                f.name
+            );
+        }
+        // Per-sample parameter gradients: each sample's row equals a batch of one, and rows sum
+        // to the batch's gradient; a few entries against finite differences of the network.
+        let net = model.network().unwrap();
+        let targets = Targets::Classes((0..n).map(|i| i % k).collect());
+        let loss = Loss::CrossEntropy(OutputKind::Logits);
+        let psg = net
+            .per_sample_grads(x.view().into_dyn(), &targets, &loss, &ParamSelection::All)
+            .unwrap()
+            .to_flat();
+        assert_eq!(psg.ncols(), net.n_params());
+        let trace = net.forward_trace(x.view(), None).unwrap();
+        let out = net.predict(x.view().into_dyn()).unwrap();
+        let (_, go) = loss.value_and_grad(out.view(), &targets).unwrap();
+        let summed: Vec<f32> = net
+            .backward(&trace, go.view(), false)
+            .unwrap()
+            .params
+            .concat();
+        for (col, want) in summed.iter().enumerate() {
+            let got: f32 = psg.column(col).sum();
+            assert!(
+                (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                "{}: {got} vs {want}",
+                f.name
+            );
+        }
+        let loss_of = |net: &xai_models::Network, s: usize| -> f64 {
+            let xs = x.slice(ndarray::s![s..s + 1, .., .., ..]).to_owned();
+            let o = net.predict(xs.view().into_dyn()).unwrap();
+            loss.value_and_grad(o.view(), &targets.select(&[s]))
+                .unwrap()
+                .0[0] as f64
+        };
+        let (mut ok, mut total) = (0, 0);
+        let n_params = net.param_slices().len();
+        for p in 0..n_params {
+            let len = net.param_slices()[p].len();
+            let offset: usize = net.param_slices()[..p].iter().map(|v| v.len()).sum();
+            for j in [0, len / 2, len - 1] {
+                for s in 0..n {
+                    let mut np = net.clone();
+                    np.param_slices_mut()[p][j] += h;
+                    let mut nm = net.clone();
+                    nm.param_slices_mut()[p][j] -= h;
+                    let fd = (loss_of(&np, s) - loss_of(&nm, s)) / (2.0 * h as f64);
+                    total += 1;
+                    if (fd - psg[[s, offset + j]] as f64).abs() <= 1e-2 * (1.0 + fd.abs()) {
+                        ok += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            ok as f64 >= 0.95 * total as f64,
+            "{}: params {ok}/{total}",
+            f.name
+        );
+    }
+}
+
+#[test]
+fn imported_graphs_round_trip_through_export() {
+    for f in &FIXTURES {
+        let model = load(f, Backend::Import);
+        let net = model.network().unwrap();
+        let bytes = to_onnx_bytes(net, &ExportOptions::new()).unwrap();
+        for backend in [Backend::Import, Backend::Tract] {
+            let back = OnnxOptions::new()
+                .input_shape(f.shape)
+                .backend(backend)
+                .check()
+                .unwrap()
+                .load_bytes(&bytes)
+                .unwrap_or_else(|e| panic!("{}: {e}", f.name));
+            let (x, _) = io(f);
+            let a = net.predict(x.view().into_dyn()).unwrap();
+            let b = back.predict(x.view().into_dyn()).unwrap();
+            assert_close(
+                &a,
+                &b,
+                1e-5,
+                &format!("{} round trip ({backend:?})", f.name),
+            );
+            if backend == Backend::Import {
+                assert_eq!(back.network().unwrap().n_params(), net.n_params());
+            }
+        }
+    }
+}
+
+#[test]
+fn out_of_range_attributes_are_typed_errors() {
+    use tract_onnx::pb::ModelProto;
+    let bytes = std::fs::read(path("opset9_clip", "onnx")).unwrap();
+    let proto: ModelProto = prost::Message::decode(bytes.as_slice()).unwrap();
+    let opts = OnnxOptions::new()
+        .input_shape([2, 7, 7])
+        .backend(Backend::Import)
+        .check()
+        .unwrap();
+    let cases = [
+        ("pads", 1i64 << 60),
+        ("pads", i64::MAX),
+        ("pads", i64::MIN),
+        ("pads", -1),
+        ("strides", 0),
+        ("strides", 1 << 40),
+        ("dilations", 0),
+        ("dilations", i64::MAX),
+        ("group", 1 << 40),
+        ("group", 0),
+        ("group", 3),
+    ];
+    for (attr, value) in cases {
+        let mut p = proto.clone();
+        let g = p.graph.as_mut().unwrap();
+        let conv = g.node.iter_mut().find(|n| n.op_type == "Conv").unwrap();
+        let a = conv.attribute.iter_mut().find(|a| a.name == attr).unwrap();
+        if a.ints.is_empty() {
+            a.i = value;
+        } else {
+            a.ints[0] = value;
+        }
+        let err = opts
+            .load_bytes(&prost::Message::encode_to_vec(&p))
+            .expect_err("out of range");
+        let msg = err.to_string();
+        assert!(
+            matches!(err, crate::OnnxError::UnsupportedOp { .. }),
+            "{attr} = {value}: {msg}"
+        );
+    }
+}

@@ -78,6 +78,9 @@ impl From<BurnError> for CoreError {
 /// A named tensor: its shape and its values, row-major.
 pub type NamedTensor = (Vec<usize>, Vec<f32>);
 
+/// Name, shape and values (row-major; empty unless asked for) of each parameter tensor.
+pub type NamedValues = Vec<(String, Vec<usize>, Vec<f32>)>;
+
 fn to_vec<const D: usize>(t: &Tensor<D>) -> Result<Vec<f32>, BurnError> {
     t.to_data()
         .convert::<f32>()
@@ -122,10 +125,7 @@ impl ModuleVisitor for Names {
 
 /// Names (`"hidden.weight"`), shapes and (with `values`) values of a module's float parameters,
 /// in burn's visiting order (the order of [`BurnModel::parameter_groups`]).
-pub fn named_tensors<M: Module>(
-    module: &M,
-    values: bool,
-) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, BurnError> {
+pub fn named_tensors<M: Module>(module: &M, values: bool) -> Result<NamedValues, BurnError> {
     let mut v = Names {
         path: Vec::new(),
         values,

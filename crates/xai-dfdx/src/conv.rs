@@ -55,6 +55,7 @@ fn nhwc_to_nchw(v: &[f32], (n, c, h, w): Shape4) -> Vec<f32> {
     out
 }
 
+#[allow(clippy::type_complexity)]
 /// Runs one `xai-models` layer on an NCHW tensor and records its backward pass on the tape;
 /// `params` are the tensors whose gradients receive the layer's weight and bias gradients.
 fn layer_op<T: Tape<f32, Cpu>>(

@@ -19,6 +19,7 @@ use crate::DfdxError;
 
 type Taped = OwnedTape<f32, Cpu>;
 
+#[allow(clippy::type_complexity)]
 /// What one dense layer recorded in a forward pass: its name, its inputs and (once the tape has
 /// run) a way to read the gradient with respect to its outputs.
 pub struct LinearTap {

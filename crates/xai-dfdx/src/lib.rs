@@ -37,7 +37,7 @@ pub mod io;
 mod model;
 
 pub use factored::{Factored, LinearTap};
-pub use model::{load_named, named_tensors, DfdxForward, DfdxModel, SampleShape};
+pub use model::{load_named, named_tensors, DfdxForward, DfdxModel, NamedValues, SampleShape};
 
 /// Errors of the dfdx adapter.
 #[derive(Debug, thiserror::Error)]

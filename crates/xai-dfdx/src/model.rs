@@ -25,6 +25,9 @@ use crate::DfdxError;
 
 type Taped = OwnedTape<f32, Cpu>;
 
+/// Name, shape and values (row-major; empty unless asked for) of each parameter tensor.
+pub type NamedValues = Vec<(String, Vec<usize>, Vec<f32>)>;
+
 /// The compile-time shape of one input sample, e.g. `Rank1<784>` or `Rank3<1, 28, 28>`, and the
 /// batched shape `(usize, ...)` a dfdx module receives.
 pub trait SampleShape: Shape + Default {
@@ -86,6 +89,7 @@ pub trait DfdxForward<X: SampleShape>: Send + Sync {
     ) -> Result<(Array2<f32>, Option<Gradients<f32, Cpu>>), DfdxError>;
 }
 
+#[allow(clippy::type_complexity)]
 pub(crate) fn run_backward<O: Dim>(
     y: Tensor<(usize, O), f32, Cpu, Taped>,
     weights: &mut dyn FnMut(ArrayView2<'_, f32>) -> xai_core::Result<Array2<f32>>,
@@ -225,7 +229,7 @@ impl TensorVisitor<f32, Cpu> for Loader<'_> {
 pub fn named_tensors<M: TensorCollection<f32, Cpu>>(
     module: &M,
     values: bool,
-) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, DfdxError> {
+) -> Result<NamedValues, DfdxError> {
     let mut out = Vec::new();
     let mut f = |name: &str, shape: Vec<usize>, v: Vec<f32>| out.push((name.to_string(), shape, v));
     let mut visitor = Named(&mut f, values);

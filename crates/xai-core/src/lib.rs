@@ -13,6 +13,8 @@
 //! * [`Explanation`] — `meta` (method name, every parameter, crate version) plus `data`,
 //!   serialisable to JSON, with arrays writable as `.npy` through [`NpyArrays`].
 //! * [`CoreError`] — the typed error for everything above.
+//! * [`adapter`] — what an adapter for another framework (dfdx, burn) needs for per-sample
+//!   gradients: a parallel row-by-row path and the factored dense-layer block.
 //!
 //! The public API speaks [`ndarray`]; how a model computes (dfdx, hand-written kernels, ONNX) stays
 //! behind these traits.
@@ -30,6 +32,7 @@
 //! assert_eq!(out, array![[3.0f32], [7.0]]);
 //! ```
 
+pub mod adapter;
 mod error;
 mod explanation;
 mod grads;

@@ -18,7 +18,9 @@
 //! * [`save_weights`] / [`load_weights`] — safetensors.
 //! * [`zoo`] — the seeds' networks with their exact parameter counts, training recipes and
 //!   [`zoo::load_pretrained`] for the weights shipped in `models/`.
-//! * [`dfdx_ops`] — the same convolution as a dfdx tape operation, so dfdx models can use it.
+//!
+//! dfdx and burn models are explained through the adapter crates `xai-dfdx` (which also holds this
+//! convolution as a dfdx tape operation) and `xai-burn`.
 //!
 //! ```
 //! use xai_core::Predictor;
@@ -31,7 +33,6 @@
 //! ```
 
 mod cpu;
-pub mod dfdx_ops;
 mod direct;
 mod error;
 mod gemm;

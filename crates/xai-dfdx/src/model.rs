@@ -399,7 +399,7 @@ where
         check_targets(targets, n)?;
         Ok(per_sample_from_rows(&self.groups, selection, n, |i| {
             let row = x.index_axis(Axis(0), i).insert_axis(Axis(0));
-            let t = targets.select(&[i]);
+            let t = targets.select(&[i])?;
             let xt = self.to_tensor(&row)?;
             let mut w = |out: ArrayView2<'_, f32>| Ok(loss.value_and_grad(out, &t)?.1);
             let (_, grads) = self.module.pullback(xt.leaky_trace(), &mut w)?;

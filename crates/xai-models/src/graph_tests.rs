@@ -324,7 +324,7 @@ fn check_gradients(net: &Network, seed: u64) {
     }
     for s in 0..n {
         let xs = x.slice(ndarray::s![s..s + 1, .., .., ..]).to_owned();
-        let ts = targets.select(&[s]);
+        let ts = targets.select(&[s]).unwrap();
         let tr = net.forward_trace(xs.view(), None).unwrap();
         let o = net.predict(xs.view().into_dyn()).unwrap();
         let (_, go) = loss.value_and_grad(o.view(), &ts).unwrap();

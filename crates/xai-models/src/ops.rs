@@ -50,8 +50,8 @@ impl GroupConv2d {
     pub(crate) fn geom(&self, input: Dims) -> Result<ConvGeom, ModelError> {
         let arch = |m: String| Err(ModelError::Architecture(m));
         if self.groups == 0
-            || self.in_channels % self.groups != 0
-            || self.out_channels % self.groups != 0
+            || !self.in_channels.is_multiple_of(self.groups)
+            || !self.out_channels.is_multiple_of(self.groups)
         {
             return arch(format!(
                 "{} groups do not divide {} input and {} output channels",

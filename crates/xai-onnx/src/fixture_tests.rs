@@ -191,7 +191,7 @@ fn fixture_gradients_match_finite_differences_and_the_batch_sum() {
         let loss_of = |net: &xai_models::Network, s: usize| -> f64 {
             let xs = x.slice(ndarray::s![s..s + 1, .., .., ..]).to_owned();
             let o = net.predict(xs.view().into_dyn()).unwrap();
-            loss.value_and_grad(o.view(), &targets.select(&[s]))
+            loss.value_and_grad(o.view(), &targets.select(&[s]).unwrap())
                 .unwrap()
                 .0[0] as f64
         };

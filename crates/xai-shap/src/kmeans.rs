@@ -142,7 +142,7 @@ impl ValidKMeansParams {
         for _ in 0..p.n_init {
             let centres = kmeans_plus_plus(&x, p.k, &mut rng);
             let (centres, labels, inertia) = lloyd(&x, centres, p.max_iter, tol);
-            if best.as_ref().map_or(true, |b| inertia < b.2) {
+            if best.as_ref().is_none_or(|b| inertia < b.2) {
                 best = Some((centres, labels, inertia));
             }
         }
@@ -196,7 +196,7 @@ fn kmeans_plus_plus(x: &[Vec<f64>], k: usize, rng: &mut StdRng) -> Vec<Vec<f64>>
                 .map(|(r, &old)| old.min(sq_dist(r, &x[c])))
                 .collect();
             let pot: f64 = dists.iter().sum();
-            if best.as_ref().map_or(true, |b| pot < b.1) {
+            if best.as_ref().is_none_or(|b| pot < b.1) {
                 best = Some((c, pot, dists));
             }
         }

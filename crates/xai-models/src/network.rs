@@ -32,7 +32,12 @@ pub struct NamedLayer {
 /// batched per-sample gradients: a dense layer's per-sample weight gradient is returned factored
 /// ([`GradBlock::Outer`]: its input and its output delta), a convolution's as one small matrix
 /// product per sample over the im2col patches (`colsₙᵀ · δₙ`).
+///
+/// Deserialising rebuilds the network through [`Network::new`] / [`Network::graph`], so its
+/// layer sizes are derived and checked again: a file cannot hand over a network that skipped
+/// those checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Network {
     name: String,
     input_shape: [usize; 3],
@@ -44,6 +49,25 @@ pub struct Network {
     inputs: Option<Vec<Vec<usize>>>,
     #[serde(skip)]
     dims: Vec<Dims>,
+}
+
+impl Serialize for Network {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Network::serialize(self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    /// Reads the fields, then rebuilds the network with [`Network::new`] (a chain) or
+    /// [`Network::graph`], which derive every layer's sizes and check that the layers fit.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Network::deserialize(d)?;
+        match raw.inputs {
+            Some(inputs) => Network::graph(raw.name, raw.input_shape, raw.layers, inputs),
+            None => Network::new(raw.name, raw.input_shape, raw.layers),
+        }
+        .map_err(serde::de::Error::custom)
+    }
 }
 
 /// Everything a backward pass needs from a forward pass: the activations after every layer and

@@ -506,3 +506,22 @@ fn pullback_equals_predict_then_input_gradient() {
         .predict_and_input_gradient(x.view().into_dyn(), &mut |_| Ok(Array2::zeros((1, 1))))
         .is_err());
 }
+
+#[test]
+fn deserialising_rebuilds_and_checks_the_network() {
+    let net = small_net(7, 1);
+    let json = serde_json::to_string(&net).unwrap();
+    let back: Network = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, net);
+    // The rebuilt network predicts (its sizes were derived again, not left empty).
+    let x = ndarray::Array4::<f32>::from_elem((2, 1, 6, 6), 0.5);
+    assert_eq!(
+        back.predict(x.view().into_dyn()).unwrap(),
+        net.predict(x.view().into_dyn()).unwrap()
+    );
+    // Layers that do not fit the input are refused while reading, not at predict time.
+    let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    value["input_shape"] = serde_json::json!([1, 9, 9]);
+    let e = serde_json::from_value::<Network>(value).unwrap_err();
+    assert!(e.to_string().contains("architecture"), "{e}");
+}

@@ -261,8 +261,18 @@ impl KernelShapParams {
 }
 
 /// Validated [`KernelShapParams`]; explain with the methods in [`crate::algorithm`].
+/// Deserialising runs [`KernelShapParams::check`], so a `batch_size` of 0 read from a file is an
+/// error, not a checked value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "KernelShapParams")]
 pub struct ValidKernelShapParams(KernelShapParams);
+
+impl TryFrom<KernelShapParams> for ValidKernelShapParams {
+    type Error = ShapError;
+    fn try_from(p: KernelShapParams) -> Result<Self> {
+        p.check()
+    }
+}
 
 impl ValidKernelShapParams {
     /// Outputs to explain (`None`: all).

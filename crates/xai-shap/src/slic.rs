@@ -168,9 +168,18 @@ impl SlicParams {
     }
 }
 
-/// Validated [`SlicParams`]; segment images with [`ValidSlicParams::segment`].
+/// Validated [`SlicParams`]; segment images with [`ValidSlicParams::segment`]. Deserialising
+/// runs [`SlicParams::check`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "SlicParams")]
 pub struct ValidSlicParams(SlicParams);
+
+impl TryFrom<SlicParams> for ValidSlicParams {
+    type Error = ShapError;
+    fn try_from(p: SlicParams) -> Result<Self> {
+        p.check()
+    }
+}
 
 impl ValidSlicParams {
     /// The requested number of segments.
@@ -226,11 +235,36 @@ impl ValidSlicParams {
 
 /// A segmentation: an `[height, width]` label image with labels `start_label ..
 /// start_label + n_segments`, every label used.
+///
+/// Deserialising runs [`Segmentation::new`]'s checks (and requires the stored `n_segments` to
+/// be what the labels give).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Segmentation {
     labels: Array2<usize>,
     start_label: usize,
     n_segments: usize,
+}
+
+impl Serialize for Segmentation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        Segmentation::serialize(self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Segmentation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let raw = Segmentation::deserialize(d)?;
+        let checked =
+            Segmentation::new(raw.labels, raw.start_label).map_err(serde::de::Error::custom)?;
+        if checked.n_segments != raw.n_segments {
+            return Err(serde::de::Error::custom(format!(
+                "segmentation declares {} segments, its labels have {}",
+                raw.n_segments, checked.n_segments
+            )));
+        }
+        Ok(checked)
+    }
 }
 
 impl Segmentation {
@@ -252,7 +286,19 @@ impl Segmentation {
                 format!("labels >= start_label = {start_label}"),
             ));
         }
-        let n_segments = max - start_label + 1;
+        // Every label must have a pixel, so there are at most as many segments as pixels: a
+        // larger label range is refused before anything is allocated for it.
+        let n_segments = (max - start_label).saturating_add(1);
+        if n_segments > labels.len() {
+            return Err(ShapError::param(
+                "segmentation label",
+                max,
+                format!(
+                    "labels {start_label}..={max} all in use, but the image has only {} pixels",
+                    labels.len()
+                ),
+            ));
+        }
         let mut used = vec![false; n_segments];
         for &l in labels.iter() {
             used[l - start_label] = true;

@@ -51,6 +51,11 @@ pub enum Link {
 /// Largest degree accepted for [`Regression::SizePolynomial`].
 pub const MAX_SIZE_POLYNOMIAL_DEGREE: usize = 16;
 
+/// The largest `nsamples` accepted (2^24 coalition evaluations). With up to 62 features the
+/// budget is also capped at the `2^M - 2` coalitions that exist; above that only this limit
+/// keeps a typo such as `nsamples = 10^12` from driving a design that cannot be allocated.
+pub const MAX_NSAMPLES: usize = 1 << 24;
+
 /// Clamp used by [`Link::Logit`].
 pub const LOGIT_EPS: f64 = 1e-7;
 
@@ -217,6 +222,15 @@ impl KernelShapParams {
                 0,
                 "at least 1, or NSamples::Auto",
             ));
+        }
+        if let NSamples::Count(n) = self.nsamples {
+            if n > MAX_NSAMPLES {
+                return Err(ShapError::param(
+                    "nsamples",
+                    n,
+                    format!("at most MAX_NSAMPLES = {MAX_NSAMPLES}"),
+                ));
+            }
         }
         if self.batch_size == 0 {
             return Err(ShapError::param("batch_size", 0, "at least 1"));
@@ -500,6 +514,15 @@ mod tests {
     fn invalid_values_are_typed_errors() {
         let e = KernelShapParams::new().nsamples(0).check().unwrap_err();
         assert!(e.to_string().contains("nsamples"), "{e}");
+        let e = KernelShapParams::new()
+            .nsamples(MAX_NSAMPLES + 1)
+            .check()
+            .unwrap_err();
+        assert!(e.to_string().contains("MAX_NSAMPLES"), "{e}");
+        assert!(KernelShapParams::new()
+            .nsamples(MAX_NSAMPLES)
+            .check()
+            .is_ok());
         assert!(KernelShapParams::new().batch_size(0).check().is_err());
         assert!(KernelShapParams::new()
             .l1_reg(FeatureSelection::TopK(0))

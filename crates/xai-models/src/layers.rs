@@ -134,6 +134,28 @@ pub(crate) fn window(
     (sh, sw): (usize, usize),
     padding: Padding,
 ) -> Result<Window, ModelError> {
+    if kh == 0 || kw == 0 || sh == 0 || sw == 0 {
+        return Err(ModelError::Architecture(format!(
+            "a {kh}x{kw} window with stride {sh}x{sw}: window sizes and strides must be at least 1"
+        )));
+    }
+    if let Padding::Explicit {
+        top,
+        bottom,
+        left,
+        right,
+    } = padding
+    {
+        if [top, bottom, left, right]
+            .iter()
+            .any(|&p| p > input.h.max(input.w).max(kh).max(kw))
+        {
+            return Err(ModelError::Architecture(format!(
+                "padding {padding:?} is larger than both the {}x{} input and the {kh}x{kw} window",
+                input.h, input.w
+            )));
+        }
+    }
     let v = pad_1d(input.h, kh, sh, padding, true);
     let h = pad_1d(input.w, kw, sw, padding, false);
     match (v, h) {
@@ -446,6 +468,21 @@ impl Layer {
         Ok(match self {
             Layer::Conv2d(conv) => {
                 let win = conv.window(input)?;
+                let (kh, kw) = conv.kernel;
+                let weights = [kh, kw, conv.in_channels, conv.out_channels]
+                    .iter()
+                    .try_fold(1usize, |a, &d| a.checked_mul(d));
+                if weights != Some(conv.weight.len()) || conv.bias.len() != conv.out_channels {
+                    return Err(ModelError::Architecture(format!(
+                        "conv {kh}x{kw}x{}x{} needs {} weights and {} biases, got {} and {}",
+                        conv.in_channels,
+                        conv.out_channels,
+                        weights.map_or("more than usize::MAX".into(), |w| w.to_string()),
+                        conv.out_channels,
+                        conv.weight.len(),
+                        conv.bias.len()
+                    )));
+                }
                 Dims::new(win.oh, win.ow, conv.out_channels)
             }
             Layer::MaxPool2d(pool) => {
@@ -465,9 +502,35 @@ impl Layer {
                         input.c
                     )));
                 }
+                let weights = d.in_features.checked_mul(d.out_features);
+                if weights != Some(d.weight.len()) || d.bias.len() != d.out_features {
+                    return Err(ModelError::Architecture(format!(
+                        "dense {}x{} needs {} weights and {} biases, got {} and {}",
+                        d.in_features,
+                        d.out_features,
+                        weights.map_or("more than usize::MAX".into(), |w| w.to_string()),
+                        d.out_features,
+                        d.weight.len(),
+                        d.bias.len()
+                    )));
+                }
                 Dims::flat(d.out_features)
             }
-            Layer::Upsample2d(f) => Dims::new(input.h * f, input.w * f, input.c),
+            Layer::Upsample2d(f) => {
+                let up = |s: usize| s.checked_mul(*f);
+                match (up(input.h), up(input.w)) {
+                    (Some(h), Some(w)) if *f > 0 && h.checked_mul(w).is_some() => {
+                        Dims::new(h, w, input.c)
+                    }
+                    _ => {
+                        return Err(ModelError::Architecture(format!(
+                        "upsampling a {}x{} input by {f}: the factor must be at least 1 and the \
+                             output size must fit in usize",
+                        input.h, input.w
+                    )))
+                    }
+                }
+            }
             Layer::GroupConv2d(g) => g.output_dims(input)?,
             Layer::AvgPool2d(p) => p.output_dims(input)?,
             Layer::GlobalAvgPool => Dims::new(1, 1, input.c),

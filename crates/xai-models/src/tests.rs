@@ -525,3 +525,37 @@ fn deserialising_rebuilds_and_checks_the_network() {
     let e = serde_json::from_value::<Network>(value).unwrap_err();
     assert!(e.to_string().contains("architecture"), "{e}");
 }
+
+#[test]
+fn layer_geometry_and_weight_lengths_are_checked_when_built() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let build = |layers: Vec<NamedLayer>| Network::new("bad", [1, 8, 8], layers);
+    let mut conv = Conv2d::new(1, 2, (3, 3), (1, 1), Padding::Same, &mut rng);
+    conv.stride = (0, 1);
+    assert!(build(vec![named("c", Layer::Conv2d(conv))]).is_err());
+    let mut conv = Conv2d::new(1, 2, (3, 3), (1, 1), Padding::Same, &mut rng);
+    conv.weight.pop();
+    let e = build(vec![named("c", Layer::Conv2d(conv))]).unwrap_err();
+    assert!(e.to_string().contains("needs 18 weights"), "{e}");
+    let mut pool = MaxPool2d::new(2, Padding::Valid);
+    pool.size = (0, 2);
+    assert!(build(vec![named("p", Layer::MaxPool2d(pool))]).is_err());
+    assert!(build(vec![named("u", Layer::Upsample2d(usize::MAX / 2))]).is_err());
+    assert!(build(vec![named("u", Layer::Upsample2d(0))]).is_err());
+    let mut dense = Dense::new(64, 3, &mut rng);
+    dense.bias.push(0.0);
+    let e = build(vec![
+        named("f", Layer::Flatten),
+        named("d", Layer::Dense(dense)),
+    ])
+    .unwrap_err();
+    assert!(e.to_string().contains("biases"), "{e}");
+    let huge_pad = Padding::Explicit {
+        top: 1 << 60,
+        bottom: 0,
+        left: 0,
+        right: 0,
+    };
+    let conv = Conv2d::new(1, 2, (3, 3), (1, 1), huge_pad, &mut rng);
+    assert!(build(vec![named("c", Layer::Conv2d(conv))]).is_err());
+}

@@ -14,7 +14,8 @@
 
 use rayon::prelude::*;
 
-use crate::gemm::{dot, dots4, fma};
+use crate::cpu::{dispatched, fma, Isa};
+use crate::gemm::{dot, dots4};
 use crate::layers::Dims;
 
 /// Output channels accumulated together: two 8-lane vectors per output pixel.
@@ -113,6 +114,28 @@ fn channel_block(weight: &[f32], co: usize, cb: usize, lanes: usize) -> Vec<f32>
     block
 }
 
+/// The weights `[kh, kw, ci, co]` in blocks of [`WIDE`] output channels, then one of [`NARROW`]
+/// (zero-padded) for what is left: (first channel, [`channel_block`], bias or zeros).
+fn channel_blocks_of(
+    weight: &[f32],
+    co: usize,
+    bias: Option<&[f32]>,
+) -> Vec<(usize, Vec<f32>, Vec<f32>)> {
+    let mut blocks = Vec::new();
+    let mut cb = 0;
+    while cb < co {
+        let lanes = if co - cb > NARROW { WIDE } else { NARROW };
+        let mut init = vec![0.0f32; lanes];
+        if let Some(b) = bias {
+            let keep = lanes.min(co - cb);
+            init[..keep].copy_from_slice(&b[cb..cb + keep]);
+        }
+        blocks.push((cb, channel_block(weight, co, cb, lanes), init));
+        cb += lanes;
+    }
+    blocks
+}
+
 /// The kernel flipped in both spatial axes with its channel axes swapped,
 /// `[kh, kw, co, ci]` from `[kh, kw, ci, co]`: the weights of the input-gradient convolution.
 pub(crate) fn flip_transpose(
@@ -140,7 +163,8 @@ pub(crate) fn flip_transpose(
 /// [`channel_block`]: `acc[j][l] = sum over (ky, kx, c) of frame[oy + ky, ox0 + j + kx, c] w[ky, kx, c, l]`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn block<const L: usize, const B: usize>(
+fn block<I: Isa, const L: usize, const B: usize>(
+    isa: I,
     frame: &[f32],
     pw: usize,
     ci: usize,
@@ -162,9 +186,10 @@ fn block<const L: usize, const B: usize>(
             // `j * ci + t < (B - 1) * ci + run = xs.len()` for every `j < B`.
             let w: &[f32; L] = unsafe { &*ws.as_ptr().add(t * L).cast::<[f32; L]>() };
             for (j, acc_j) in acc.iter_mut().enumerate() {
+                // SAFETY: `j * ci + t < xs.len()`, as above.
                 let xv = unsafe { *xs.get_unchecked(j * ci + t) };
                 for l in 0..L {
-                    acc_j[l] = fma(xv, w[l], acc_j[l]);
+                    acc_j[l] = fma(isa, xv, w[l], acc_j[l]);
                 }
             }
         }
@@ -174,8 +199,10 @@ fn block<const L: usize, const B: usize>(
 
 /// One output row of the `L` channels of a [`channel_block`] that starts at channel `cb`, in
 /// blocks of `B` pixels.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn row_blocks<const L: usize, const B: usize>(
+fn row_blocks<I: Isa, const L: usize, const B: usize>(
+    isa: I,
     frame: &[f32],
     win: &Stride1,
     ci: usize,
@@ -204,7 +231,7 @@ fn row_blocks<const L: usize, const B: usize>(
         for ox in 0..win.ow {
             store(
                 ox,
-                &block::<L, 1>(frame, pw, ci, weight, taps, (oy, ox), init),
+                &block::<I, L, 1>(isa, frame, pw, ci, weight, taps, (oy, ox), init),
             );
         }
         return;
@@ -216,7 +243,7 @@ fn row_blocks<const L: usize, const B: usize>(
         let start = ox.min(win.ow - B);
         store(
             start,
-            &block::<L, B>(frame, pw, ci, weight, taps, (oy, start), init),
+            &block::<I, L, B>(isa, frame, pw, ci, weight, taps, (oy, start), init),
         );
         ox += B;
         if ox >= win.ow {
@@ -261,69 +288,111 @@ pub(crate) fn conv(
         // One output channel: each kernel row is a dot product of `kw * ci` contiguous values,
         // computed for four adjacent pixels at once.
         let b0 = bias.map_or(0.0, |b| b[0]);
-        let run = win.kw * ci;
-        let pw = win.padded_w();
         let one = |(out_n, x_n): (&mut [f32], &[f32])| {
             with_frame(frame_len, |frame| {
                 pad_into(frame, x_n, input, win);
-                for (oy, out_row) in out_n.chunks_exact_mut(win.ow).enumerate() {
-                    let mut ox = 0;
-                    while ox < win.ow {
-                        let width = (win.ow - ox).min(4);
-                        let mut sums = [b0; 4];
-                        for ky in 0..win.kh {
-                            let w_row = &weight[ky * run..(ky + 1) * run];
-                            let start = ((oy + ky) * pw + ox) * ci;
-                            let row = |j: usize| &frame[start + j * ci..start + j * ci + run];
-                            if width == 4 {
-                                let d = dots4(w_row, [row(0), row(1), row(2), row(3)]);
-                                for (s, v) in sums.iter_mut().zip(d) {
-                                    *s += v;
-                                }
-                            } else {
-                                for (j, s) in sums.iter_mut().enumerate().take(width) {
-                                    *s += dot(w_row, row(j));
-                                }
-                            }
-                        }
-                        out_row[ox..ox + width].copy_from_slice(&sums[..width]);
-                        ox += width;
-                    }
-                }
+                one_channel(frame, weight, ci, b0, win, out_n);
             });
         };
         for_each_sample(&mut out, out_len, x, input.len(), one);
         return out;
     }
-    // Blocks of WIDE output channels, then one of NARROW (zero-padded) for what is left.
-    let mut blocks = Vec::new();
-    let mut cb = 0;
-    while cb < co {
-        let lanes = if co - cb > NARROW { WIDE } else { NARROW };
-        let mut init = vec![0.0f32; lanes];
-        if let Some(b) = bias {
-            let keep = lanes.min(co - cb);
-            init[..keep].copy_from_slice(&b[cb..cb + keep]);
-        }
-        blocks.push((cb, channel_block(weight, co, cb, lanes), init));
-        cb += lanes;
-    }
+    let blocks = channel_blocks_of(weight, co, bias);
     let one = |(out_n, x_n): (&mut [f32], &[f32])| {
         with_frame(frame_len, |frame| {
             pad_into(frame, x_n, input, win);
-            for (cb, wb, init) in &blocks {
-                for (oy, out_row) in out_n.chunks_exact_mut(win.ow * co).enumerate() {
-                    if let Ok(init) = <&[f32; WIDE]>::try_from(init.as_slice()) {
-                        row_blocks::<WIDE, 4>(frame, win, ci, wb, *cb, co, init, oy, out_row);
-                    } else if let Ok(init) = <&[f32; NARROW]>::try_from(init.as_slice()) {
-                        row_blocks::<NARROW, 8>(frame, win, ci, wb, *cb, co, init, oy, out_row);
-                    }
-                }
-            }
+            channel_blocks(frame, &blocks, ci, co, win, out_n);
         });
     };
     for_each_sample(&mut out, out_len, x, input.len(), one);
     out
+}
+
+/// One sample's output (`oh x ow`, one channel) from its zero-padded `frame`: per pixel, one
+/// dot product per kernel row, four adjacent pixels at once.
+#[inline(always)]
+fn one_channel_with<I: Isa>(
+    isa: I,
+    frame: &[f32],
+    weight: &[f32],
+    ci: usize,
+    b0: f32,
+    win: &Stride1,
+    out_n: &mut [f32],
+) {
+    let run = win.kw * ci;
+    let pw = win.padded_w();
+    for (oy, out_row) in out_n.chunks_exact_mut(win.ow).enumerate() {
+        let mut ox = 0;
+        while ox < win.ow {
+            let width = (win.ow - ox).min(4);
+            let mut sums = [b0; 4];
+            for ky in 0..win.kh {
+                let w_row = &weight[ky * run..(ky + 1) * run];
+                let start = ((oy + ky) * pw + ox) * ci;
+                let row = |j: usize| &frame[start + j * ci..start + j * ci + run];
+                if width == 4 {
+                    let d = dots4(isa, w_row, [row(0), row(1), row(2), row(3)]);
+                    for (s, v) in sums.iter_mut().zip(d) {
+                        *s += v;
+                    }
+                } else {
+                    for (j, s) in sums.iter_mut().enumerate().take(width) {
+                        *s += dot(isa, w_row, row(j));
+                    }
+                }
+            }
+            out_row[ox..ox + width].copy_from_slice(&sums[..width]);
+            ox += width;
+        }
+    }
+}
+
+dispatched! {
+    /// [`one_channel_with`] for this CPU.
+    fn one_channel(
+        frame: &[f32],
+        weight: &[f32],
+        ci: usize,
+        b0: f32,
+        win: &Stride1,
+        out_n: &mut [f32],
+    ) = one_channel_with;
+}
+
+/// One sample's output (`oh x ow x co`) from its zero-padded `frame`, one [`channel_block`]
+/// (first channel, weights, bias) at a time.
+#[inline(always)]
+fn channel_blocks_with<I: Isa>(
+    isa: I,
+    frame: &[f32],
+    blocks: &[(usize, Vec<f32>, Vec<f32>)],
+    ci: usize,
+    co: usize,
+    win: &Stride1,
+    out_n: &mut [f32],
+) {
+    for (cb, wb, init) in blocks {
+        for (oy, out_row) in out_n.chunks_exact_mut(win.ow * co).enumerate() {
+            if let Ok(init) = <&[f32; WIDE]>::try_from(init.as_slice()) {
+                row_blocks::<I, WIDE, 4>(isa, frame, win, ci, wb, *cb, co, init, oy, out_row);
+            } else if let Ok(init) = <&[f32; NARROW]>::try_from(init.as_slice()) {
+                row_blocks::<I, NARROW, 8>(isa, frame, win, ci, wb, *cb, co, init, oy, out_row);
+            }
+        }
+    }
+}
+
+dispatched! {
+    /// [`channel_blocks_with`] for this CPU.
+    fn channel_blocks(
+        frame: &[f32],
+        blocks: &[(usize, Vec<f32>, Vec<f32>)],
+        ci: usize,
+        co: usize,
+        win: &Stride1,
+        out_n: &mut [f32],
+    ) = channel_blocks_with;
 }
 
 /// Calls `f` on each sample's (output, input) pair, on rayon's threads unless the caller runs
@@ -434,6 +503,48 @@ mod tests {
                 for (g, e) in got.iter().zip(&want) {
                     assert!((g - e).abs() < 1e-4, "case {k}: {g} vs {e}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn dispatched_kernels_match_portable() {
+        // Both per-sample kernels, chosen at run time, against their portable compilation: equal
+        // up to the summation order and fusing of the multiply-adds.
+        use crate::cpu::Portable;
+        for &(h, w, ci, co, k) in &[
+            (7usize, 9usize, 3usize, 20usize, 3usize),
+            (6, 5, 16, 1, 3),
+            (8, 8, 1, 64, 2),
+            (9, 7, 5, 9, 5),
+        ] {
+            let input = Dims::new(h, w, ci);
+            let win = Stride1 {
+                kh: k,
+                kw: k,
+                top: (k / 2) as isize,
+                left: (k / 2) as isize,
+                oh: h,
+                ow: w,
+            };
+            let x = values(input.len(), 1.0);
+            let wt = values(k * k * ci * co, 2.0);
+            let bias = values(co, 3.0);
+            let mut frame = vec![0.0f32; win.padded_h() * win.padded_w() * ci];
+            pad_into(&mut frame, &x, input, &win);
+            let mut got = vec![0.0f32; h * w * co];
+            let mut want = vec![0.0f32; h * w * co];
+            if co == 1 {
+                one_channel(&frame, &wt, ci, bias[0], &win, &mut got);
+                one_channel_with(Portable, &frame, &wt, ci, bias[0], &win, &mut want);
+            } else {
+                let blocks = channel_blocks_of(&wt, co, Some(&bias));
+                channel_blocks(&frame, &blocks, ci, co, &win, &mut got);
+                channel_blocks_with(Portable, &frame, &blocks, ci, co, &win, &mut want);
+            }
+            let terms = (k * k * ci) as f32;
+            for (g, e) in got.iter().zip(&want) {
+                assert!((g - e).abs() <= 1e-5 * (1.0 + terms), "{g} vs {e}");
             }
         }
     }

@@ -9,6 +9,7 @@ use rand::Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::cpu::{dispatched, Isa};
 use crate::direct;
 use crate::gemm::{matmul, Op};
 use crate::ops::{self, AvgPool2d, BatchNorm, BinaryOp, GroupConv2d};
@@ -362,22 +363,69 @@ impl Conv2d {
             input.len(),
             dcols,
             per_sample,
-            |(dx_n, dcols_n)| {
-                for oy in 0..win.oh {
-                    for ox in 0..win.ow {
-                        let row = &dcols_n[(oy * win.ow + ox) * k..(oy * win.ow + ox + 1) * k];
-                        for_each_kernel_row_run(win, input, oy, ox, |dst, src, len| {
-                            let run = dx_n[dst..dst + len].iter_mut().zip(&row[src..src + len]);
-                            for (d, s) in run {
-                                *d += s;
-                            }
-                        });
-                    }
-                }
-            },
+            |(dx_n, dcols_n)| col2im_sample(dx_n, dcols_n, k, input, win),
         );
         dx
     }
+}
+
+/// One sample of [`Conv2d::col2im`]: adds each patch row of `dcols_n` (`k` values per output
+/// position) onto the input positions it was copied from.
+#[inline(always)]
+fn col2im_sample_with<I: Isa>(
+    _: I,
+    dx_n: &mut [f32],
+    dcols_n: &[f32],
+    k: usize,
+    input: Dims,
+    win: &Window,
+) {
+    for oy in 0..win.oh {
+        for ox in 0..win.ow {
+            let row = &dcols_n[(oy * win.ow + ox) * k..(oy * win.ow + ox + 1) * k];
+            for_each_kernel_row_run(win, input, oy, ox, |dst, src, len| {
+                let run = dx_n[dst..dst + len].iter_mut().zip(&row[src..src + len]);
+                for (d, s) in run {
+                    *d += s;
+                }
+            });
+        }
+    }
+}
+
+dispatched! {
+    /// [`col2im_sample_with`] for this CPU (see [`crate::cpu`]).
+    fn col2im_sample(dx_n: &mut [f32], dcols_n: &[f32], k: usize, input: Dims, win: &Window) =
+        col2im_sample_with;
+}
+
+/// ReLU in place, `max(x, 0)`, vectorised for this CPU.
+#[inline(always)]
+fn relu_with<I: Isa>(_: I, x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = v.max(0.0);
+    }
+}
+
+dispatched! {
+    /// [`relu_with`] for this CPU (see [`crate::cpu`]).
+    fn relu(x: &mut [f32]) = relu_with;
+}
+
+/// ReLU's backward pass in place: `dy` where the output `y` is positive, 0 elsewhere.
+#[inline(always)]
+fn relu_backward_with<I: Isa>(_: I, y: &[f32], dy: &mut [f32]) {
+    // A multiply by the 0/1 mask rather than `if o <= 0 { g = 0 }` (or any select): LLVM turns
+    // those into masked stores (`vmaskmovps`), which are microcoded and slow on AMD cores. Same
+    // values wherever `dy` is finite.
+    for (g, o) in dy.iter_mut().zip(y) {
+        *g *= f32::from(u8::from(*o > 0.0));
+    }
+}
+
+dispatched! {
+    /// [`relu_backward_with`] for this CPU (see [`crate::cpu`]).
+    fn relu_backward(y: &[f32], dy: &mut [f32]) = relu_backward_with;
 }
 
 impl Dense {
@@ -629,9 +677,7 @@ impl Layer {
     pub(crate) fn forward_in_place(&self, x: &mut [f32], mode: &mut Mode<'_>) -> Cache {
         match (self, mode) {
             (Layer::Relu, _) => {
-                for v in x.iter_mut() {
-                    *v = v.max(0.0);
-                }
+                relu(x);
                 Cache::None
             }
             (Layer::Dropout(p), Mode::Train(rng)) => {
@@ -654,14 +700,7 @@ impl Layer {
     /// In-place backward pass of an elementwise layer, given its output `y`.
     pub(crate) fn backward_in_place(&self, y: &[f32], cache: &Cache, dy: &mut [f32]) {
         match (self, cache) {
-            (Layer::Relu, _) => {
-                // A multiply by the 0/1 mask rather than `if o <= 0 { g = 0 }` (or any select):
-                // LLVM turns those into masked stores (`vmaskmovps`), which are microcoded and
-                // slow on AMD cores. Same values wherever `dy` is finite.
-                for (g, o) in dy.iter_mut().zip(y) {
-                    *g *= f32::from(u8::from(*o > 0.0));
-                }
-            }
+            (Layer::Relu, _) => relu_backward(y, dy),
             (Layer::Dropout(_), Cache::Keep { kept, scale }) => {
                 for (g, k) in dy.iter_mut().zip(kept) {
                     *g = if *k { *g * scale } else { 0.0 };
@@ -1153,25 +1192,38 @@ fn max_pool_forward(x: &[f32], n: usize, input: Dims, win: &Window) -> Vec<f32> 
     let per_out = win.oh * win.ow * c;
     let mut out = vec![0.0f32; n * per_out];
     for_each_sample(&mut out, per_out, x, input.len(), |(out_n, x_n)| {
-        for oy in 0..win.oh {
-            for ox in 0..win.ow {
-                let o_base = (oy * win.ow + ox) * c;
-                let o = &mut out_n[o_base..o_base + c];
-                let mut first = true;
-                for_each_window_input(win, input, oy, ox, |i_base| {
-                    let v = &x_n[i_base..i_base + c];
-                    if first {
-                        o.copy_from_slice(v);
-                        first = false;
-                    } else {
-                        // `max` keeps the non-NaN operand, so NaN survives only if all are NaN.
-                        o.iter_mut().zip(v).for_each(|(a, b)| *a = a.max(*b));
-                    }
-                });
-            }
-        }
+        max_pool_sample(out_n, x_n, input, win);
     });
     out
+}
+
+/// One sample of [`max_pool_forward`].
+#[inline(always)]
+fn max_pool_sample_with<I: Isa>(_: I, out_n: &mut [f32], x_n: &[f32], input: Dims, win: &Window) {
+    let c = input.c;
+    for oy in 0..win.oh {
+        for ox in 0..win.ow {
+            let o_base = (oy * win.ow + ox) * c;
+            let o = &mut out_n[o_base..o_base + c];
+            let mut first = true;
+            for_each_window_input(win, input, oy, ox, |i_base| {
+                let v = &x_n[i_base..i_base + c];
+                if first {
+                    o.copy_from_slice(v);
+                    first = false;
+                } else {
+                    // `max` keeps the non-NaN operand, so NaN survives only if all are NaN.
+                    o.iter_mut().zip(v).for_each(|(a, b)| *a = a.max(*b));
+                }
+            });
+        }
+    }
+}
+
+dispatched! {
+    /// [`max_pool_sample_with`] for this CPU (see [`crate::cpu`]).
+    fn max_pool_sample(out_n: &mut [f32], x_n: &[f32], input: Dims, win: &Window) =
+        max_pool_sample_with;
 }
 
 /// Calls `f` with the flat offset (within a sample, NHWC) of each in-bounds input position of
@@ -1216,36 +1268,7 @@ fn max_pool_backward(
         let x_n = &x[s * input.len()..(s + 1) * input.len()];
         let y_n = &y[s * per_out..(s + 1) * per_out];
         let dy_n = &dy[s * per_out..(s + 1) * per_out];
-        let mut routed = vec![false; c];
-        for oy in 0..win.oh {
-            for ox in 0..win.ow {
-                let o_base = (oy * win.ow + ox) * c;
-                routed.fill(false);
-                let mut first = None;
-                for_each_window_input(win, input, oy, ox, |i_base| {
-                    first.get_or_insert(i_base);
-                    // Branch-free over the channels, so that it vectorises.
-                    let lanes = dx_n[i_base..i_base + c]
-                        .iter_mut()
-                        .zip(routed.iter_mut())
-                        .zip(&x_n[i_base..i_base + c])
-                        .zip(&y_n[o_base..o_base + c])
-                        .zip(&dy_n[o_base..o_base + c]);
-                    for ((((d, r), xv), yv), g) in lanes {
-                        let hit = !*r & (*xv == *yv);
-                        *d += if hit { *g } else { 0.0 };
-                        *r |= hit;
-                    }
-                });
-                if let Some(i_base) = first {
-                    for ch in 0..c {
-                        if !routed[ch] {
-                            dx_n[i_base + ch] += dy_n[o_base + ch];
-                        }
-                    }
-                }
-            }
-        }
+        max_pool_route(x_n, (y_n, dy_n), dx_n, input, win);
     };
     if crate::parallel::inner_parallelism() && n > 1 {
         dx.par_chunks_mut(input.len())
@@ -1257,6 +1280,61 @@ fn max_pool_backward(
             .for_each(|(s, dx_n)| route(s, dx_n));
     }
     dx
+}
+
+/// One sample of [`max_pool_backward`]: routes `dy_n` (the gradient of the outputs `y_n`) to
+/// the winning inputs of `x_n`, adding into `dx_n`.
+#[inline(always)]
+fn max_pool_route_with<I: Isa>(
+    _: I,
+    x_n: &[f32],
+    (y_n, dy_n): (&[f32], &[f32]),
+    dx_n: &mut [f32],
+    input: Dims,
+    win: &Window,
+) {
+    let c = input.c;
+    let mut routed = vec![false; c];
+    for oy in 0..win.oh {
+        for ox in 0..win.ow {
+            let o_base = (oy * win.ow + ox) * c;
+            routed.fill(false);
+            let mut first = None;
+            for_each_window_input(win, input, oy, ox, |i_base| {
+                first.get_or_insert(i_base);
+                // Branch-free over the channels, so that it vectorises.
+                let lanes = dx_n[i_base..i_base + c]
+                    .iter_mut()
+                    .zip(routed.iter_mut())
+                    .zip(&x_n[i_base..i_base + c])
+                    .zip(&y_n[o_base..o_base + c])
+                    .zip(&dy_n[o_base..o_base + c]);
+                for ((((d, r), xv), yv), g) in lanes {
+                    let hit = !*r & (*xv == *yv);
+                    *d += if hit { *g } else { 0.0 };
+                    *r |= hit;
+                }
+            });
+            if let Some(i_base) = first {
+                for ch in 0..c {
+                    if !routed[ch] {
+                        dx_n[i_base + ch] += dy_n[o_base + ch];
+                    }
+                }
+            }
+        }
+    }
+}
+
+dispatched! {
+    /// [`max_pool_route_with`] for this CPU (see [`crate::cpu`]).
+    fn max_pool_route(
+        x_n: &[f32],
+        y_dy: (&[f32], &[f32]),
+        dx_n: &mut [f32],
+        input: Dims,
+        win: &Window,
+    ) = max_pool_route_with;
 }
 
 fn upsample_forward(x: &[f32], n: usize, input: Dims, f: usize) -> Vec<f32> {
@@ -1294,6 +1372,42 @@ fn upsample_backward(dy: &[f32], n: usize, input: Dims, f: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dispatched_loops_equal_portable() {
+        // Maxima, comparisons and sums in the same order: bit-identical on every path.
+        use crate::cpu::Portable;
+        let input = Dims::new(6, 7, 5);
+        let x: Vec<f32> = (0..input.len()).map(|i| (i as f32 * 0.37).sin()).collect();
+        let win = window(input, (2, 2), (2, 2), Padding::Same).unwrap();
+        let per_out = win.oh * win.ow * input.c;
+        let (mut got, mut want) = (vec![0.0; per_out], vec![0.0; per_out]);
+        max_pool_sample(&mut got, &x, input, &win);
+        max_pool_sample_with(Portable, &mut want, &x, input, &win);
+        assert_eq!(got, want);
+        let dy: Vec<f32> = (0..per_out).map(|i| (i as f32 * 0.11).cos()).collect();
+        let (mut dx, mut dx_p) = (vec![0.0; input.len()], vec![0.0; input.len()]);
+        max_pool_route(&x, (&got, &dy), &mut dx, input, &win);
+        max_pool_route_with(Portable, &x, (&got, &dy), &mut dx_p, input, &win);
+        assert_eq!(dx, dx_p);
+        let (mut r, mut r_p) = (x.clone(), x.clone());
+        relu(&mut r);
+        relu_with(Portable, &mut r_p);
+        assert_eq!(r, r_p);
+        let (mut g, mut g_p) = (x.clone(), x.clone());
+        relu_backward(&r, &mut g);
+        relu_backward_with(Portable, &r, &mut g_p);
+        assert_eq!(g, g_p);
+        let conv_win = window(input, (3, 3), (1, 1), Padding::Same).unwrap();
+        let k = 3 * 3 * input.c;
+        let dcols: Vec<f32> = (0..input.h * input.w * k)
+            .map(|i| (i as f32 * 0.05).sin())
+            .collect();
+        let (mut d, mut d_p) = (vec![0.0; input.len()], vec![0.0; input.len()]);
+        col2im_sample(&mut d, &dcols, k, input, &conv_win);
+        col2im_sample_with(Portable, &mut d_p, &dcols, k, input, &conv_win);
+        assert_eq!(d, d_p);
+    }
 
     #[test]
     fn same_padding_matches_keras_for_even_kernels() {

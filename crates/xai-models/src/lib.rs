@@ -32,6 +32,7 @@
 //! assert_eq!(probs.shape(), &[2, 10]);
 //! ```
 
+mod cpu;
 mod direct;
 mod error;
 mod gemm;

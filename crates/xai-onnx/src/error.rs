@@ -32,8 +32,8 @@ pub enum OnnxError {
     /// The model's declared input does not fit the options (per-sample shape and layout).
     #[error(
         "the model's input `{input}` is declared as {declared}, but the options expect \
-         {expected} ({layout} layout of a [c, h, w] = {shape:?} sample); set the input shape \
-         and layout to match the model"
+         {expected} ({layout} of a sample of shape {shape:?}); set the input shape (or the \
+         number of features) and layout to match the model"
     )]
     InputShapeMismatch {
         /// The name of the model's input.
@@ -42,10 +42,10 @@ pub enum OnnxError {
         declared: String,
         /// The shape the options imply, e.g. `[N, 1, 28, 28]`.
         expected: String,
-        /// The layout from the options.
+        /// The layout from the options (`nchw`/`nhwc` layout, or `features`).
         layout: String,
-        /// The per-sample shape from the options, `[c, h, w]`.
-        shape: [usize; 3],
+        /// The per-sample shape from the options, `[c, h, w]` or `[n_features]`.
+        shape: Vec<usize>,
     },
     /// A graph the importer cannot turn into `xai-models` layers (the tract back end may still
     /// run it).

@@ -146,7 +146,7 @@ pub(crate) fn import(
     fixed_batch: Option<usize>,
 ) -> Result<Imported> {
     let g = graph(model)?;
-    let [c, h, w] = opts.input_shape();
+    let [c, h, w] = opts.network_input_shape();
     let mut consts: HashMap<String, TensorProto> = HashMap::new();
     for t in &g.initializer {
         consts.insert(t.name.clone(), t.clone());
@@ -170,16 +170,15 @@ pub(crate) fn import(
     }
     *readers.entry(graph_output.to_string()).or_default() += 1;
     let mut values = HashMap::new();
-    values.insert(
-        input_name.to_string(),
-        (
-            0,
-            Value::Image {
-                nchw: opts.layout() == crate::Layout::Nchw,
-                dims: Dims::new(h, w, c),
-            },
-        ),
-    );
+    let input_value = match opts.input_features() {
+        // A row of features: what a dense layer reads directly.
+        Some(len) => Value::Flat { len, chw: None },
+        None => Value::Image {
+            nchw: opts.layout() == crate::Layout::Nchw,
+            dims: Dims::new(h, w, c),
+        },
+    };
+    values.insert(input_name.to_string(), (0, input_value));
     let mut im = Importer {
         consts,
         ints: HashMap::new(),
@@ -234,7 +233,7 @@ pub(crate) fn import(
     } else {
         g.name.clone()
     };
-    let net = Network::graph(name, opts.input_shape(), im.layers, im.inputs)?;
+    let net = Network::graph(name, opts.network_input_shape(), im.layers, im.inputs)?;
     Ok(Imported {
         net,
         head: im.head,

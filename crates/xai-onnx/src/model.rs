@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix4};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix4, IxDyn};
 use tract_onnx::pb::ModelProto;
 use xai_core::{
     check_batch, CoreError, DifferentiableModel, Loss, ParamGroup, ParamSelection, PerSampleGrads,
@@ -17,7 +17,8 @@ use crate::options::{Backend, Engine, Layout, OutputKind, ValidOnnxOptions};
 use crate::proto::{check_input, decode_model, graph, graph_input, read_model};
 use crate::tract_backend::TractRunner;
 
-/// A loaded ONNX image classifier: a [`Predictor`] on NCHW batches `[n, c, h, w]`, and a
+/// A loaded ONNX model: a [`Predictor`] on NCHW image batches `[n, c, h, w]` (or on rows of
+/// features `[n, n_features]`, see [`crate::OnnxOptions::input_features`]), and a
 /// [`DifferentiableModel`] when the importer could read it ([`Engine::Imported`]).
 ///
 /// Inputs go through `x * input_scale + input_offset` and, for an NHWC model, a transpose; the
@@ -225,7 +226,7 @@ impl ValidOnnxOptions {
         };
         Ok(OnnxModel {
             name,
-            input_shape: self.input_shape.to_vec(),
+            input_shape: self.input_shape(),
             n_outputs,
             model_output_kind,
             output_kind,
@@ -300,11 +301,14 @@ impl OnnxModel {
     /// One line for logs: the engine and, after a fallback, why.
     pub fn describe(&self) -> String {
         let mut s = format!(
-            "ONNX model `{}`: {} back end, input {:?} ({} layout, x * {} + {}), {} outputs ({})",
+            "ONNX model `{}`: {} back end, input {:?} ({}, x * {} + {}), {} outputs ({})",
             self.name,
             self.engine(),
             self.input_shape,
-            self.options.layout(),
+            match self.options.input_features() {
+                Some(_) => "rows of features".to_string(),
+                None => format!("{} layout", self.options.layout()),
+            },
             self.options.input_scale(),
             self.options.input_offset(),
             self.n_outputs,
@@ -368,7 +372,32 @@ impl OnnxModel {
             return Err(self.not_differentiable());
         };
         let n = check_batch("input", x, &self.input_shape)?;
-        Ok((net, head, *scale, n, Self::transformed(x, *scale, *offset)))
+        let xt = self.network_shape_batch(Self::transformed(x, *scale, *offset), n)?;
+        Ok((net, head, *scale, n, xt))
+    }
+
+    /// A batch in the network's `[n, c, h, w]` shape: rows of features `[n, f]` become
+    /// `[n, f, 1, 1]` (the same values in the same order); images are unchanged.
+    fn network_shape_batch(&self, x: ArrayD<f32>, n: usize) -> xai_core::Result<ArrayD<f32>> {
+        match self.options.input_features() {
+            None => Ok(x),
+            Some(f) => x
+                .into_shape_with_order(IxDyn(&[n, f, 1, 1]))
+                .map_err(|e| CoreError::Model(e.to_string())),
+        }
+    }
+
+    /// An input gradient of the network, `[n, c, h, w]`, in the API's shape (`[n, f]` for rows
+    /// of features).
+    fn api_shape_gradient(&self, g: ArrayD<f32>) -> xai_core::Result<ArrayD<f32>> {
+        match self.options.input_features() {
+            None => Ok(g),
+            Some(f) => {
+                let n = g.shape().first().copied().unwrap_or(0);
+                g.into_shape_with_order(IxDyn(&[n, f]))
+                    .map_err(|e| CoreError::Model(e.to_string()))
+            }
+        }
     }
 
     fn transformed(x: &ArrayViewD<'_, f32>, scale: f32, offset: f32) -> ArrayD<f32> {
@@ -386,13 +415,12 @@ impl OnnxModel {
         n: usize,
     ) -> Result<Array2<f32>> {
         let (scale, offset) = (self.options.input_scale(), self.options.input_offset());
-        let x4 = x
-            .view()
-            .into_dimensionality::<Ix4>()
-            .map_err(|e| CoreError::Model(e.to_string()))?;
-        let data: Vec<f32> = match self.options.layout() {
-            Layout::Nchw => x4.iter().map(|&v| v * scale + offset).collect(),
-            Layout::Nhwc => x4
+        let data: Vec<f32> = match (self.options.input_features(), self.options.layout()) {
+            (Some(_), _) | (None, Layout::Nchw) => x.iter().map(|&v| v * scale + offset).collect(),
+            (None, Layout::Nhwc) => x
+                .view()
+                .into_dimensionality::<Ix4>()
+                .map_err(|e| CoreError::Model(e.to_string()))?
                 .permuted_axes([0, 2, 3, 1])
                 .iter()
                 .map(|&v| v * scale + offset)
@@ -430,11 +458,14 @@ impl Predictor for OnnxModel {
                 scale,
                 offset,
             } => {
-                let z = if *scale == 1.0 && *offset == 0.0 {
-                    net.predict(x)?
-                } else {
-                    net.predict(Self::transformed(&x, *scale, *offset).view())?
-                };
+                let z =
+                    if *scale == 1.0 && *offset == 0.0 && self.options.input_features().is_none() {
+                        net.predict(x)?
+                    } else {
+                        let xt =
+                            self.network_shape_batch(Self::transformed(&x, *scale, *offset), n)?;
+                        net.predict(xt.view())?
+                    };
                 Ok(head.forward(z))
             }
             Inner::Tract { runner, post } => {
@@ -471,7 +502,7 @@ impl DifferentiableModel for OnnxModel {
                 head.vjp(&y, output_weights)
             }
         };
-        let mut grad = net.input_gradient(xt.view(), g.view())?;
+        let mut grad = self.api_shape_gradient(net.input_gradient(xt.view(), g.view())?)?;
         if scale != 1.0 {
             grad.mapv_inplace(|v| v * scale);
         }
@@ -487,7 +518,7 @@ impl DifferentiableModel for OnnxModel {
         // One forward pass of the network: the pullback maps its outputs z through the head,
         // asks the caller for weights on the head's outputs and pulls them back to z.
         let mut outputs = None;
-        let (_, mut grad) = net.predict_and_input_gradient(xt.view(), &mut |z| {
+        let (_, grad) = net.predict_and_input_gradient(xt.view(), &mut |z| {
             let y = head.forward(z.to_owned());
             let w = output_weights(y.view())?;
             if w.dim() != y.dim() {
@@ -503,6 +534,7 @@ impl DifferentiableModel for OnnxModel {
         })?;
         let outputs =
             outputs.ok_or_else(|| CoreError::Model("the network returned no outputs".into()))?;
+        let mut grad = self.api_shape_gradient(grad)?;
         if scale != 1.0 {
             grad.mapv_inplace(|v| v * scale);
         }

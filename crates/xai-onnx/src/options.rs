@@ -6,6 +6,24 @@ use std::str::FromStr;
 
 use crate::error::{OnnxError, Result};
 
+/// One sample at the [`xai_core::Predictor`] API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum SampleShape {
+    /// `[channels, height, width]`.
+    Image([usize; 3]),
+    /// A row of this many features.
+    Features(usize),
+}
+
+impl SampleShape {
+    fn dims(self) -> Vec<usize> {
+        match self {
+            SampleShape::Image(s) => s.to_vec(),
+            SampleShape::Features(n) => vec![n],
+        }
+    }
+}
+
 /// Memory layout of the ONNX model's image input.
 ///
 /// The [`xai_core::Predictor`] API is always NCHW (`[n, c, h, w]`); with [`Layout::Nhwc`] the
@@ -135,14 +153,18 @@ impl FromStr for Backend {
     }
 }
 
-/// How to feed an ONNX image classifier and read its outputs.
+/// How to feed an ONNX classifier or regressor and read its outputs.
+///
+/// Samples are images `[channels, height, width]` ([`OnnxOptions::input_shape`]) or rows of
+/// features `[n_features]` ([`OnnxOptions::input_features`]: a tabular model whose ONNX input is
+/// `[N, n_features]`, as sklearn-onnx, PyTorch and Keras export an MLP).
 ///
 /// Defaults: samples `[1, 28, 28]` (MNIST), NCHW, no input scaling, output kind read from the
 /// graph (a final `Softmax` means probabilities, `LogSoftmax` log-probabilities, anything else
 /// logits), outputs returned as the model gives them, [`Backend::Auto`], tract on every core.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OnnxOptions {
-    input_shape: [usize; 3],
+    input_shape: SampleShape,
     layout: Layout,
     input_scale: f32,
     input_offset: f32,
@@ -155,7 +177,7 @@ pub struct OnnxOptions {
 impl Default for OnnxOptions {
     fn default() -> Self {
         Self {
-            input_shape: [1, 28, 28],
+            input_shape: SampleShape::Image([1, 28, 28]),
             layout: Layout::Nchw,
             input_scale: 1.0,
             input_offset: 0.0,
@@ -173,9 +195,18 @@ impl OnnxOptions {
         Self::default()
     }
 
-    /// Shape of one sample at the [`xai_core::Predictor`] API, `[channels, height, width]`.
+    /// Shape of one image sample at the [`xai_core::Predictor`] API, `[channels, height, width]`
+    /// (the model's input is `[N, c, h, w]`, or `[N, h, w, c]` with [`Layout::Nhwc`]).
     pub fn input_shape(mut self, shape: [usize; 3]) -> Self {
-        self.input_shape = shape;
+        self.input_shape = SampleShape::Image(shape);
+        self
+    }
+
+    /// A tabular model: each sample is a row of `n_features` values, the model's input is
+    /// `[N, n_features]` and the predictor takes batches `[n, n_features]` (replaces
+    /// [`OnnxOptions::input_shape`]; the layout does not apply).
+    pub fn input_features(mut self, n_features: usize) -> Self {
+        self.input_shape = SampleShape::Features(n_features);
         self
     }
 
@@ -226,12 +257,26 @@ impl OnnxOptions {
 
     /// Validates the options.
     pub fn check(&self) -> Result<ValidOnnxOptions> {
-        if self.input_shape.contains(&0) {
-            return Err(OnnxError::option(
-                "input_shape",
-                format!("{:?}", self.input_shape),
-                "[channels, height, width], all at least 1",
-            ));
+        match self.input_shape {
+            SampleShape::Image(shape) if shape.contains(&0) => {
+                return Err(OnnxError::option(
+                    "input_shape",
+                    format!("{shape:?}"),
+                    "[channels, height, width], all at least 1",
+                ));
+            }
+            SampleShape::Features(0) => {
+                return Err(OnnxError::option("input_features", 0, "at least 1"));
+            }
+            SampleShape::Features(_) if self.layout == Layout::Nhwc => {
+                return Err(OnnxError::option(
+                    "layout",
+                    self.layout,
+                    "`nchw` (the default) for a model on rows of features: a layout is the \
+                     order of an image's axes",
+                ));
+            }
+            _ => {}
         }
         if !self.input_scale.is_finite() || self.input_scale == 0.0 {
             return Err(OnnxError::option(
@@ -272,7 +317,7 @@ impl OnnxOptions {
 /// [`ValidOnnxOptions::load_bytes`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidOnnxOptions {
-    pub(crate) input_shape: [usize; 3],
+    pub(crate) input_shape: SampleShape,
     pub(crate) layout: Layout,
     pub(crate) input_scale: f32,
     pub(crate) input_offset: f32,
@@ -283,9 +328,17 @@ pub struct ValidOnnxOptions {
 }
 
 impl ValidOnnxOptions {
-    /// Per-sample shape at the API, `[c, h, w]`.
-    pub fn input_shape(&self) -> [usize; 3] {
-        self.input_shape
+    /// Per-sample shape at the API: `[c, h, w]` for images, `[n_features]` for rows.
+    pub fn input_shape(&self) -> Vec<usize> {
+        self.input_shape.dims()
+    }
+    /// The number of features of a tabular model ([`OnnxOptions::input_features`]), `None` for
+    /// images.
+    pub fn input_features(&self) -> Option<usize> {
+        match self.input_shape {
+            SampleShape::Features(n) => Some(n),
+            SampleShape::Image(_) => None,
+        }
     }
     /// The model's input layout.
     pub fn layout(&self) -> Layout {
@@ -316,12 +369,29 @@ impl ValidOnnxOptions {
         self.tract_threads
     }
 
-    /// One sample's dimensions in the model's layout (NCHW or NHWC).
-    pub(crate) fn model_input_dims(&self) -> [usize; 3] {
-        let [c, h, w] = self.input_shape;
-        match self.layout {
-            Layout::Nchw => [c, h, w],
-            Layout::Nhwc => [h, w, c],
+    /// One sample's dimensions in the model's layout (NCHW or NHWC, or `[n_features]`).
+    pub(crate) fn model_input_dims(&self) -> Vec<usize> {
+        match (self.input_shape, self.layout) {
+            (SampleShape::Features(n), _) => vec![n],
+            (SampleShape::Image([c, h, w]), Layout::Nchw) => vec![c, h, w],
+            (SampleShape::Image([c, h, w]), Layout::Nhwc) => vec![h, w, c],
+        }
+    }
+
+    /// The `[c, h, w]` input of the imported network: the image's, or `[n_features, 1, 1]` for
+    /// rows of features (the same memory as `[n, n_features]`).
+    pub(crate) fn network_input_shape(&self) -> [usize; 3] {
+        match self.input_shape {
+            SampleShape::Image(shape) => shape,
+            SampleShape::Features(n) => [n, 1, 1],
+        }
+    }
+
+    /// What the input layout is, for messages: `nchw`, `nhwc` or `features`.
+    pub(crate) fn layout_name(&self) -> String {
+        match self.input_shape {
+            SampleShape::Features(_) => "features".into(),
+            SampleShape::Image(_) => self.layout.to_string(),
         }
     }
 }
@@ -356,6 +426,24 @@ mod tests {
             .check()
             .unwrap();
         assert_eq!(v.model_input_dims(), [4, 5, 3]);
+        let f = OnnxOptions::new().input_features(7).check().unwrap();
+        assert_eq!(
+            (
+                f.input_shape(),
+                f.model_input_dims(),
+                f.network_input_shape()
+            ),
+            (vec![7], vec![7], [7, 1, 1])
+        );
+        assert_eq!(f.input_features(), Some(7));
+        let e = OnnxOptions::new().input_features(0).check().unwrap_err();
+        assert!(e.to_string().contains("input_features"), "{e}");
+        let e = OnnxOptions::new()
+            .input_features(3)
+            .layout(Layout::Nhwc)
+            .check()
+            .unwrap_err();
+        assert!(e.to_string().contains("layout"), "{e}");
         assert_eq!((v.input_scale(), v.input_offset()), (1.0, 0.0));
         assert!(v.tract_threads() >= 1);
     }

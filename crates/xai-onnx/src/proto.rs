@@ -183,10 +183,10 @@ pub(crate) fn check_input(input: &GraphInput, opts: &ValidOnnxOptions) -> Result
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        layout: opts.layout().to_string(),
+        layout: opts.layout_name(),
         shape: opts.input_shape(),
     };
-    if dims.len() != 4 {
+    if dims.len() != 1 + expected.len() {
         return Err(mismatch());
     }
     for (d, &e) in dims[1..].iter().zip(&expected) {

@@ -645,3 +645,99 @@ fn export_rejects_what_it_cannot_write() {
     assert!(e.to_string().contains("upsampling"), "{e}");
     assert!(to_onnx(&tiny_net(0), &ExportOptions::new().input_scale(0.0)).is_err());
 }
+
+/// A tabular MLP exported as PyTorch or sklearn-onnx write one: input `[N, n_features]`, Gemm,
+/// Relu, Gemm, Softmax, no Flatten.
+fn tabular_mlp(n_features: usize, seed: u64) -> (Network, Vec<u8>) {
+    let mut r = StdRng::seed_from_u64(seed);
+    let mut d1 = Dense::new(n_features, 8, &mut r);
+    d1.bias = (0..8).map(|_| r.gen_range(-0.3..0.3)).collect();
+    let layers = vec![
+        named("flatten", Layer::Flatten),
+        named("dense1", Layer::Dense(d1)),
+        named("relu", Layer::Relu),
+        named("dense2", Layer::Dense(Dense::new(8, 3, &mut r))),
+        named("softmax", Layer::Softmax),
+    ];
+    let net = Network::new("mlp", [n_features, 1, 1], layers).unwrap();
+    let mut m = model_of(&net, &ExportOptions::new());
+    let g = graph_mut(&mut m);
+    // Drop the Flatten: the first Gemm reads the graph input, declared [N, n_features].
+    let fi = g.node.iter().position(|n| n.op_type == "Flatten").unwrap();
+    let flat = g.node.remove(fi);
+    for n in &mut g.node {
+        for i in &mut n.input {
+            if *i == flat.output[0] {
+                *i = flat.input[0].clone();
+            }
+        }
+    }
+    if let Some(type_proto::Value::TensorType(t)) =
+        g.input[0].r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        t.shape.as_mut().unwrap().dim.truncate(2);
+    }
+    (net, encode(&m))
+}
+
+#[test]
+fn tabular_models_on_rows_of_features() {
+    let f = 5;
+    let (net, bytes) = tabular_mlp(f, 40);
+    let mut r = StdRng::seed_from_u64(41);
+    let rows = Array2::from_shape_fn((4, f), |_| r.gen_range(-2.0..2.0));
+    let as_images = rows.clone().into_shape_with_order((4, f, 1, 1)).unwrap();
+    let expected = net.predict(as_images.view().into_dyn()).unwrap();
+    let tabular = |backend| {
+        OnnxOptions::new()
+            .input_features(f)
+            .backend(backend)
+            .tract_threads(1)
+    };
+    for (backend, engine) in ENGINES {
+        let m = load(&bytes, tabular(backend));
+        assert_eq!(m.engine(), engine);
+        assert_eq!(m.input_shape(), &[f]);
+        let got = m.predict(rows.view().into_dyn()).unwrap();
+        assert_close(&got, &expected, TOL, &format!("tabular, {backend}"));
+        // An image-shaped batch is a shape error, not a panic.
+        let e = m.predict(as_images.view().into_dyn()).unwrap_err();
+        assert!(matches!(e, CoreError::ShapeMismatch { .. }), "{e}");
+    }
+    // Gradients come back in the rows' shape and equal the network's.
+    let m = load(&bytes, tabular(Backend::Import));
+    let w = Array2::from_shape_fn((4, 3), |_| r.gen_range(-1.0..1.0));
+    let want = net
+        .input_gradient(as_images.view().into_dyn(), w.view())
+        .unwrap()
+        .into_shape_with_order((4, f))
+        .unwrap()
+        .into_dyn();
+    let g = m.input_gradient(rows.view().into_dyn(), w.view()).unwrap();
+    assert_eq!(g.shape(), &[4, f]);
+    assert!(max_diff(&g, &want) < 1e-5);
+    let (out, g2) = m
+        .predict_and_input_gradient(rows.view().into_dyn(), &mut |_| Ok(w.clone()))
+        .unwrap();
+    assert_close(&out, &expected, TOL, "pullback outputs");
+    assert!(max_diff(&g2, &want) < 1e-5);
+    let t = Targets::Classes(vec![0, 1, 2, 1]);
+    let loss = Loss::CrossEntropy(CoreOutput::Probabilities);
+    let a = m
+        .per_sample_grads(rows.view().into_dyn(), &t, &loss, &ParamSelection::All)
+        .unwrap()
+        .to_flat();
+    let b = net
+        .per_sample_grads(as_images.view().into_dyn(), &t, &loss, &ParamSelection::All)
+        .unwrap()
+        .to_flat();
+    assert!(max_diff(&a.into_dyn(), &b.into_dyn()) < 1e-5);
+    // The wrong number of features, or image options, name the declared input.
+    for opts in [
+        OnnxOptions::new().input_features(f + 1),
+        OnnxOptions::new().input_shape([f, 1, 1]),
+    ] {
+        let e = opts.check().unwrap().load_bytes(&bytes).unwrap_err();
+        assert!(matches!(e, OnnxError::InputShapeMismatch { .. }), "{e}");
+    }
+}

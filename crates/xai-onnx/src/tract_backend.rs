@@ -7,13 +7,13 @@ use tract_onnx::prelude::*;
 
 use crate::error::{OnnxError, Result};
 
-/// A tract plan for batches of images in the model's own layout.
+/// A tract plan for batches of samples (images in the model's own layout, or feature rows).
 pub(crate) struct TractRunner {
     plan: Arc<TypedRunnableModel>,
     /// The batch size the model declares, if fixed: batches are run in chunks of it.
     fixed_batch: Option<usize>,
-    /// Per-sample input dimensions in the model's layout.
-    dims: [usize; 3],
+    /// Per-sample input dimensions in the model's layout (`[n_features]` or three image dims).
+    dims: Vec<usize>,
 }
 
 impl std::fmt::Debug for TractRunner {
@@ -32,7 +32,7 @@ impl TractRunner {
     pub(crate) fn load(
         model: &ModelProto,
         path: Option<&Path>,
-        dims: [usize; 3],
+        dims: Vec<usize>,
         fixed_batch: Option<usize>,
         threads: usize,
     ) -> Result<Self> {
@@ -88,7 +88,9 @@ impl TractRunner {
             // A model with a fixed batch gets full batches: the last one is padded with zeros.
             let mut buf = data[start * per_sample..end * per_sample].to_vec();
             buf.resize(chunk * per_sample, 0.0);
-            let shape = [chunk, self.dims[0], self.dims[1], self.dims[2]];
+            let shape: Vec<usize> = std::iter::once(chunk)
+                .chain(self.dims.iter().copied())
+                .collect();
             let input = Tensor::from_shape(&shape, &buf)
                 .map_err(|e| OnnxError::tract("build the input tensor", e))?;
             let result = self

@@ -4,7 +4,7 @@
 //! cargo run --release -p xai-shap --example tabular -- --model <file.onnx> \
 //!     --background <file.csv> --explain <file.csv> [--nsamples N] [--kmeans K] [--seed S] \
 //!     [--estimator default|shap] [--l1-reg none|aic|bic|num_features(k)|<alpha>|auto] \
-//!     [--batch-size B] --out <file.json>
+//!     [--batch-size B] [--backend auto|import|tract] --out <file.json>
 //! ```
 //!
 //! CSV files have a header row of feature names. Writes, per explained row, the SHAP values per
@@ -17,82 +17,17 @@
 //! dropped); the default is this crate's variance-reduced estimator. `--kmeans K` summarises the
 //! background like `shap.kmeans(data, K)` first.
 //!
-//! The ONNX model runs through tract (tract-onnx) here, because `xai-onnx`'s predictor takes
-//! `[channels, height, width]` samples only.
+//! The ONNX model is loaded by `xai-onnx` with `OnnxOptions::input_features`: imported into
+//! `xai-models` layers when the importer reads every node (an MLP: Gemm/MatMul, activations,
+//! Softmax), otherwise run by tract; `--backend import|tract|auto` chooses (default auto).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ndarray::{Array2, ArrayViewD};
-use tract_onnx::prelude::*;
-use xai_core::Predictor;
+use xai_onnx::{Backend, OnnxOptions};
 use xai_shap::{
     read_csv, BackgroundData, FeatureSelection, KMeansParams, KernelShapParams, NSamples,
 };
-
-/// A tract-run ONNX model whose input is `[N, n_features]`, as a [`Predictor`].
-struct TractTabular {
-    plan: Arc<TypedRunnableModel>,
-    shape: Vec<usize>,
-    n_outputs: usize,
-}
-
-impl TractTabular {
-    fn load(path: &PathBuf, n_features: usize) -> Result<Self, String> {
-        let mut model = tract_onnx::onnx()
-            .model_for_path(path)
-            .map_err(|e| format!("{}: cannot load the ONNX model: {e}", path.display()))?;
-        let batch = model.sym("N").to_dim();
-        model = model
-            .with_input_fact(
-                0,
-                InferenceFact::dt_shape(f32::datum_type(), tvec![batch, n_features.to_dim()]),
-            )
-            .map_err(|e| format!("input [N, {n_features}]: {e}"))?;
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| format!("cannot plan the model: {e}"))?;
-        let mut me = Self {
-            plan,
-            shape: vec![n_features],
-            n_outputs: 0,
-        };
-        let probe = me
-            .run(&vec![0.0; n_features], 1)
-            .map_err(|e| format!("probe run failed: {e}"))?;
-        me.n_outputs = probe.ncols();
-        Ok(me)
-    }
-
-    fn run(&self, data: &[f32], n: usize) -> Result<Array2<f32>, String> {
-        let input = Tensor::from_shape(&[n, self.shape[0]], data).map_err(|e| e.to_string())?;
-        let out = self
-            .plan
-            .run(tvec!(input.into_tvalue()))
-            .map_err(|e| e.to_string())?;
-        let view = out[0]
-            .to_plain_array_view::<f32>()
-            .map_err(|e| e.to_string())?;
-        let per = view.len() / n.max(1);
-        Array2::from_shape_vec((n, per), view.iter().copied().collect()).map_err(|e| e.to_string())
-    }
-}
-
-impl Predictor for TractTabular {
-    fn input_shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn n_outputs(&self) -> usize {
-        self.n_outputs
-    }
-    fn predict(&self, x: ArrayViewD<'_, f32>) -> xai_core::Result<Array2<f32>> {
-        let n = xai_core::check_batch("input", &x, &self.shape)?;
-        let data = x.as_standard_layout();
-        self.run(data.as_slice().expect("standard layout"), n)
-            .map_err(|e| xai_core::CoreError::Model(format!("tract: {e}")))
-    }
-}
 
 fn parse_l1(s: &str) -> Result<FeatureSelection, String> {
     Ok(match s {
@@ -112,7 +47,17 @@ fn parse_l1(s: &str) -> Result<FeatureSelection, String> {
     })
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (mut model, mut background, mut explain, mut out) = (None, None, None, None);
     let mut nsamples = NSamples::Auto;
@@ -121,6 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut shap = false;
     let mut l1 = FeatureSelection::None;
     let mut batch = 512usize;
+    let mut backend = Backend::Auto;
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
@@ -142,11 +88,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
             "--l1-reg" => l1 = parse_l1(&value()?)?,
+            "--backend" => backend = value()?.parse()?,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
     let usage = "usage: tabular --model <file.onnx> --background <file.csv> --explain <file.csv> \
-                 [--nsamples N] [--kmeans K] [--seed S] --out <file.json>";
+                 [--nsamples N] [--kmeans K] [--seed S] [--estimator default|shap] \
+                 [--l1-reg none|aic|bic|auto|num_features(k)|<alpha>] [--batch-size B] \
+                 [--backend auto|import|tract] --out <file.json>";
     let (Some(model_path), Some(bg_path), Some(ex_path), Some(out_path)) =
         (model, background, explain, out)
     else {
@@ -162,7 +111,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let model = TractTabular::load(&model_path, names.len())?;
+    let model = OnnxOptions::new()
+        .input_features(names.len())
+        .backend(backend)
+        .check()?
+        .load(&model_path)?;
+    eprintln!("{}", model.describe());
     let data = match kmeans {
         Some(k) => BackgroundData::kmeans(bg.view(), &KMeansParams::new(k).seed(seed))?,
         None => BackgroundData::new(bg.view().into_dyn())?,

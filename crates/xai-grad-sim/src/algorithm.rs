@@ -102,6 +102,18 @@ impl<'m, M: DifferentiableModel + ?Sized> GradientSimilarity<'m, M> {
         x_ref: Array<f32, D>,
         y_ref: Targets,
     ) -> Result<FittedGradientSimilarity<'m, M>> {
+        self.fit_with_progress(x_ref, y_ref, None)
+    }
+
+    /// [`GradientSimilarity::fit`], reporting progress to `progress` after each chunk of
+    /// `batch_size` reference gradients ([`Stage::ReferenceGradients`]; nothing is reported
+    /// without `precompute_grads`, where `fit` only checks and stores the set).
+    pub fn fit_with_progress<D: Dimension>(
+        &self,
+        x_ref: Array<f32, D>,
+        y_ref: Targets,
+        mut progress: Option<&mut dyn FnMut(&Progress)>,
+    ) -> Result<FittedGradientSimilarity<'m, M>> {
         let x_ref = x_ref.into_dyn();
         let n_ref = check_batch(
             "reference inputs `x_ref`",
@@ -127,6 +139,7 @@ impl<'m, M: DifferentiableModel + ?Sized> GradientSimilarity<'m, M> {
                 "reference",
                 x_ref.view(),
                 &y_ref,
+                |done, total| report(&mut progress, Stage::ReferenceGradients, done, total),
             )?)
         } else {
             None
@@ -244,6 +257,19 @@ impl<'m, M: DifferentiableModel + ?Sized> FittedGradientSimilarity<'m, M> {
         x: ArrayViewD<'_, f32>,
         y: Option<&Targets>,
     ) -> Result<Explanation<SimilarityData>> {
+        self.explain_with_progress(x, y, None)
+    }
+
+    /// [`FittedGradientSimilarity::explain`], reporting progress to `progress`: after each chunk
+    /// of test gradients ([`Stage::TestGradients`]), then after each chunk of references scored
+    /// ([`Stage::Scores`]; with reference gradients recomputed, as without `precompute_grads`,
+    /// this is the long part).
+    pub fn explain_with_progress(
+        &self,
+        x: ArrayViewD<'_, f32>,
+        y: Option<&Targets>,
+        mut progress: Option<&mut dyn FnMut(&Progress)>,
+    ) -> Result<Explanation<SimilarityData>> {
         let batch = self.prepare_test(x, y)?;
         let test_grads = batched_grads(
             self.model,
@@ -251,6 +277,7 @@ impl<'m, M: DifferentiableModel + ?Sized> FittedGradientSimilarity<'m, M> {
             "test",
             batch.x.view(),
             &batch.targets,
+            |done, total| report(&mut progress, Stage::TestGradients, done, total),
         )?;
         let n_test = batch.x.len_of(Axis(0));
         let mut collector = ScoreCollector::new(
@@ -260,6 +287,8 @@ impl<'m, M: DifferentiableModel + ?Sized> FittedGradientSimilarity<'m, M> {
             self.params.keep_scores,
         );
         let (sim_fn, eps) = (self.params.sim_fn, self.params.eps);
+        let n_ref = self.n_references();
+        let last_test = test_grads.len().saturating_sub(1);
         self.for_each_gram_block(&test_grads, |test, reference, dot| {
             let scores = sim_fn.from_gram(
                 dot,
@@ -268,6 +297,10 @@ impl<'m, M: DifferentiableModel + ?Sized> FittedGradientSimilarity<'m, M> {
                 eps,
             );
             collector.add_block(test.offset, reference.offset, scores.view());
+            if std::ptr::eq(test, &test_grads[last_test]) {
+                let done = reference.offset + reference.squared_norms.len();
+                report(&mut progress, Stage::Scores, done, n_ref);
+            }
         })?;
         let ranking = collector.finish();
         let data = SimilarityData {
@@ -425,5 +458,40 @@ impl<'m, M: DifferentiableModel + ?Sized> FittedGradientSimilarity<'m, M> {
         picked.into_shape_with_order(IxDyn(&shape)).map_err(|e| {
             CoreError::shape("gathered reference instances", &[flat.len()], e.to_string()).into()
         })
+    }
+}
+
+/// What a progress report of [`GradientSimilarity::fit_with_progress`] or
+/// [`FittedGradientSimilarity::explain_with_progress`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Per-sample gradients of the reference set (`fit` with `precompute_grads`).
+    ReferenceGradients,
+    /// Per-sample gradients of the test instances.
+    TestGradients,
+    /// References scored against every test instance (recomputing their gradients when they
+    /// were not stored).
+    Scores,
+}
+
+/// A progress report: `done` of `total` instances of `stage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Progress {
+    /// What is being counted.
+    pub stage: Stage,
+    /// Instances finished so far in this stage.
+    pub done: usize,
+    /// Instances in this stage.
+    pub total: usize,
+}
+
+fn report(
+    progress: &mut Option<&mut dyn FnMut(&Progress)>,
+    stage: Stage,
+    done: usize,
+    total: usize,
+) {
+    if let Some(f) = progress.as_mut() {
+        f(&Progress { stage, done, total });
     }
 }

@@ -169,12 +169,15 @@ pub(crate) fn batched_grads<M: DifferentiableModel + ?Sized>(
     what: &'static str,
     x: ArrayViewD<'_, f32>,
     targets: &Targets,
+    mut done: impl FnMut(usize, usize),
 ) -> Result<Vec<GradChunk>> {
     let n = x.len_of(Axis(0));
     batch_ranges(n, params.batch_size)
         .map(|(start, end)| {
             let (xs, ts) = slice_batch(&x, targets, start, end)?;
-            chunk_grads(model, params, what, xs, &ts, start)
+            let chunk = chunk_grads(model, params, what, xs, &ts, start)?;
+            done(end, n);
+            Ok(chunk)
         })
         .collect()
 }

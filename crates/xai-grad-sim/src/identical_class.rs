@@ -84,8 +84,14 @@ impl<M: DifferentiableModel + ?Sized> FittedGradientSimilarity<'_, M> {
         };
         let batch = self.prepare_test(x_test, Some(&Targets::Classes(test_classes.clone())))?;
         let params = self.params();
-        let test_grads =
-            batched_grads(self.model(), params, "test", batch.x.view(), &batch.targets)?;
+        let test_grads = batched_grads(
+            self.model(),
+            params,
+            "test",
+            batch.x.view(),
+            &batch.targets,
+            |_, _| {},
+        )?;
         let mut collectors: Vec<(SimilarityFn, ScoreCollector)> = SimilarityFn::ALL
             .into_iter()
             .map(|f| {

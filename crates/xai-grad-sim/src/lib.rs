@@ -75,7 +75,7 @@ pub mod naive;
 mod ranking;
 mod similarity;
 
-pub use algorithm::{FittedGradientSimilarity, GradientSimilarity, METHOD_NAME};
+pub use algorithm::{FittedGradientSimilarity, GradientSimilarity, Progress, Stage, METHOD_NAME};
 pub use error::{GradSimError, Result};
 pub use explanation::SimilarityData;
 pub use hyperparams::{

@@ -455,3 +455,49 @@ fn one_hot_rejects_out_of_range_labels() {
     );
     assert!(xai_grad_sim::one_hot(&[2], 2).is_err());
 }
+
+/// Progress reports count every chunk of every stage, in order, up to the set's size, and the
+/// explanation is the one `explain` gives.
+#[test]
+fn progress_reports_every_chunk_and_changes_nothing() {
+    use xai_grad_sim::{Progress, Stage};
+    let model = softmax_model(3);
+    let (x_ref, labels) = random_data(10, 100);
+    let (x_test, _) = random_data(5, 7);
+    for precompute in [true, false] {
+        let params = GradSimParams::new(ce_probs())
+            .batch_size(4)
+            .precompute_grads(precompute)
+            .check()
+            .unwrap();
+        let explainer = GradientSimilarity::new(&model, params).unwrap();
+        let mut seen: Vec<Progress> = Vec::new();
+        let fitted = explainer
+            .fit_with_progress(
+                x_ref.clone(),
+                Targets::Classes(labels.clone()),
+                Some(&mut |p: &Progress| seen.push(*p)),
+            )
+            .unwrap();
+        let e = fitted
+            .explain_with_progress(x_test.view(), None, Some(&mut |p: &Progress| seen.push(*p)))
+            .unwrap();
+        let counts = |stage| -> Vec<(usize, usize)> {
+            seen.iter()
+                .filter(|p| p.stage == stage)
+                .map(|p| (p.done, p.total))
+                .collect()
+        };
+        let fit_reports = if precompute {
+            vec![(4, 10), (8, 10), (10, 10)]
+        } else {
+            vec![]
+        };
+        assert_eq!(counts(Stage::ReferenceGradients), fit_reports);
+        assert_eq!(counts(Stage::TestGradients), vec![(4, 5), (5, 5)]);
+        assert_eq!(counts(Stage::Scores), vec![(4, 10), (8, 10), (10, 10)]);
+        let plain = fitted.explain(x_test.view(), None).unwrap();
+        assert_eq!(e.data.scores, plain.data.scores);
+        assert_eq!(e.data.most_similar_indices, plain.data.most_similar_indices);
+    }
+}

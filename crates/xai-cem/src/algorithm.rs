@@ -276,6 +276,18 @@ impl<'a> Cem<'a> {
         xs: ArrayViewD<'_, f32>,
         targets: Option<&[usize]>,
     ) -> Result<Vec<Explanation<CemData>>> {
+        self.explain_batch_with_progress(xs, targets, None)
+    }
+
+    /// [`Cem::explain_batch`], reporting [`Progress`] to `progress` after every FISTA iteration
+    /// of every `c` search step (and at the end of a step that stopped early), for progress bars
+    /// on long searches. The results are those of `explain_batch`.
+    pub fn explain_batch_with_progress(
+        &self,
+        xs: ArrayViewD<'_, f32>,
+        targets: Option<&[usize]>,
+        progress: Option<&mut dyn FnMut(&Progress)>,
+    ) -> Result<Vec<Explanation<CemData>>> {
         let n = check_batch("instances", &xs, &self.input_shape)?;
         if n == 0 {
             return Err(CoreError::Empty("batch of instances to explain".into()).into());
@@ -332,7 +344,7 @@ impl<'a> Cem<'a> {
             .map(|(x0, &t)| self.instance_state(x0, t, no_info))
             .collect();
         let mut search = Search::new(self, no_info, n);
-        search.run(&mut states)?;
+        search.run(&mut states, progress)?;
 
         let meta = Meta::new(
             "CEM",
@@ -698,7 +710,11 @@ impl<'c, 'a> Search<'c, 'a> {
 
     /// alibi's `attack`: `c_steps` values of `c`, `max_iterations` FISTA steps each, keeping the
     /// overall best solution (by elastic-net distance) among those meeting the PN/PP condition.
-    fn run(&mut self, states: &mut [InstanceState]) -> Result<()> {
+    fn run(
+        &mut self,
+        states: &mut [InstanceState],
+        mut progress: Option<&mut dyn FnMut(&Progress)>,
+    ) -> Result<()> {
         let params = &self.cem.params;
         let max_iterations = params.max_iterations();
         let lr_init = params.learning_rate_init();
@@ -712,11 +728,26 @@ impl<'c, 'a> Search<'c, 'a> {
             no_info: self.no_info,
             beta: self.beta,
         };
-        for c_step in 0..params.c_steps() {
+        let c_steps = params.c_steps();
+        let mut report = |c_step: usize, iterations_done: usize, states: &[InstanceState]| {
+            if let Some(f) = progress.as_mut() {
+                f(&Progress {
+                    c_step,
+                    c_steps,
+                    iterations_done,
+                    max_iterations,
+                    active_instances: states.iter().filter(|s| s.active).count(),
+                });
+            }
+        };
+        for c_step in 0..c_steps {
             for st in states.iter_mut() {
                 st.begin_step(max_iterations);
             }
             for iteration in 0..max_iterations {
+                if iteration > 0 {
+                    report(c_step, iteration, states);
+                }
                 let mut active = std::mem::take(&mut self.active);
                 active.clear();
                 active.extend((0..states.len()).filter(|&i| states[i].active));
@@ -785,6 +816,7 @@ impl<'c, 'a> Search<'c, 'a> {
                 self.evaluate_x(states, &pending, c_step)?;
             }
             self.finish_step(states, &all, c_step)?;
+            report(c_step, max_iterations, states);
         }
         Ok(())
     }
@@ -1328,5 +1360,33 @@ mod tests {
             per_feature_summary(&flat, 3, 2, NoInfoType::Median),
             vec![2.0, 0.0]
         );
+    }
+}
+
+/// A progress report of [`Cem::explain_batch_with_progress`]: where the search over `c` stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Progress {
+    /// The current `c` search step (0-based).
+    pub c_step: usize,
+    /// Search steps in all (`c_steps`).
+    pub c_steps: usize,
+    /// FISTA iterations finished in this step (`max_iterations` once the step is over, also
+    /// when every instance stopped early).
+    pub iterations_done: usize,
+    /// Iterations per step (`max_iterations`).
+    pub max_iterations: usize,
+    /// Instances still iterating in this step (the others stopped early).
+    pub active_instances: usize,
+}
+
+impl Progress {
+    /// Iterations finished over the whole search, counting a step that stopped early as whole.
+    pub fn done(&self) -> usize {
+        self.c_step * self.max_iterations + self.iterations_done
+    }
+
+    /// Iterations of the whole search (`c_steps * max_iterations`).
+    pub fn total(&self) -> usize {
+        self.c_steps * self.max_iterations
     }
 }

@@ -354,3 +354,41 @@ fn seed_example_helper_writes_both_modes() {
     assert!(summary.contains("PP: found"), "{summary}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Progress reports climb to `c_steps * max_iterations` without going back, one per iteration
+/// unless instances stop early, and the explanations are those of `explain_batch`.
+#[test]
+fn progress_reports_climb_to_the_whole_search_and_change_nothing() {
+    let f = fixture();
+    let xs = images_of(&[0, 1]);
+    let p = params(Mode::PertinentNegative)
+        .c_steps(3)
+        .max_iterations(40)
+        .check()
+        .unwrap();
+    let cem = Cem::white_box(p, &f.model).unwrap();
+    let mut seen: Vec<xai_cem::Progress> = Vec::new();
+    let with = cem
+        .explain_batch_with_progress(
+            xs.view(),
+            None,
+            Some(&mut |p: &xai_cem::Progress| seen.push(*p)),
+        )
+        .unwrap();
+    let plain = cem.explain_batch(xs.view(), None).unwrap();
+    assert_eq!(
+        serde_json::to_string(&with.iter().map(|e| &e.data).collect::<Vec<_>>()).unwrap(),
+        serde_json::to_string(&plain.iter().map(|e| &e.data).collect::<Vec<_>>()).unwrap()
+    );
+    let last = seen.last().unwrap();
+    assert_eq!((last.done(), last.total()), (120, 120));
+    assert!(seen.windows(2).all(|w| w[0].done() < w[1].done()));
+    // Every step ends with a report of the whole step.
+    for step in 0..3 {
+        assert!(seen
+            .iter()
+            .any(|p| p.c_step == step && p.iterations_done == 40));
+    }
+    let n = xs.len_of(Axis(0));
+    assert!(seen.iter().all(|p| p.active_instances <= n));
+}

@@ -169,7 +169,17 @@ pub fn run(a: &CemArgs) -> Result<()> {
     }
     let samples = read_inputs(&a.common.input, &s.spec)?;
     let names = s.class_names.as_deref();
-    let bar = s.progress.bar(samples.len() * modes.len(), "CEM");
+    // The bar counts FISTA iterations (c steps x max iterations per explanation), reported by
+    // the library as the search goes.
+    let per_explanation: usize = explainers
+        .first()
+        .map(|c| c.params().c_steps() * c.params().max_iterations())
+        .unwrap_or(1)
+        .max(1);
+    let bar = s
+        .progress
+        .bar(samples.len() * modes.len() * per_explanation, "CEM");
+    let mut finished = 0u64;
     for sample in &samples {
         if let Some((i, v)) = sample
             .x
@@ -189,15 +199,22 @@ pub fn run(a: &CemArgs) -> Result<()> {
         for cem in &explainers {
             let mode = cem.params().mode();
             bar.set_message(format!("{} {}", sample.name, mode));
+            let one = sample.x.view().insert_axis(Axis(0)).into_dyn();
             let e = cem
-                .explain(sample.x.view().into_dyn())
-                .map_err(|e| failed_in(format!("explaining {}", sample.source), e))?;
+                .explain_batch_with_progress(
+                    one,
+                    None,
+                    Some(&mut |p: &xai_cem::Progress| bar.set_position(finished + p.done() as u64)),
+                )
+                .map_err(|e| failed_in(format!("explaining {}", sample.source), e))?
+                .remove(0);
+            finished += per_explanation as u64;
+            bar.set_position(finished);
             let sub = dir.join(mode.short_name());
             std::fs::create_dir_all(&sub)
                 .map_err(|err| failed_in(format!("creating {}", sub.display()), err))?;
             files.extend(save_explanation(&e, &sub)?);
             explanations.push(e);
-            bar.inc(1);
         }
         let mut extra = Vec::new();
         if let Some(ae) = &ae {

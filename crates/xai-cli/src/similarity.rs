@@ -114,18 +114,21 @@ pub fn run(a: &SimilarityArgs) -> Result<()> {
     let names: Option<Vec<String>> = s.class_names.clone().or(refs.class_names.clone());
     let names = names.as_deref();
     let explainer = GradientSimilarity::new(model, params).map_err(usage)?;
-    let spinner = s.progress.spinner(&format!(
-        "fitting on {n_ref} references{}",
-        if a.precompute_grads {
-            " (computing their gradients)"
-        } else {
-            ""
-        }
-    ));
+    // Reference gradients are reported chunk by chunk by the library (with --precompute-grads;
+    // otherwise fitting only checks and stores the set).
+    let bar = if a.precompute_grads {
+        s.progress.bar(n_ref, "reference gradients")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let fitted = explainer
-        .fit(refs.x.clone(), Targets::Classes(ref_classes.clone()))
+        .fit_with_progress(
+            refs.x.clone(),
+            Targets::Classes(ref_classes.clone()),
+            Some(&mut |p: &xai_grad_sim::Progress| bar.set_position(p.done as u64)),
+        )
         .map_err(|e| failed_in("fitting on the reference set", e))?;
-    spinner.finish_and_clear();
+    bar.finish_and_clear();
     let ref_gray = grayscale(refs.x.view());
     let captions: Vec<String> = ref_classes
         .iter()

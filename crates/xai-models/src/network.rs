@@ -200,6 +200,7 @@ impl Network {
     pub fn compute_dims(&mut self) -> Result<(), ModelError> {
         let [c, h, w] = self.input_shape;
         let mut dims = vec![Dims::new(h, w, c)];
+        dims[0].check_len("the network's input")?;
         if let Some(inputs) = &self.inputs {
             if inputs.len() != self.layers.len() {
                 return Err(ModelError::Architecture(format!(
@@ -243,6 +244,7 @@ impl Network {
                         .map_err(|e| ModelError::Architecture(format!("layer `{}`: {e}", l.name)))?
                 }
             };
+            d.check_len(&format!("the output of layer `{}`", l.name))?;
             dims.push(d);
         }
         self.dims = dims;

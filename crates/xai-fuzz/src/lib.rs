@@ -188,7 +188,9 @@ pub fn fuzz(
             }
         }
         if took > limit {
-            panic!("xai-fuzz: target `{target}`, case {i} took {took:?}, over {limit:?} ({replay})");
+            panic!(
+                "xai-fuzz: target `{target}`, case {i} took {took:?}, over {limit:?} ({replay})"
+            );
         }
     }
     let report = Report {
@@ -441,7 +443,11 @@ pub fn interesting_json_number(rng: &mut StdRng) -> Value {
     match rng.gen_range(0..6) {
         0 => Value::from(interesting_u64(rng)),
         1 => Value::from(interesting_i64(rng)),
-        2 => Value::from([0.5, -0.5, 1e-30, -1e-30, 1e30, 1e308, -1e308, 0.0, -0.0, 1.5][rng.gen_range(0..10)]),
+        2 => Value::from(
+            [
+                0.5, -0.5, 1e-30, -1e-30, 1e30, 1e308, -1e308, 0.0, -0.0, 1.5,
+            ][rng.gen_range(0..10)],
+        ),
         3 => Value::from(rng.gen_range(-3i64..=3)),
         4 => Value::from(rng.gen_range(-10.0f64..10.0)),
         _ => Value::from(rng.gen_range(0u64..100)),
@@ -469,8 +475,9 @@ fn random_json_leaf(rng: &mut StdRng) -> Value {
         1 => Value::Bool(rng.gen()),
         2 => interesting_json_number(rng),
         3 => Value::String(
-            ["", "NaN", "inf", "-inf", "auto", "x", "PN", "PP", "Add", "Relu", "Same"]
-                [rng.gen_range(0..11)]
+            [
+                "", "NaN", "inf", "-inf", "auto", "x", "PN", "PP", "Add", "Relu", "Same",
+            ][rng.gen_range(0..11)]
             .into(),
         ),
         4 => Value::Array(Vec::new()),
@@ -605,12 +612,17 @@ mod tests {
         });
         assert_eq!(r.accepted + r.rejected, r.cases);
         let caught = catch_unwind(|| {
-            fuzz("driver-self-test-panics", 10, |_| -> Result<Outcome, String> {
-                panic!("boom")
-            })
+            fuzz(
+                "driver-self-test-panics",
+                10,
+                |_| -> Result<Outcome, String> { panic!("boom") },
+            )
         });
         let msg = caught.expect_err("a panicking case fails the target");
         let msg = msg.downcast_ref::<String>().unwrap();
-        assert!(msg.contains("boom") && msg.contains("XAI_FUZZ_SEED="), "{msg}");
+        assert!(
+            msg.contains("boom") && msg.contains("XAI_FUZZ_SEED="),
+            "{msg}"
+        );
     }
 }

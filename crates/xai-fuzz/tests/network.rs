@@ -73,7 +73,9 @@ fn vals(rng: &mut StdRng, len: usize) -> Vec<f32> {
         1 => len.saturating_sub(1),
         _ => len,
     };
-    (0..len.min(1 << 16)).map(|_| rng.gen_range(-0.5..0.5)).collect()
+    (0..len.min(1 << 16))
+        .map(|_| rng.gen_range(-0.5..0.5))
+        .collect()
 }
 
 /// A random layer for an input of `d` (usually one that fits).
@@ -256,9 +258,14 @@ fn exercise(rng: &mut StdRng, net: &Network) -> Result<(), String> {
     let n = rng.gen_range(1..=3);
     let x = random_input(rng, n, shape);
     let k = net.n_outputs();
-    let y = net.predict(x.view().into_dyn()).map_err(|e| e.to_string())?;
+    let y = net
+        .predict(x.view().into_dyn())
+        .map_err(|e| e.to_string())?;
     if y.dim() != (n, k) {
-        return Err(format!("predict returned {:?}, expected ({n}, {k})", y.dim()));
+        return Err(format!(
+            "predict returned {:?}, expected ({n}, {k})",
+            y.dim()
+        ));
     }
     let w = Array2::from_shape_simple_fn((n, k), || rng.gen_range(-1.0..1.0f32));
     let g = net

@@ -97,7 +97,10 @@ fn pad_1d(
         Padding::Same => {
             let out = input.div_ceil(stride);
             // Overflow (a huge kernel or stride) or an empty input: no window fits.
-            let span = out.checked_sub(1)?.checked_mul(stride)?.checked_add(kernel)?;
+            let span = out
+                .checked_sub(1)?
+                .checked_mul(stride)?
+                .checked_add(kernel)?;
             let total = span.saturating_sub(input);
             Some((total / 2, out))
         }

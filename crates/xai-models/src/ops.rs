@@ -70,8 +70,7 @@ impl GroupConv2d {
         let weights = [kh, kw, ig, self.out_channels]
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d));
-        if weights != Some(self.weight.len()) || self.bias.len() != self.out_channels
-        {
+        if weights != Some(self.weight.len()) || self.bias.len() != self.out_channels {
             return arch(format!(
                 "grouped conv weights of {} values and bias of {} (expected {kh}x{kw}x{ig}x{} and {})",
                 self.weight.len(),

@@ -754,7 +754,8 @@ fn enforce_label_connectivity(
     const DX: [isize; 4] = [1, -1, 0, 0];
     const DY: [isize; 4] = [0, 0, 1, -1];
     let mask_label = start_label as isize - 1;
-    let max_size = max_size.max(1);
+    // No component has more pixels than the image (the buffer below is sized by it).
+    let max_size = max_size.clamp(1, segments.len().max(1));
     let mut connected = vec![mask_label; segments.len()];
     let mut current_new_label = start_label as isize;
     let mut coords: Vec<(usize, usize)> = vec![(0, 0); max_size];

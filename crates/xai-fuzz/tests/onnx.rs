@@ -249,11 +249,24 @@ fn fuzz_onnx_loading() {
             b
         };
         // tract (unoptimised in test builds) is slow: the importer takes most cases.
-        let backend = match rng.gen_range(0..20) {
+        let mut backend = match rng.gen_range(0..20) {
             0..=12 => Backend::Import,
             13..=17 => Backend::Auto,
             _ => Backend::Tract,
         };
+        // Known tract 0.23.9 bug, not caught here: a mutated graph whose BatchNormalization
+        // gets an input of too low a rank reads out of bounds with `get_unchecked`
+        // (tract-core src/ops/nn/data_formats.rs:175; a non-unwinding abort in debug builds,
+        // undefined behaviour in release builds). Such graphs go to the importer only.
+        if !unchanged
+            && backend != Backend::Import
+            && proto
+                .graph
+                .as_ref()
+                .is_some_and(|g| g.node.iter().any(|n| n.op_type == "BatchNormalization"))
+        {
+            backend = Backend::Import;
+        }
         let options = OnnxOptions::new()
             .input_shape(seed.shape)
             .layout(seed.layout)

@@ -25,6 +25,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ShapError};
 
+/// The largest Gaussian width SLIC accepts: the smoothing kernel spans `8 sigma + 1` pixels,
+/// so a huge `sigma` (e.g. read from a file) would drive a huge allocation and loop; 1024 pixels
+/// is far wider than any image this smooths meaningfully.
+pub const MAX_SIGMA: f32 = 1024.0;
+
 /// Hyperparameters of [`slic`], with scikit-image's / dianna's defaults. Build with the setters and
 /// validate with [`SlicParams::check`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,11 +145,11 @@ impl SlicParams {
                 "a finite number > 0",
             ));
         }
-        if !(self.sigma.is_finite() && self.sigma >= 0.0) {
+        if !(self.sigma.is_finite() && (0.0..=MAX_SIGMA).contains(&self.sigma)) {
             return Err(ShapError::param(
                 "sigma",
                 self.sigma,
-                "a finite number >= 0",
+                "a finite number in [0, MAX_SIGMA = 1024]",
             ));
         }
         if !(self.min_size_factor.is_finite() && self.min_size_factor >= 0.0) {

@@ -121,6 +121,9 @@ fn pad_1d(
     }
 }
 
+/// The largest input side, window side (dilated) or stride a convolution or pooling accepts.
+pub const MAX_WINDOW_EXTENT: usize = 1 << 32;
+
 /// Geometry of a sliding window over an input: padding offsets and output size.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Window {
@@ -157,6 +160,18 @@ pub(crate) fn window(
     if kh == 0 || kw == 0 || sh == 0 || sw == 0 {
         return Err(ModelError::Architecture(format!(
             "a {kh}x{kw} window with stride {sh}x{sw}: window sizes and strides must be at least 1"
+        )));
+    }
+    // Offsets are computed as signed integers in the kernels: keep every extent far from
+    // overflowing them.
+    if [input.h, input.w, kh, kw, sh, sw]
+        .iter()
+        .any(|&v| v > MAX_WINDOW_EXTENT)
+    {
+        return Err(ModelError::Architecture(format!(
+            "a {kh}x{kw} window with stride {sh}x{sw} over a {}x{} input: every extent must be \
+             at most MAX_WINDOW_EXTENT = 2^32",
+            input.h, input.w
         )));
     }
     if let Padding::Explicit {

@@ -187,6 +187,13 @@ pub fn fuzz(
                 panic!("xai-fuzz: target `{target}`, case {i} panicked: {msg} ({replay})");
             }
         }
+        if (i + 1) % 10_000 == 0 && i + 1 < n {
+            println!(
+                "xai-fuzz: target `{target}`: {} cases passed ({accepted} accepted) in {:.1?}",
+                i + 1,
+                start.elapsed()
+            );
+        }
         if took > limit {
             panic!(
                 "xai-fuzz: target `{target}`, case {i} took {took:?}, over {limit:?} ({replay})"

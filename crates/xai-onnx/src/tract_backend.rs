@@ -25,12 +25,40 @@ fn guard<T>(action: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
 }
 
 /// Refuses what tract 0.23 cannot survive (it neither panics nor errors, but loops and
-/// allocates until the process aborts): a `Transpose` whose `perm` is not a permutation of
-/// `0..n` (duplicates or out-of-range axes).
+/// allocates until the process aborts, or runs for minutes): a `Transpose` whose `perm` is not
+/// a permutation of `0..n` (duplicates or out-of-range axes), and pads, strides, dilations,
+/// kernel sizes or groups outside `0..=2^16` (the importer's range).
 fn check_for_tract(model: &ModelProto) -> Result<()> {
     let Some(graph) = model.graph.as_ref() else {
         return Ok(());
     };
+    // Window geometry in the range the importer accepts (tract runs the plan of a 2^40-wide
+    // kernel or stride for minutes or loops, instead of refusing it).
+    for node in &graph.node {
+        for a in &node.attribute {
+            let geometry = matches!(
+                a.name.as_str(),
+                "pads" | "strides" | "dilations" | "kernel_shape" | "group" | "output_padding"
+            );
+            let bad = a
+                .ints
+                .iter()
+                .chain((a.i != 0).then_some(&a.i))
+                .find(|&&v| !(0..=crate::import::MAX_EXTENT).contains(&v));
+            if let (true, Some(v)) = (geometry, bad) {
+                return Err(OnnxError::Tract {
+                    action: "load the model".into(),
+                    message: format!(
+                        "node `{}` ({}) has {} = {v}, expected a value in 0..={}",
+                        node.name,
+                        node.op_type,
+                        a.name,
+                        crate::import::MAX_EXTENT
+                    ),
+                });
+            }
+        }
+    }
     for node in graph.node.iter().filter(|n| n.op_type == "Transpose") {
         let Some(perm) = node.attribute.iter().find(|a| a.name == "perm") else {
             continue;

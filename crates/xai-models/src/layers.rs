@@ -541,8 +541,7 @@ impl Layer {
                 input
             }
             Layer::Clip { min, max } => {
-                // `!(min <= max)` also rejects NaN bounds.
-                if !(min <= max) {
+                if min.is_nan() || max.is_nan() || min > max {
                     return Err(ModelError::Architecture(format!(
                         "clip bounds [{min}, {max}]: expected min <= max, neither NaN"
                     )));

@@ -18,6 +18,22 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
+/// An accepted array holds exactly the bytes its dimensions declare; a refused one is an IDX
+/// format error (or, for gzipped input, a gzip error), never another kind.
+fn check(r: Result<IdxArray, DatasetError>, gzipped: bool) -> Result<(), TestCaseError> {
+    match r {
+        Ok(arr) => {
+            prop_assert!(!gzipped, "random bytes after a gzip magic were accepted");
+            let n: Option<usize> = arr.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            prop_assert_eq!(n, Some(arr.data.len()), "dims {:?}", arr.dims);
+        }
+        Err(DatasetError::Idx { .. }) => {}
+        Err(DatasetError::Gzip { .. }) if gzipped => {}
+        Err(e) => prop_assert!(false, "unexpected error kind: {:?}", e),
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -55,17 +71,17 @@ proptest! {
     }
 
     #[test]
-    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
-        let _ = parse_idx(&bytes);
-        let _ = decode_idx_bytes(&bytes);
+    fn random_bytes_give_a_consistent_array_or_a_format_error(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        check(parse_idx(&bytes), false)?;
+        check(decode_idx_bytes(&bytes), false)?;
         // With a valid-looking header prefix too.
         let mut b = vec![0u8, 0, 8];
         b.extend_from_slice(&bytes);
-        let _ = parse_idx(&b);
-        // And behind a gzip magic.
+        check(parse_idx(&b), false)?;
+        // And behind a gzip magic (random bytes are never a valid gzip stream).
         let mut g = vec![0x1fu8, 0x8b];
         g.extend_from_slice(&bytes);
-        let _ = decode_idx_bytes(&g);
+        check(decode_idx_bytes(&g), true)?;
     }
 
     #[test]

@@ -37,9 +37,25 @@ impl Dims {
         Self { h: 1, w: 1, c: f }
     }
 
-    /// Number of values per sample.
+    /// Number of values per sample (saturating at `usize::MAX`; a [`crate::Network`] checks
+    /// with [`Dims::checked_len`] that its dimensions fit).
     pub fn len(&self) -> usize {
-        self.h * self.w * self.c
+        self.checked_len().unwrap_or(usize::MAX)
+    }
+
+    /// Number of values per sample, or `None` when `h * w * c` overflows `usize`.
+    pub fn checked_len(&self) -> Option<usize> {
+        self.h.checked_mul(self.w)?.checked_mul(self.c)
+    }
+
+    /// The error for dimensions whose number of values overflows `usize`.
+    pub(crate) fn check_len(&self, what: &str) -> Result<usize, ModelError> {
+        self.checked_len().ok_or_else(|| {
+            ModelError::Architecture(format!(
+                "{what} of {}x{}x{} values: h * w * c must fit in usize",
+                self.h, self.w, self.c
+            ))
+        })
     }
 
     /// Whether a sample holds no values.
@@ -81,7 +97,12 @@ fn pad_1d(
         Padding::Valid => (input >= kernel).then(|| (0, (input - kernel) / stride + 1)),
         Padding::Same => {
             let out = input.div_ceil(stride);
-            let total = ((out - 1) * stride + kernel).saturating_sub(input);
+            // Overflow (a huge kernel or stride) or an empty input: no window fits.
+            let span = out
+                .checked_sub(1)?
+                .checked_mul(stride)?
+                .checked_add(kernel)?;
+            let total = span.saturating_sub(input);
             Some((total / 2, out))
         }
         Padding::Explicit {
@@ -95,11 +116,14 @@ fn pad_1d(
             } else {
                 (left, right)
             };
-            let padded = input + before + after;
+            let padded = input.checked_add(before)?.checked_add(after)?;
             (padded >= kernel).then(|| (before, (padded - kernel) / stride + 1))
         }
     }
 }
+
+/// The largest input side, window side (dilated) or stride a convolution or pooling accepts.
+pub const MAX_WINDOW_EXTENT: usize = 1 << 32;
 
 /// Geometry of a sliding window over an input: padding offsets and output size.
 #[derive(Debug, Clone, Copy)]
@@ -137,6 +161,18 @@ pub(crate) fn window(
     if kh == 0 || kw == 0 || sh == 0 || sw == 0 {
         return Err(ModelError::Architecture(format!(
             "a {kh}x{kw} window with stride {sh}x{sw}: window sizes and strides must be at least 1"
+        )));
+    }
+    // Offsets are computed as signed integers in the kernels: keep every extent far from
+    // overflowing them.
+    if [input.h, input.w, kh, kw, sh, sw]
+        .iter()
+        .any(|&v| v > MAX_WINDOW_EXTENT)
+    {
+        return Err(ModelError::Architecture(format!(
+            "a {kh}x{kw} window with stride {sh}x{sw} over a {}x{} input: every extent must be \
+             at most MAX_WINDOW_EXTENT = 2^32",
+            input.h, input.w
         )));
     }
     if let Padding::Explicit {
@@ -465,6 +501,7 @@ pub(crate) enum Mode<'a> {
 impl Layer {
     /// Output dimensions for an input of `input` dimensions, or an error if the layer does not fit.
     pub fn output_dims(&self, input: Dims) -> Result<Dims, ModelError> {
+        input.check_len("an input")?;
         Ok(match self {
             Layer::Conv2d(conv) => {
                 let win = conv.window(input)?;
@@ -489,7 +526,15 @@ impl Layer {
                 let win = window(input, pool.size, pool.stride, pool.padding)?;
                 Dims::new(win.oh, win.ow, input.c)
             }
-            Layer::Relu | Layer::Dropout(_) | Layer::Softmax => input,
+            Layer::Dropout(p) => {
+                if !(0.0..1.0).contains(p) {
+                    return Err(ModelError::Architecture(format!(
+                        "dropout rate {p}: expected a probability in [0, 1)"
+                    )));
+                }
+                input
+            }
+            Layer::Relu | Layer::Softmax => input,
             Layer::Flatten => Dims::flat(input.len()),
             Layer::Dense(d) => {
                 if input.len() != d.in_features {
@@ -535,11 +580,32 @@ impl Layer {
             Layer::AvgPool2d(p) => p.output_dims(input)?,
             Layer::GlobalAvgPool => Dims::new(1, 1, input.c),
             Layer::BatchNorm(b) => b.output_dims(input)?,
+            Layer::LeakyRelu(alpha) => {
+                if alpha.is_nan() {
+                    return Err(ModelError::Architecture(
+                        "leaky ReLU slope NaN: expected a number".into(),
+                    ));
+                }
+                input
+            }
+            Layer::Clip { min, max } => {
+                if min.is_nan() || max.is_nan() || min > max {
+                    return Err(ModelError::Architecture(format!(
+                        "clip bounds [{min}, {max}]: expected min <= max, neither NaN"
+                    )));
+                }
+                input
+            }
+            Layer::HardSigmoid { alpha, beta } => {
+                if alpha.is_nan() || beta.is_nan() {
+                    return Err(ModelError::Architecture(format!(
+                        "hard sigmoid alpha {alpha}, beta {beta}: expected numbers, not NaN"
+                    )));
+                }
+                input
+            }
             Layer::Sigmoid
             | Layer::Tanh
-            | Layer::LeakyRelu(_)
-            | Layer::Clip { .. }
-            | Layer::HardSigmoid { .. }
             | Layer::HardSwish
             | Layer::LogSoftmax
             | Layer::Binary(_)
@@ -579,7 +645,15 @@ impl Layer {
                         "Concat along channels of tensors with different heights/widths {inputs:?}"
                     )));
                 }
-                Ok(Dims::new(h, w, inputs.iter().map(|d| d.c).sum()))
+                let c = inputs
+                    .iter()
+                    .try_fold(0usize, |a, d| a.checked_add(d.c))
+                    .ok_or_else(|| {
+                        ModelError::Architecture(format!(
+                            "Concat of {inputs:?}: the number of channels overflows usize"
+                        ))
+                    })?;
+                Ok(Dims::new(h, w, c))
             }
             _ => self.output_dims(inputs[0]),
         }
@@ -1235,17 +1309,21 @@ pub(crate) fn for_each_window_input(
     ox: usize,
     mut f: impl FnMut(usize),
 ) {
-    for ky in 0..win.kh {
-        let iy = (oy * win.sh + ky) as isize - win.pad_top as isize;
-        if iy < 0 || iy >= input.h as isize {
-            continue;
-        }
-        for kx in 0..win.kw {
-            let ix = (ox * win.sw + kx) as isize - win.pad_left as isize;
-            if ix < 0 || ix >= input.w as isize {
-                continue;
-            }
-            f((iy as usize * input.w + ix as usize) * input.c);
+    // Only the window's in-bounds rows and columns are visited: a window much larger than the
+    // input (possible with 'same' padding) costs no more than the input.
+    let in_bounds = |o: usize, s: usize, pad: usize, k: usize, len: usize| {
+        let start = o * s;
+        let k0 = pad.saturating_sub(start);
+        let k1 = len.saturating_add(pad).saturating_sub(start).min(k);
+        (k0, k1)
+    };
+    let (ky0, ky1) = in_bounds(oy, win.sh, win.pad_top, win.kh, input.h);
+    let (kx0, kx1) = in_bounds(ox, win.sw, win.pad_left, win.kw, input.w);
+    for ky in ky0..ky1 {
+        let iy = oy * win.sh + ky - win.pad_top;
+        for kx in kx0..kx1 {
+            let ix = ox * win.sw + kx - win.pad_left;
+            f((iy * input.w + ix) * input.c);
         }
     }
 }

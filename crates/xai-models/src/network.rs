@@ -200,6 +200,12 @@ impl Network {
     pub fn compute_dims(&mut self) -> Result<(), ModelError> {
         let [c, h, w] = self.input_shape;
         let mut dims = vec![Dims::new(h, w, c)];
+        if dims[0].check_len("the network's input")? == 0 {
+            return Err(ModelError::Architecture(format!(
+                "input shape {:?}: every size must be at least 1",
+                self.input_shape
+            )));
+        }
         if let Some(inputs) = &self.inputs {
             if inputs.len() != self.layers.len() {
                 return Err(ModelError::Architecture(format!(
@@ -243,6 +249,12 @@ impl Network {
                         .map_err(|e| ModelError::Architecture(format!("layer `{}`: {e}", l.name)))?
                 }
             };
+            if d.check_len(&format!("the output of layer `{}`", l.name))? == 0 {
+                return Err(ModelError::Architecture(format!(
+                    "layer `{}` outputs {}x{}x{} = no values per sample; expected at least one",
+                    l.name, d.h, d.w, d.c
+                )));
+            }
             dims.push(d);
         }
         self.dims = dims;

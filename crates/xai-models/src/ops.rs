@@ -67,9 +67,10 @@ impl GroupConv2d {
         let (kh, kw) = self.kernel;
         let (dh, dw) = self.dilation;
         let ig = self.in_channels / self.groups;
-        if self.weight.len() != kh * kw * ig * self.out_channels
-            || self.bias.len() != self.out_channels
-        {
+        let weights = [kh, kw, ig, self.out_channels]
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d));
+        if weights != Some(self.weight.len()) || self.bias.len() != self.out_channels {
             return arch(format!(
                 "grouped conv weights of {} values and bias of {} (expected {kh}x{kw}x{ig}x{} and {})",
                 self.weight.len(),
@@ -81,7 +82,13 @@ impl GroupConv2d {
         if dh == 0 || dw == 0 || self.stride.0 == 0 || self.stride.1 == 0 || kh == 0 || kw == 0 {
             return arch("zero kernel, stride or dilation".into());
         }
-        let extent = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
+        let span = |k: usize, d: usize| (k - 1).checked_mul(d).and_then(|v| v.checked_add(1));
+        let (Some(eh), Some(ew)) = (span(kh, dh), span(kw, dw)) else {
+            return arch(format!(
+                "a {kh}x{kw} kernel dilated {dh}x{dw}: its extent must fit in usize"
+            ));
+        };
+        let extent = (eh, ew);
         let win = window(input, extent, self.stride, self.padding)?;
         Ok(ConvGeom {
             win,
@@ -284,7 +291,7 @@ impl AvgPool2d {
 
     fn divisor(&self, win: &Window, input: Dims, oy: usize, ox: usize) -> f32 {
         if self.count_include_pad {
-            (self.size.0 * self.size.1) as f32
+            self.size.0 as f32 * self.size.1 as f32
         } else {
             let mut k = 0usize;
             for_each_window_input(win, input, oy, ox, |_| k += 1);

@@ -295,3 +295,101 @@ fn out_of_range_attributes_are_typed_errors() {
         );
     }
 }
+
+/// A declared fixed batch that is huge (2^40, i64::MAX) or too large for one batch of values
+/// used to abort the process in tract's padded batches; it is a typed error on every path,
+/// before anything is allocated for it. A modest fixed batch still loads.
+#[test]
+fn huge_declared_batch_is_a_typed_error_on_every_path() {
+    use crate::pb::tensor_shape_proto::dimension;
+    use crate::pb::{type_proto, ModelProto};
+    let bytes = std::fs::read(path("pytorch_cnn", "onnx")).unwrap();
+    let proto: ModelProto = prost::Message::decode(bytes.as_slice()).unwrap();
+    let with_batch = |b: i64| {
+        let mut p = proto.clone();
+        let input = &mut p.graph.as_mut().unwrap().input[0];
+        if let Some(type_proto::Value::TensorType(t)) =
+            input.r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
+            t.shape.as_mut().unwrap().dim[0].value = Some(dimension::Value::DimValue(b));
+        }
+        prost::Message::encode_to_vec(&p)
+    };
+    let per_sample = 12 * 12;
+    let too_many_values = (crate::MAX_FIXED_BATCH_VALUES / per_sample + 1) as i64;
+    for backend in [Backend::Import, Backend::Auto, Backend::Tract] {
+        let opts = OnnxOptions::new()
+            .input_shape([1, 12, 12])
+            .backend(backend)
+            .check()
+            .unwrap();
+        for b in [
+            1i64 << 40,
+            i64::MAX,
+            crate::MAX_FIXED_BATCH as i64 + 1,
+            too_many_values,
+        ] {
+            let err = opts.load_bytes(&with_batch(b)).expect_err("a huge batch");
+            let msg = err.to_string();
+            assert!(
+                matches!(err, crate::OnnxError::Unsupported(_)) && msg.contains("fixed batch"),
+                "{backend:?}, batch {b}: {msg}"
+            );
+        }
+        let m = opts.load_bytes(&with_batch(3)).unwrap();
+        let x = ndarray::Array4::<f32>::zeros((5, 1, 12, 12));
+        assert_eq!(
+            m.predict(x.view().into_dyn()).unwrap().dim(),
+            (5, m.n_outputs())
+        );
+    }
+}
+
+/// tract 0.23 loops (allocating until the process aborts) on a `Transpose` whose `perm` is not
+/// a permutation, and panics on some malformed attributes: both are `OnnxError::Tract`.
+#[test]
+fn graphs_that_break_tract_are_typed_errors() {
+    use crate::pb::{AttributeProto, ModelProto, NodeProto};
+    let bytes = std::fs::read(path("keras_nhwc", "onnx")).unwrap();
+    let proto: ModelProto = prost::Message::decode(bytes.as_slice()).unwrap();
+    let opts = OnnxOptions::new()
+        .input_shape([1, 8, 8])
+        .layout(Layout::Nhwc)
+        .backend(Backend::Tract)
+        .check()
+        .unwrap();
+    let mut p = proto.clone();
+    let g = p.graph.as_mut().unwrap();
+    let t: &mut NodeProto = g
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "Transpose")
+        .expect("the Keras fixture transposes its input");
+    let perm: &mut AttributeProto = t.attribute.iter_mut().find(|a| a.name == "perm").unwrap();
+    perm.ints = vec![0, 3, 3, 1];
+    let err = opts
+        .load_bytes(&prost::Message::encode_to_vec(&p))
+        .expect_err("a bad perm");
+    assert!(
+        matches!(&err, crate::OnnxError::Tract { message, .. } if message.contains("permutation")),
+        "{err}"
+    );
+    // A `pads` attribute of the wrong length makes tract index out of bounds (a panic inside
+    // tract, caught and reported).
+    let mut p = proto;
+    let g = p.graph.as_mut().unwrap();
+    let conv = g.node.iter_mut().find(|n| n.op_type == "Conv").unwrap();
+    match conv.attribute.iter_mut().find(|a| a.name == "pads") {
+        Some(a) => a.ints = vec![1],
+        None => conv.attribute.push(AttributeProto {
+            name: "pads".into(),
+            r#type: 7,
+            ints: vec![1],
+            ..Default::default()
+        }),
+    }
+    let err = opts
+        .load_bytes(&prost::Message::encode_to_vec(&p))
+        .expect_err("pads of the wrong length");
+    assert!(matches!(err, crate::OnnxError::Tract { .. }), "{err}");
+}

@@ -41,7 +41,7 @@ use crate::proto::{
 };
 
 /// Largest kernel, stride, dilation or pad the importer accepts from a file.
-const MAX_EXTENT: i64 = 1 << 16;
+pub(crate) const MAX_EXTENT: i64 = 1 << 16;
 /// Largest number of elements of a tensor the importer builds itself (`ConstantOfShape`) or of
 /// one sample's activation of an imported layer.
 const MAX_ELEMENTS: usize = 1 << 26;

@@ -167,6 +167,12 @@ pub(crate) fn graph_input(graph: &GraphProto) -> Result<GraphInput> {
 
 /// Checks the declared input against the options; returns the fixed batch size, if the model
 /// declares one.
+/// The largest fixed batch size a model's input may declare (a symbolic batch has no limit).
+pub const MAX_FIXED_BATCH: usize = 1 << 16;
+/// The largest number of values in one fixed batch (`batch × c × h × w`, 2^26: 256 MiB of
+/// `f32`), which tract allocates for every call.
+pub const MAX_FIXED_BATCH_VALUES: usize = 1 << 26;
+
 pub(crate) fn check_input(input: &GraphInput, opts: &ValidOnnxOptions) -> Result<Option<usize>> {
     let Some(dims) = &input.dims else {
         return Ok(None);
@@ -197,7 +203,23 @@ pub(crate) fn check_input(input: &GraphInput, opts: &ValidOnnxOptions) -> Result
         }
     }
     match dims[0] {
-        Dim::Fixed(b) if b >= 1 => Ok(Some(b as usize)),
+        Dim::Fixed(b) if b >= 1 => {
+            // tract runs whole batches of a fixed size (the last one padded): bound the batch
+            // before anything is allocated for it.
+            let per_sample: usize = expected.iter().product();
+            let values = usize::try_from(b)
+                .ok()
+                .and_then(|b| b.checked_mul(per_sample));
+            match values {
+                Some(v) if b as u64 <= MAX_FIXED_BATCH as u64 && v <= MAX_FIXED_BATCH_VALUES => {
+                    Ok(Some(b as usize))
+                }
+                _ => Err(OnnxError::Unsupported(format!(
+                    "the input `{}` declares a fixed batch of {b} samples of {per_sample} values;                      expected at most {MAX_FIXED_BATCH} samples and {MAX_FIXED_BATCH_VALUES}                      values per batch (a larger batch dimension must be symbolic)",
+                    input.name
+                ))),
+            }
+        }
         Dim::Fixed(_) => Err(mismatch()),
         Dim::Symbolic(_) => Ok(None),
     }

@@ -7,6 +7,83 @@ use tract_onnx::prelude::*;
 
 use crate::error::{OnnxError, Result};
 
+/// Runs `f`, turning a panic inside tract (which some malformed graphs still cause, e.g. an
+/// index out of bounds in its padding arithmetic for a `pads` attribute of the wrong length)
+/// into [`OnnxError::Tract`]: a file must not be able to abort the caller.
+fn guard<T>(action: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic without a message".into());
+        Err(OnnxError::Tract {
+            action: action.into(),
+            message: format!("tract panicked ({message}); the model is malformed"),
+        })
+    })
+}
+
+/// Refuses what tract 0.23 cannot survive (it neither panics nor errors, but loops and
+/// allocates until the process aborts, or runs for minutes): a `Transpose` whose `perm` is not
+/// a permutation of `0..n` (duplicates or out-of-range axes), and pads, strides, dilations,
+/// kernel sizes or groups outside `0..=2^16` (the importer's range).
+fn check_for_tract(model: &ModelProto) -> Result<()> {
+    let Some(graph) = model.graph.as_ref() else {
+        return Ok(());
+    };
+    // Window geometry in the range the importer accepts (tract runs the plan of a 2^40-wide
+    // kernel or stride for minutes or loops, instead of refusing it).
+    for node in &graph.node {
+        for a in &node.attribute {
+            let geometry = matches!(
+                a.name.as_str(),
+                "pads" | "strides" | "dilations" | "kernel_shape" | "group" | "output_padding"
+            );
+            let bad = a
+                .ints
+                .iter()
+                .chain((a.i != 0).then_some(&a.i))
+                .find(|&&v| !(0..=crate::import::MAX_EXTENT).contains(&v));
+            if let (true, Some(v)) = (geometry, bad) {
+                return Err(OnnxError::Tract {
+                    action: "load the model".into(),
+                    message: format!(
+                        "node `{}` ({}) has {} = {v}, expected a value in 0..={}",
+                        node.name,
+                        node.op_type,
+                        a.name,
+                        crate::import::MAX_EXTENT
+                    ),
+                });
+            }
+        }
+    }
+    for node in graph.node.iter().filter(|n| n.op_type == "Transpose") {
+        let Some(perm) = node.attribute.iter().find(|a| a.name == "perm") else {
+            continue;
+        };
+        let n = perm.ints.len();
+        let mut seen = vec![false; n];
+        let ok = perm.ints.iter().all(|&p| {
+            usize::try_from(p)
+                .ok()
+                .filter(|&p| p < n)
+                .is_some_and(|p| !std::mem::replace(&mut seen[p], true))
+        });
+        if !ok {
+            return Err(OnnxError::Tract {
+                action: "load the model".into(),
+                message: format!(
+                    "node `{}` (Transpose) has perm {:?}, expected a permutation of 0..{n}",
+                    node.name, perm.ints
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A tract plan for batches of samples (images in the model's own layout, or feature rows).
 pub(crate) struct TractRunner {
     plan: Arc<TypedRunnableModel>,
@@ -36,6 +113,19 @@ impl TractRunner {
         fixed_batch: Option<usize>,
         threads: usize,
     ) -> Result<Self> {
+        guard("load the model", || {
+            Self::load_unguarded(model, path, dims, fixed_batch, threads)
+        })
+    }
+
+    fn load_unguarded(
+        model: &ModelProto,
+        path: Option<&Path>,
+        dims: Vec<usize>,
+        fixed_batch: Option<usize>,
+        threads: usize,
+    ) -> Result<Self> {
+        check_for_tract(model)?;
         let onnx = tract_onnx::onnx().with_ignore_output_shapes(true);
         let mut inference = match path {
             Some(p) => onnx.model_for_path(p),
@@ -93,10 +183,11 @@ impl TractRunner {
                 .collect();
             let input = Tensor::from_shape(&shape, &buf)
                 .map_err(|e| OnnxError::tract("build the input tensor", e))?;
-            let result = self
-                .plan
-                .run(tvec!(input.into_tvalue()))
-                .map_err(|e| OnnxError::tract("run the model", e))?;
+            let result = guard("run the model", || {
+                self.plan
+                    .run(tvec!(input.into_tvalue()))
+                    .map_err(|e| OnnxError::tract("run the model", e))
+            })?;
             let first = result.first().ok_or_else(|| OnnxError::Tract {
                 action: "run the model".into(),
                 message: "it returned no output".into(),

@@ -25,6 +25,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ShapError};
 
+/// The largest Gaussian width SLIC accepts: the smoothing kernel spans `8 sigma + 1` pixels,
+/// so a huge `sigma` (e.g. read from a file) would drive a huge allocation and loop; 1024 pixels
+/// is far wider than any image this smooths meaningfully.
+pub const MAX_SIGMA: f32 = 1024.0;
+
 /// Hyperparameters of [`slic`], with scikit-image's / dianna's defaults. Build with the setters and
 /// validate with [`SlicParams::check`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,11 +145,11 @@ impl SlicParams {
                 "a finite number > 0",
             ));
         }
-        if !(self.sigma.is_finite() && self.sigma >= 0.0) {
+        if !(self.sigma.is_finite() && (0.0..=MAX_SIGMA).contains(&self.sigma)) {
             return Err(ShapError::param(
                 "sigma",
                 self.sigma,
-                "a finite number >= 0",
+                "a finite number in [0, MAX_SIGMA = 1024]",
             ));
         }
         if !(self.min_size_factor.is_finite() && self.min_size_factor >= 0.0) {
@@ -754,7 +759,8 @@ fn enforce_label_connectivity(
     const DX: [isize; 4] = [1, -1, 0, 0];
     const DY: [isize; 4] = [0, 0, 1, -1];
     let mask_label = start_label as isize - 1;
-    let max_size = max_size.max(1);
+    // No component has more pixels than the image (the buffer below is sized by it).
+    let max_size = max_size.clamp(1, segments.len().max(1));
     let mut connected = vec![mask_label; segments.len()];
     let mut current_new_label = start_label as isize;
     let mut coords: Vec<(usize, usize)> = vec![(0, 0); max_size];

@@ -43,6 +43,18 @@ fn panel_parts() -> impl Strategy<Value = (Option<Array2<f32>>, Option<Array2<f3
     ]
 }
 
+/// A figure's pixel buffer matches its size; an error has a message.
+fn assert_figure(r: Result<RgbImage, VizError>) -> Result<(), TestCaseError> {
+    match r {
+        Ok(img) => {
+            prop_assert!(img.width > 0 && img.height > 0);
+            prop_assert_eq!(img.data.len(), 3 * img.width as usize * img.height as usize);
+        }
+        Err(e) => prop_assert!(!e.to_string().is_empty()),
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -81,7 +93,7 @@ proptest! {
             })
             .collect();
         let opts = HeatmapOptions { limit, overlay_alpha: alpha, cols, panel_px: panel, colorbar_label: Some("v".into()), ..Default::default() };
-        let _ = render_heatmap_panels(&panels, &opts);
+        assert_figure(render_heatmap_panels(&panels, &opts))?;
     }
 
     #[test]
@@ -102,7 +114,7 @@ proptest! {
             highlight,
         };
         let opts = BarChartOptions { chart_size: (w, h), cols, ..Default::default() };
-        let _ = render_bar_chart(&chart, &opts);
-        let _ = render_bar_chart_grid(&[chart.clone(), chart], &opts);
+        assert_figure(render_bar_chart(&chart, &opts))?;
+        assert_figure(render_bar_chart_grid(&[chart.clone(), chart], &opts))?;
     }
 }

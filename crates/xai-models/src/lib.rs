@@ -52,6 +52,8 @@ pub use ops::{AvgPool2d, BatchNorm, BinaryOp, GroupConv2d};
 pub use train::{evaluate, train, Adam, Metrics, TrainConfig};
 
 #[cfg(test)]
+mod bn_train_tests;
+#[cfg(test)]
 mod graph_tests;
 #[cfg(test)]
 mod tests;

@@ -157,7 +157,7 @@ impl ModelKind {
             ModelKind::CemAutoencoder => (10, 128),
             ModelKind::MnistNet => (5, 32),
             ModelKind::BinaryCnn => (2, 64),
-            ModelKind::ResnetBn => (3, 128),
+            ModelKind::ResnetBn => (5, 128),
         };
         TrainConfig {
             epochs,

@@ -37,7 +37,7 @@ pub enum Command {
 /// `cargo xtask train <model|all> [--epochs N] [--train-size N] [--out DIR]`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// alibi_cnn, cem_cnn, cem_autoencoder, mnist_net, binary_cnn, or all.
+    /// alibi_cnn, cem_cnn, cem_autoencoder, mnist_net, binary_cnn, resnet_bn, or all.
     pub model: String,
     /// Epochs (default: the model's recipe).
     #[arg(long)]

@@ -8,15 +8,18 @@
 //! logits|probabilities|log-probabilities` (default: read from the graph's last node; outputs
 //! are converted to probabilities before they are explained) and `--backend auto|import|tract`.
 //! A 2-output model is explained on test digits 0 and 1 (labels 0, 1), any other on the first
-//! test digit for every output.
+//! test digit for every output. A model whose input is not `1 x 28 x 28` (e.g. a 3-channel
+//! ResNet on 32 x 32) gets the digit resized bilinearly to its height and width and repeated
+//! over its channels.
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use ndarray::Array4;
 use xai_core::Predictor;
 use xai_datasets::{Mnist, Scaling};
 use xai_models::zoo::{load_pretrained, ModelKind};
-use xai_onnx::OnnxOptions;
+use xai_onnx::{Layout, OnnxOptions};
 use xai_shap::hyperparams::ImageKernelShapParams;
 use xai_testkit::shap_runs::dianna_mnist_example;
 
@@ -68,6 +71,10 @@ fn run_onnx(dir: &Path, args: &OnnxDemoArgs, smoke: bool) -> Result<()> {
     if let Some(l) = args.layout {
         options = options.layout(l);
     }
+    // The sample shape the file declares (MNIST's 1 x 28 x 28 when it declares none).
+    if let Some(shape) = declared_input_shape(path, args.layout.unwrap_or_default()) {
+        options = options.input_shape(shape);
+    }
     if let Some(s) = args.input_scale {
         options = options.input_scale(s);
     }
@@ -94,7 +101,7 @@ fn run_onnx(dir: &Path, args: &OnnxDemoArgs, smoke: bool) -> Result<()> {
     };
     let names: Vec<String> = labels.iter().map(|l| format!("digit {l}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let images = test.images_f32(Scaling::UnitInterval);
+    let images = fit_to_input(test.images_f32(Scaling::UnitInterval), model.input_shape())?;
     let out = dianna_mnist_example(
         &model,
         images.view(),
@@ -111,4 +118,97 @@ fn run_onnx(dir: &Path, args: &OnnxDemoArgs, smoke: bool) -> Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+/// The per-sample `[c, h, w]` shape an ONNX file declares for its one non-weight input, when
+/// it declares a rank-4 shape whose dimensions after the batch are fixed; `None` otherwise (an
+/// unreadable file is then reported by the loader).
+fn declared_input_shape(path: &Path, layout: Layout) -> Option<[usize; 3]> {
+    use prost::Message;
+    use xai_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
+    use xai_onnx::pb::type_proto::Value as TypeValue;
+    let bytes = std::fs::read(path).ok()?;
+    let proto = xai_onnx::pb::ModelProto::decode(bytes.as_slice()).ok()?;
+    let graph = proto.graph.as_ref()?;
+    let weights: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<_> = graph
+        .input
+        .iter()
+        .filter(|i| !weights.contains(i.name.as_str()))
+        .collect();
+    let [input] = inputs.as_slice() else {
+        return None;
+    };
+    let TypeValue::TensorType(t) = input.r#type.as_ref()?.value.as_ref()?;
+    let dims = &t.shape.as_ref()?.dim;
+    if dims.len() != 4 {
+        return None;
+    }
+    let d: Vec<usize> = dims[1..]
+        .iter()
+        .map(|d| match d.value {
+            Some(DimValue::DimValue(v)) if v > 0 && v <= 1 << 16 => Some(v as usize),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    Some(match layout {
+        Layout::Nchw => [d[0], d[1], d[2]],
+        Layout::Nhwc => [d[2], d[0], d[1]],
+    })
+}
+
+/// MNIST digits `[n, 1, 28, 28]` as inputs of shape `[c, h, w]`: resized bilinearly (pixel
+/// centres aligned, as `torch.nn.functional.interpolate(..., align_corners=False)`) and repeated
+/// over the `c` channels; unchanged when the shape is already `[1, 28, 28]`.
+pub fn fit_to_input(images: Array4<f32>, shape: &[usize]) -> Result<Array4<f32>> {
+    let &[c, h, w] = shape else {
+        bail!("the model's input shape {shape:?} is not an image [channels, height, width]");
+    };
+    let (n, ih, iw) = (images.shape()[0], images.shape()[2], images.shape()[3]);
+    if [c, h, w] == [images.shape()[1], ih, iw] {
+        return Ok(images);
+    }
+    if c == 0 || h == 0 || w == 0 || c > 64 || h > 4096 || w > 4096 {
+        bail!("the model's input shape {shape:?} is not an image the demo can fill from MNIST");
+    }
+    println!("MNIST digits resized from {ih}x{iw} to the model's {c}x{h}x{w} input");
+    // Source coordinate of output pixel `o` along an axis of `from` -> `to` pixels, and its two
+    // neighbours with weights.
+    let taps = |o: usize, from: usize, to: usize| {
+        let pos = ((o as f32 + 0.5) * from as f32 / to as f32 - 0.5).clamp(0.0, (from - 1) as f32);
+        let lo = pos.floor() as usize;
+        let hi = (lo + 1).min(from - 1);
+        (lo, hi, pos - lo as f32)
+    };
+    Ok(Array4::from_shape_fn((n, c, h, w), |(s, _, y, x)| {
+        let (y0, y1, fy) = taps(y, ih, h);
+        let (x0, x1, fx) = taps(x, iw, w);
+        let px = |yy: usize, xx: usize| images[[s, 0, yy, xx]];
+        let top = px(y0, x0) * (1.0 - fx) + px(y0, x1) * fx;
+        let bottom = px(y1, x0) * (1.0 - fx) + px(y1, x1) * fx;
+        top * (1.0 - fy) + bottom * fy
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_are_resized_and_repeated_over_channels() {
+        let images = Array4::from_shape_fn((2, 1, 28, 28), |(s, _, y, x)| (s + y + x) as f32);
+        let same = fit_to_input(images.clone(), &[1, 28, 28]).unwrap();
+        assert_eq!(same, images);
+        let small = fit_to_input(images.clone(), &[3, 14, 14]).unwrap();
+        assert_eq!(small.shape(), &[2, 3, 14, 14]);
+        // Halving a linear ramp: output pixel (y, x) sits at source (2y + 0.5, 2x + 0.5).
+        assert!((small[[1, 2, 3, 4]] - (1.0 + 6.5 + 8.5)).abs() < 1e-4);
+        assert_eq!(
+            small.index_axis(ndarray::Axis(1), 0),
+            small.index_axis(ndarray::Axis(1), 2)
+        );
+        assert!(fit_to_input(images.clone(), &[1, 28]).is_err());
+        assert!(fit_to_input(images, &[1, 0, 5]).is_err());
+    }
 }

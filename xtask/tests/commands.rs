@@ -137,6 +137,46 @@ fn kernelshap_on_an_onnx_file_with_every_flag() {
     );
 }
 
+/// `demo kernelshap --onnx` takes every ONNX pattern of issue 12 through the importer (not
+/// tract): the committed fixtures in PyTorch's and tf2onnx's node patterns (ResNet-style,
+/// MobileNetV2-style, PyTorch's runtime flatten, NHWC Keras; their inputs are not 28 x 28, so
+/// the digit is resized to them) and the zoo's `resnet_bn` exported to ONNX.
+#[test]
+fn kernelshap_imports_every_onnx_pattern() {
+    let out = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/xai-onnx/fixtures");
+    let resnet = xai_models::zoo::load_pretrained(xai_models::zoo::ModelKind::ResnetBn).unwrap();
+    let resnet_onnx = out.path().join("resnet_bn.onnx");
+    xai_onnx::save_onnx(&resnet, &resnet_onnx, &xai_onnx::ExportOptions::default()).unwrap();
+    let cases = [
+        (fixtures.join("resnet_block.onnx"), "nchw"),
+        (fixtures.join("mobilenet_block.onnx"), "nchw"),
+        (fixtures.join("pytorch_cnn.onnx"), "nchw"),
+        (fixtures.join("keras_nhwc.onnx"), "nhwc"),
+        (resnet_onnx, "nchw"),
+    ];
+    for (i, (file, layout)) in cases.iter().enumerate() {
+        let o = out.path().join(format!("demo{i}"));
+        let stdout = ok(&[
+            "demo",
+            "kernelshap",
+            "--onnx",
+            file.to_str().unwrap(),
+            "--layout",
+            layout,
+            "--smoke",
+            "--out",
+            o.to_str().unwrap(),
+        ]);
+        assert!(
+            stdout.contains("with the imported (xai-models layers) back end"),
+            "{}: {stdout}",
+            file.display()
+        );
+        png_is_nonempty(&o.join("kernelshap/kernelshap_0.png"));
+    }
+}
+
 #[test]
 fn l2x_trains_a_fresh_explainer_when_asked() {
     let out = tempfile::tempdir().unwrap();

@@ -16,7 +16,8 @@ use crate::error::{usage, usage_in, Result};
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// The model: an ONNX file (`.onnx`) or a shipped network by name (alibi_cnn, cem_cnn,
-    /// cem_autoencoder, mnist_net, binary_cnn; weights from $XAI_MODELS_DIR or ./models).
+    /// cem_autoencoder, mnist_net, binary_cnn, resnet_bn; weights from $XAI_MODELS_DIR or
+    /// ./models).
     #[arg(long, value_name = "FILE.onnx|NAME")]
     pub model: String,
     /// ONNX only: one sample's shape at the API as `C,H,W` (default: read from the graph's

@@ -3,7 +3,7 @@
 //! per-sample gradients (gradient similarity). Medians of repeated runs.
 //!
 //! `cargo run --release -p xai-models --example model_timing -- [model ...]`
-//! (models: alibi_cnn cem_cnn cem_autoencoder mnist_net binary_cnn; default all)
+//! (models: alibi_cnn cem_cnn cem_autoencoder mnist_net binary_cnn resnet_bn; default all)
 
 use std::time::Instant;
 

@@ -10,7 +10,8 @@ use xai_core::DifferentiableModel;
 use crate::{ModelError, Network};
 
 /// Writes the network's parameters to `path` as safetensors (one tensor per parameter group,
-/// named as in [`DifferentiableModel::parameter_groups`]), with `metadata` stored in the header.
+/// named as in [`DifferentiableModel::parameter_groups`]), then its buffers (batch norm running
+/// statistics, [`Network::buffers`]), with `metadata` stored in the header.
 pub fn save_weights(
     net: &Network,
     path: impl AsRef<Path>,
@@ -18,16 +19,26 @@ pub fn save_weights(
 ) -> Result<(), ModelError> {
     let path = path.as_ref();
     let groups = net.parameter_groups();
-    let bytes: Vec<Vec<u8>> = net
-        .param_slices()
+    let buffers = net.buffers();
+    let mut tensors: Vec<(String, Vec<usize>, &[f32])> = groups
         .iter()
-        .map(|s| s.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .zip(net.param_slices())
+        .map(|(g, s)| (g.name.clone(), g.shape.clone(), s))
         .collect();
-    let mut views = Vec::with_capacity(groups.len());
-    for (g, b) in groups.iter().zip(&bytes) {
-        let view = TensorView::new(Dtype::F32, g.shape.clone(), b)
-            .map_err(|e| ModelError::Weights(format!("{}: {e}", g.name)))?;
-        views.push((g.name.clone(), view));
+    tensors.extend(
+        buffers
+            .iter()
+            .map(|(name, v)| (name.clone(), vec![v.len()], *v)),
+    );
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, s)| s.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::with_capacity(tensors.len());
+    for ((name, shape, _), b) in tensors.iter().zip(&bytes) {
+        let view = TensorView::new(Dtype::F32, shape.clone(), b)
+            .map_err(|e| ModelError::Weights(format!("{name}: {e}")))?;
+        views.push((name.clone(), view));
     }
     let mut meta = metadata;
     meta.insert("network".into(), net.name().to_string());
@@ -69,24 +80,20 @@ pub fn load_weights_from_bytes(
         .map_err(|e| ModelError::Weights(format!("not a safetensors file ({e})")))?;
     let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| ModelError::Weights(format!("unreadable header ({e})")))?;
-    let mut values = Vec::new();
-    for g in net.parameter_groups() {
+    let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, ModelError> {
         let t = tensors
-            .tensor(&g.name)
-            .map_err(|_| ModelError::Weights(format!("tensor `{}` is missing", g.name)))?;
+            .tensor(name)
+            .map_err(|_| ModelError::Weights(format!("tensor `{name}` is missing")))?;
         if t.dtype() != Dtype::F32 {
             return Err(ModelError::Weights(format!(
-                "tensor `{}` has dtype {:?}, expected F32",
-                g.name,
+                "tensor `{name}` has dtype {:?}, expected F32",
                 t.dtype()
             )));
         }
-        if t.shape() != g.shape.as_slice() {
+        if t.shape() != shape {
             return Err(ModelError::Weights(format!(
-                "tensor `{}` has shape {:?}, expected {:?}",
-                g.name,
+                "tensor `{name}` has shape {:?}, expected {shape:?}",
                 t.shape(),
-                g.shape
             )));
         }
         let v: Vec<f32> = t
@@ -96,21 +103,41 @@ pub fn load_weights_from_bytes(
             .collect();
         if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
             return Err(ModelError::Weights(format!(
-                "tensor `{}` holds a non-finite value ({x}) at flat index {i}; weights must be \
-                 finite",
-                g.name
+                "tensor `{name}` holds a non-finite value ({x}) at flat index {i}; weights must \
+                 be finite"
             )));
         }
-        values.push(v);
+        Ok(v)
+    };
+    let mut values = Vec::new();
+    for g in net.parameter_groups() {
+        values.push(read(&g.name, &g.shape)?);
     }
-    if tensors.len() != values.len() {
+    let mut buffers = Vec::new();
+    for (name, v) in net.buffers() {
+        let b = read(&name, &[v.len()])?;
+        if name.ends_with(".running_var") {
+            if let Some((i, x)) = b.iter().enumerate().find(|(_, x)| **x < 0.0) {
+                return Err(ModelError::Weights(format!(
+                    "tensor `{name}` holds a negative variance ({x}) at index {i}"
+                )));
+            }
+        }
+        buffers.push(b);
+    }
+    if tensors.len() != values.len() + buffers.len() {
         return Err(ModelError::Weights(format!(
-            "file holds {} tensors, the network {} has {}",
+            "file holds {} tensors, the network {} has {} ({} parameter groups, {} buffers)",
             tensors.len(),
             net.name(),
-            values.len()
+            values.len() + buffers.len(),
+            values.len(),
+            buffers.len()
         )));
     }
     net.set_params(&values)?;
+    for ((_, slot), b) in net.buffers_mut().into_iter().zip(buffers) {
+        *slot = b;
+    }
     Ok(header.metadata().clone().unwrap_or_default())
 }

@@ -280,7 +280,8 @@ pub enum Layer {
     AvgPool2d(AvgPool2d),
     /// Mean over all spatial positions of each channel, `[h, w, c] -> [1, 1, c]`.
     GlobalAvgPool,
-    /// Inference batch normalisation (γ, β trainable; running statistics fixed).
+    /// Batch normalisation (γ, β trainable): running statistics when evaluating, the batch's
+    /// statistics when training (see [`BatchNorm`]).
     BatchNorm(BatchNorm),
     /// Logistic sigmoid `1 / (1 + e^{-x})`.
     Sigmoid,
@@ -322,6 +323,9 @@ pub(crate) enum Cache {
     Cols(Vec<f32>),
     /// Dropout: which elements were kept, and the scale 1/(1-p) applied to them.
     Keep { kept: Vec<bool>, scale: f32 },
+    /// Batch norm in training: the batch's statistics, which the backward pass differentiates
+    /// through and the running statistics are updated from.
+    BatchStats(ops::BatchStats),
 }
 
 /// Per-sample (weight, bias) gradients, `[n, weight len]` and `[n, bias len]` flattened.
@@ -883,7 +887,13 @@ impl Layer {
             Layer::GroupConv2d(g) => (g.forward(x, n, input)?, Cache::None),
             Layer::AvgPool2d(p) => (p.forward(x, n, input)?, Cache::None),
             Layer::GlobalAvgPool => (ops::global_avg_forward(x, n, input), Cache::None),
-            Layer::BatchNorm(b) => (b.forward(x, input)?, Cache::None),
+            Layer::BatchNorm(b) => match mode {
+                Mode::Train(_) => {
+                    let (out, stats) = b.forward_train(x, input)?;
+                    (out, Cache::BatchStats(stats))
+                }
+                Mode::Eval => (b.forward(x, input)?, Cache::None),
+            },
             Layer::Sigmoid => (x.iter().map(|&v| ops::sigmoid(v)).collect(), Cache::None),
             Layer::Tanh => (x.iter().map(|v| v.tanh()).collect(), Cache::None),
             Layer::LeakyRelu(a) => (
@@ -1016,7 +1026,10 @@ impl Layer {
             Layer::GroupConv2d(g) => g.backward_input(dy, n, input)?,
             Layer::AvgPool2d(p) => p.backward_input(dy, n, input)?,
             Layer::GlobalAvgPool => ops::global_avg_backward(dy, n, input),
-            Layer::BatchNorm(b) => b.backward_input(dy, input),
+            Layer::BatchNorm(b) => match cache {
+                Cache::BatchStats(stats) => b.backward_input_train(x, dy, input, stats),
+                _ => b.backward_input(dy, input),
+            },
             Layer::Sigmoid => dy.iter().zip(y).map(|(g, s)| g * s * (1.0 - s)).collect(),
             Layer::Tanh => dy.iter().zip(y).map(|(g, t)| g * (1.0 - t * t)).collect(),
             Layer::LeakyRelu(a) => dy
@@ -1119,6 +1132,11 @@ impl Layer {
                 })
             }
             Layer::GroupConv2d(_) | Layer::BatchNorm(_) => {
+                if let (Layer::BatchNorm(bn), Cache::BatchStats(stats)) = (self, cache) {
+                    // Training: through the batch's statistics.
+                    let (weight, bias) = bn.param_grads_train(x, dy, input, stats);
+                    return Ok(Some(LayerGrads { weight, bias }));
+                }
                 let (w, b) = self.per_sample_params(x, dy, n, input)?.ok_or_else(|| {
                     ModelError::Internal("no per-sample gradients of a parameterised layer".into())
                 })?;

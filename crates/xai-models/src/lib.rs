@@ -7,7 +7,8 @@
 //!   even kernels), `MaxPool2d`, `Dense`, `Relu`, `Dropout`, `Flatten`, `Softmax`, `Upsample2d`,
 //!   each with a batched forward and backward pass (convolution = im2col + one `gemm`).
 //! * [`ops`] — the layers of real ONNX exports: grouped/depthwise/dilated convolution, average
-//!   and global average pooling, inference batch norm, sigmoid, tanh, leaky ReLU, clip (ReLU6),
+//!   and global average pooling, batch norm (running statistics when evaluating, batch
+//!   statistics when training), sigmoid, tanh, leaky ReLU, clip (ReLU6),
 //!   hard sigmoid/swish, log-softmax, and the elementwise `Add`/`Sub`/`Mul`/`Div` and channel
 //!   `Concat` nodes of a graph.
 //! * [`Network`] — a sequential network (or, built with [`Network::graph`], a DAG of layers
@@ -51,6 +52,8 @@ pub use network::{Gradients, NamedLayer, Network, Trace};
 pub use ops::{AvgPool2d, BatchNorm, BinaryOp, GroupConv2d};
 pub use train::{evaluate, train, Adam, Metrics, TrainConfig};
 
+#[cfg(test)]
+mod bn_train_tests;
 #[cfg(test)]
 mod graph_tests;
 #[cfg(test)]

@@ -864,6 +864,70 @@ impl Network {
         }
     }
 
+    /// Moves every [`ops::BatchNorm`] layer's running mean and variance towards the batch
+    /// statistics that a training forward pass ([`Network::forward_trace`] with an rng)
+    /// recorded in `trace`, with PyTorch's update `r ← (1 − momentum) r + momentum · b` (the
+    /// running variance from the unbiased batch variance). [`crate::train()`] calls it after
+    /// every step with [`ops::BatchNorm::DEFAULT_MOMENTUM`]. Returns the number of layers
+    /// updated (0 for a trace made in evaluation mode).
+    pub fn update_batch_norm_statistics(
+        &mut self,
+        trace: &Trace,
+        momentum: f32,
+    ) -> Result<usize, ModelError> {
+        if trace.caches.len() != self.layers.len() {
+            return Err(ModelError::Internal(format!(
+                "a trace of {} layers for a network of {}",
+                trace.caches.len(),
+                self.layers.len()
+            )));
+        }
+        let mut updated = 0;
+        for (l, cache) in self.layers.iter_mut().zip(&trace.caches) {
+            if let (Layer::BatchNorm(bn), Cache::BatchStats(stats)) = (&mut l.layer, cache) {
+                bn.update_running(stats, momentum)?;
+                updated += 1;
+            }
+        }
+        Ok(updated)
+    }
+
+    /// Whether a training forward pass couples the samples of a batch: batch norm layers
+    /// normalise with statistics over the whole batch, so a training step must not split such a
+    /// network's batch into chunks that run forward separately (each chunk would see its own
+    /// statistics, like PyTorch's per-device `DataParallel` batch norm, not the batch's).
+    pub fn couples_samples_in_training(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|l| matches!(l.layer, Layer::BatchNorm(_)))
+    }
+
+    /// The network's non-trainable state, saved with its weights: each batch norm layer's
+    /// running mean and variance, as `("<name>.running_mean", values)` and
+    /// `("<name>.running_var", values)` (PyTorch's buffer names), in layer order.
+    pub fn buffers(&self) -> Vec<(String, &[f32])> {
+        let mut out = Vec::new();
+        for l in &self.layers {
+            if let Layer::BatchNorm(bn) = &l.layer {
+                out.push((format!("{}.running_mean", l.name), bn.mean.as_slice()));
+                out.push((format!("{}.running_var", l.name), bn.var.as_slice()));
+            }
+        }
+        out
+    }
+
+    /// Mutable [`Network::buffers`] (lengths must not change).
+    pub(crate) fn buffers_mut(&mut self) -> Vec<(String, &mut Vec<f32>)> {
+        let mut out = Vec::new();
+        for l in &mut self.layers {
+            if let Layer::BatchNorm(bn) = &mut l.layer {
+                out.push((format!("{}.running_mean", l.name), &mut bn.mean));
+                out.push((format!("{}.running_var", l.name), &mut bn.var));
+            }
+        }
+        out
+    }
+
     /// Fills every parameter from `values` (in [`Network::parameter_groups`] order), checking
     /// lengths.
     pub fn set_params(&mut self, values: &[Vec<f32>]) -> Result<(), ModelError> {

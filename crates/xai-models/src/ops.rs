@@ -381,9 +381,16 @@ pub(crate) fn global_avg_backward(dy: &[f32], n: usize, input: Dims) -> Vec<f32>
     dx
 }
 
-/// Inference batch normalisation (Ioffe & Szegedy 2015, eq. in Alg. 1 with the running
-/// statistics): `y = γ (x − μ) / √(σ² + ε) + β` per channel. `γ` and `β` are the layer's weight
-/// and bias parameters; `μ`, `σ²` and `ε` are fixed.
+/// Batch normalisation (Ioffe & Szegedy 2015): `y = γ (x − μ) / √(σ² + ε) + β` per channel.
+/// `γ` and `β` are the layer's weight and bias parameters.
+///
+/// Evaluation (prediction, input and per-sample gradients) uses the running statistics `μ`,
+/// `σ²` (Alg. 2, step 10), which are fixed. A training forward pass ([`crate::train()`]) uses
+/// the statistics of the whole batch over samples and positions (Alg. 1; the biased variance,
+/// as PyTorch), differentiates through them (Ioffe & Szegedy 2015, section 3), and afterwards
+/// moves the running statistics towards them with PyTorch's momentum update
+/// `r ← (1 − m) r + m b` (m = [`BatchNorm::DEFAULT_MOMENTUM`], the running variance from the
+/// unbiased batch variance), see [`crate::Network::update_batch_norm_statistics`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchNorm {
     /// Scale γ, `[c]` (the layer's "weight").
@@ -398,7 +405,187 @@ pub struct BatchNorm {
     pub eps: f32,
 }
 
+/// The statistics of one batch seen by a [`BatchNorm`] layer in a training forward pass, kept in
+/// the trace for the backward pass and the running-statistics update.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BatchStats {
+    /// Per-channel mean over the batch's samples and positions.
+    pub mean: Vec<f32>,
+    /// Per-channel biased variance (divided by `count`).
+    pub var: Vec<f32>,
+    /// `1 / √(var + ε)`.
+    pub inv_std: Vec<f32>,
+    /// Values per channel the statistics are over (samples × positions).
+    pub count: usize,
+}
+
 impl BatchNorm {
+    /// PyTorch's default momentum of the running-statistics update (`torch.nn.BatchNorm2d`).
+    pub const DEFAULT_MOMENTUM: f32 = 0.1;
+
+    /// PyTorch's default ε (`torch.nn.BatchNorm2d`).
+    pub const DEFAULT_EPS: f32 = 1e-5;
+
+    /// A fresh layer over `channels` channels as PyTorch initialises one: `γ = 1`, `β = 0`,
+    /// running mean 0 and variance 1, `ε = 1e-5`.
+    pub fn new(channels: usize) -> Self {
+        Self {
+            gamma: vec![1.0; channels],
+            beta: vec![0.0; channels],
+            mean: vec![0.0; channels],
+            var: vec![1.0; channels],
+            eps: Self::DEFAULT_EPS,
+        }
+    }
+
+    /// Per-channel mean and biased variance of a batch (NHWC rows of `input.c` values), summed
+    /// in f64 with the mean subtracted before squaring.
+    pub(crate) fn batch_stats(&self, x: &[f32], input: Dims) -> Result<BatchStats, ModelError> {
+        self.check(input)?;
+        let c = input.c.max(1);
+        let count = x.len() / c;
+        if count == 0 {
+            return Err(ModelError::Internal(
+                "batch statistics of an empty batch".into(),
+            ));
+        }
+        let mut sum = vec![0.0f64; c];
+        for row in x.chunks(c) {
+            for (s, v) in sum.iter_mut().zip(row) {
+                *s += *v as f64;
+            }
+        }
+        let mean: Vec<f64> = sum.iter().map(|s| s / count as f64).collect();
+        let mut sq = vec![0.0f64; c];
+        for row in x.chunks(c) {
+            for ((s, v), m) in sq.iter_mut().zip(row).zip(&mean) {
+                let d = *v as f64 - m;
+                *s += d * d;
+            }
+        }
+        let var: Vec<f64> = sq.iter().map(|s| s / count as f64).collect();
+        Ok(BatchStats {
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            var: var.iter().map(|&v| v as f32).collect(),
+            inv_std: var
+                .iter()
+                .map(|&v| (1.0 / (v + self.eps as f64).sqrt()) as f32)
+                .collect(),
+            count,
+        })
+    }
+
+    /// Training forward pass: normalises with the batch's own statistics (Ioffe & Szegedy 2015,
+    /// Alg. 1), which it returns for the backward pass and the running update.
+    pub(crate) fn forward_train(
+        &self,
+        x: &[f32],
+        input: Dims,
+    ) -> Result<(Vec<f32>, BatchStats), ModelError> {
+        let stats = self.batch_stats(x, input)?;
+        let c = input.c.max(1);
+        let mut out = x.to_vec();
+        for row in out.chunks_mut(c) {
+            for ch in 0..row.len() {
+                row[ch] =
+                    (row[ch] - stats.mean[ch]) * stats.inv_std[ch] * self.gamma[ch] + self.beta[ch];
+            }
+        }
+        Ok((out, stats))
+    }
+
+    /// Per-channel `Σ dy` and `Σ dy · x̂` over the batch, with `x̂ = (x − μ_B) / √(σ²_B + ε)`:
+    /// the gradients of β and γ of a training pass.
+    fn train_sums(&self, x: &[f32], dy: &[f32], c: usize, stats: &BatchStats) -> [Vec<f64>; 2] {
+        let mut sum_dy = vec![0.0f64; c];
+        let mut sum_dy_xhat = vec![0.0f64; c];
+        for (xr, gr) in x.chunks(c).zip(dy.chunks(c)) {
+            for ch in 0..c {
+                let xhat = (xr[ch] - stats.mean[ch]) * stats.inv_std[ch];
+                sum_dy[ch] += gr[ch] as f64;
+                sum_dy_xhat[ch] += (gr[ch] * xhat) as f64;
+            }
+        }
+        [sum_dy, sum_dy_xhat]
+    }
+
+    /// Input gradient of a training pass, through the batch mean and variance (Ioffe & Szegedy
+    /// 2015, section 3): `dx = γ/(M √(σ²_B + ε)) · (M dy − Σ dy − x̂ Σ dy x̂)` per channel, with
+    /// `M` values per channel in the batch.
+    pub(crate) fn backward_input_train(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        input: Dims,
+        stats: &BatchStats,
+    ) -> Vec<f32> {
+        let c = input.c.max(1);
+        let [sum_dy, sum_dy_xhat] = self.train_sums(x, dy, c, stats);
+        let m = stats.count as f32;
+        let mean_dy: Vec<f32> = sum_dy.iter().map(|s| (*s / m as f64) as f32).collect();
+        let mean_dy_xhat: Vec<f32> = sum_dy_xhat.iter().map(|s| (*s / m as f64) as f32).collect();
+        let scale: Vec<f32> = (0..c)
+            .map(|ch| self.gamma[ch] * stats.inv_std[ch])
+            .collect();
+        let mut dx = dy.to_vec();
+        for (dr, xr) in dx.chunks_mut(c).zip(x.chunks(c)) {
+            for ch in 0..c {
+                let xhat = (xr[ch] - stats.mean[ch]) * stats.inv_std[ch];
+                dr[ch] = scale[ch] * (dr[ch] - mean_dy[ch] - xhat * mean_dy_xhat[ch]);
+            }
+        }
+        dx
+    }
+
+    /// Summed gradients of γ and β of a training pass: `Σ dy · x̂` and `Σ dy`.
+    pub(crate) fn param_grads_train(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        input: Dims,
+        stats: &BatchStats,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let [sum_dy, sum_dy_xhat] = self.train_sums(x, dy, input.c.max(1), stats);
+        (
+            sum_dy_xhat.iter().map(|&v| v as f32).collect(),
+            sum_dy.iter().map(|&v| v as f32).collect(),
+        )
+    }
+
+    /// Moves the running statistics towards a training batch's, as PyTorch does:
+    /// `μ ← (1 − m) μ + m μ_B`, `σ² ← (1 − m) σ² + m σ²_B · M / (M − 1)` (the unbiased batch
+    /// variance; the biased one when `M = 1`).
+    pub(crate) fn update_running(
+        &mut self,
+        stats: &BatchStats,
+        momentum: f32,
+    ) -> Result<(), ModelError> {
+        if !(0.0..=1.0).contains(&momentum) {
+            return Err(ModelError::Internal(format!(
+                "batch norm momentum {momentum}, expected a value in [0, 1]"
+            )));
+        }
+        let c = self.mean.len();
+        if stats.mean.len() != c || stats.var.len() != c || self.var.len() != c {
+            return Err(ModelError::Internal(format!(
+                "batch statistics of {} channels for a batch norm of {c}",
+                stats.mean.len()
+            )));
+        }
+        let m = momentum as f64;
+        let unbias = if stats.count > 1 {
+            stats.count as f64 / (stats.count - 1) as f64
+        } else {
+            1.0
+        };
+        for ch in 0..c {
+            self.mean[ch] = ((1.0 - m) * self.mean[ch] as f64 + m * stats.mean[ch] as f64) as f32;
+            self.var[ch] =
+                ((1.0 - m) * self.var[ch] as f64 + m * stats.var[ch] as f64 * unbias) as f32;
+        }
+        Ok(())
+    }
+
     fn check(&self, input: Dims) -> Result<(), ModelError> {
         let c = input.c;
         if [&self.gamma, &self.beta, &self.mean, &self.var]

@@ -124,7 +124,9 @@ fn accuracy(outputs: &Array2<f32>, targets: &Targets) -> Option<f32> {
 /// Trains `net` on images `x` (`[n, c, h, w]`) with `targets`, returning the metrics of each epoch.
 ///
 /// When the network ends in a softmax and the loss is cross-entropy on probabilities, the
-/// gradient is taken through the fused softmax-cross-entropy (`p - t`), as Keras does.
+/// gradient is taken through the fused softmax-cross-entropy (`p - t`), as Keras does. Batch norm
+/// layers train as PyTorch's do: batch statistics in the forward pass (over the whole batch),
+/// gradients through them, running statistics updated after each step with momentum 0.1.
 pub fn train(
     net: &mut Network,
     x: ArrayView4<'_, f32>,
@@ -206,6 +208,9 @@ pub fn train(
                 net.backward(&trace, grad.view(), false)?
             };
             adam.step(net.param_slices_mut(), &grads.params)?;
+            // Batch norm: the forward pass above normalised with the whole batch's statistics;
+            // move the running statistics (used when evaluating) towards them.
+            net.update_batch_norm_statistics(&trace, crate::BatchNorm::DEFAULT_MOMENTUM)?;
             loss_sum += values.iter().map(|v| *v as f64).sum::<f64>();
             if let Targets::Classes(c) = &tb {
                 let pred = argmax_rows(outputs.view());

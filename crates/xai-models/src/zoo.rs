@@ -11,6 +11,7 @@ use xai_datasets::Scaling;
 
 use crate::layers::{Conv2d, Dense, Layer, MaxPool2d, Padding};
 use crate::network::NamedLayer;
+use crate::ops::{BatchNorm, BinaryOp};
 use crate::train::TrainConfig;
 use crate::{load_weights, ModelError, Network};
 
@@ -28,16 +29,23 @@ pub enum ModelKind {
     MnistNet,
     /// A small binary (0 vs 1) MNIST CNN like dianna's (softmax over 2 classes), inputs in [0, 1].
     BinaryCnn,
+    /// A small residual CNN with batch norm in PyTorch's ResNet pattern (19,850 parameters,
+    /// softmax output), inputs in [0, 1]: a conv → BN → ReLU stem and max pooling, an identity
+    /// block and a block with a strided 1x1 projection conv + BN on the skip (He et al. 2016,
+    /// "Deep Residual Learning", fig. 2 and eq. 2), global average pooling and a dense head.
+    /// A graph ([`Network::graph`]); its batch norms train with batch statistics.
+    ResnetBn,
 }
 
 impl ModelKind {
     /// Every kind.
-    pub const ALL: [ModelKind; 5] = [
+    pub const ALL: [ModelKind; 6] = [
         ModelKind::AlibiCnn,
         ModelKind::CemCnn,
         ModelKind::CemAutoencoder,
         ModelKind::MnistNet,
         ModelKind::BinaryCnn,
+        ModelKind::ResnetBn,
     ];
 
     /// Short snake-case name, used for file names and on the command line.
@@ -48,6 +56,7 @@ impl ModelKind {
             ModelKind::CemAutoencoder => "cem_autoencoder",
             ModelKind::MnistNet => "mnist_net",
             ModelKind::BinaryCnn => "binary_cnn",
+            ModelKind::ResnetBn => "resnet_bn",
         }
     }
 
@@ -135,6 +144,7 @@ impl ModelKind {
                 dense("dense2", 128, 2, r),
                 named("softmax", Layer::Softmax),
             ],
+            ModelKind::ResnetBn => return resnet_bn(r),
         };
         Network::new(self.name(), [1, 28, 28], layers).expect("the zoo's architectures are valid")
     }
@@ -147,6 +157,7 @@ impl ModelKind {
             ModelKind::CemAutoencoder => (10, 128),
             ModelKind::MnistNet => (5, 32),
             ModelKind::BinaryCnn => (2, 64),
+            ModelKind::ResnetBn => (5, 128),
         };
         TrainConfig {
             epochs,
@@ -239,6 +250,66 @@ pub fn load_pretrained_from(
     Ok(net)
 }
 
+/// [`ModelKind::ResnetBn`]: PyTorch's ResNet pattern at MNIST size (3x3 convolutions with
+/// padding 1, each followed by batch norm).
+fn resnet_bn(r: &mut StdRng) -> Network {
+    let pad1 = Padding::Explicit {
+        top: 1,
+        bottom: 1,
+        left: 1,
+        right: 1,
+    };
+    let conv3 = |name: &str, i: usize, o: usize, s: usize, r: &mut StdRng| {
+        named(
+            name,
+            Layer::Conv2d(Conv2d::new(i, o, (3, 3), (s, s), pad1, r)),
+        )
+    };
+    let bn = |name: &str, c: usize| named(name, Layer::BatchNorm(BatchNorm::new(c)));
+    // (layer, the nodes it reads); node 0 is the input, node j + 1 the output of layer j.
+    let spec: Vec<(NamedLayer, Vec<usize>)> = vec![
+        (conv3("conv1", 1, 16, 1, r), vec![0]), // 28x28x16
+        (bn("bn1", 16), vec![1]),
+        (relu("relu1"), vec![2]),
+        (pool("pool1", Padding::Valid), vec![3]), // node 4: 14x14x16
+        (conv3("block1_conv1", 16, 16, 1, r), vec![4]),
+        (bn("block1_bn1", 16), vec![5]),
+        (relu("block1_relu1"), vec![6]),
+        (conv3("block1_conv2", 16, 16, 1, r), vec![7]),
+        (bn("block1_bn2", 16), vec![8]),
+        (
+            named("block1_add", Layer::Binary(BinaryOp::Add)),
+            vec![9, 4],
+        ),
+        (relu("block1_relu2"), vec![10]), // node 11: 14x14x16
+        (conv3("block2_conv1", 16, 32, 2, r), vec![11]), // 7x7x32
+        (bn("block2_bn1", 32), vec![12]),
+        (relu("block2_relu1"), vec![13]),
+        (conv3("block2_conv2", 32, 32, 1, r), vec![14]),
+        (bn("block2_bn2", 32), vec![15]), // node 16
+        (
+            named(
+                "block2_proj",
+                Layer::Conv2d(Conv2d::new(16, 32, (1, 1), (2, 2), Padding::Valid, r)),
+            ),
+            vec![11],
+        ),
+        (bn("block2_proj_bn", 32), vec![17]), // node 18
+        (
+            named("block2_add", Layer::Binary(BinaryOp::Add)),
+            vec![16, 18],
+        ),
+        (relu("block2_relu2"), vec![19]),
+        (named("gap", Layer::GlobalAvgPool), vec![20]),
+        (named("flatten", Layer::Flatten), vec![21]),
+        (dense("fc", 32, 10, r), vec![22]),
+        (named("softmax", Layer::Softmax), vec![23]),
+    ];
+    let (layers, inputs) = spec.into_iter().unzip();
+    Network::graph(ModelKind::ResnetBn.name(), [1, 28, 28], layers, inputs)
+        .expect("the zoo's architectures are valid")
+}
+
 fn named(name: &str, layer: Layer) -> NamedLayer {
     NamedLayer {
         name: name.into(),
@@ -280,6 +351,10 @@ mod tests {
         assert_eq!(ModelKind::MnistNet.build(0).n_params(), 21_840);
         assert_eq!(ModelKind::CemAutoencoder.build(0).n_outputs(), 784);
         assert_eq!(ModelKind::BinaryCnn.build(0).n_outputs(), 2);
+        // 160 + 2,320 x 2 + 4,640 + 9,248 + 544 (convs) + 2 x (16 x 3 + 32 x 3) (batch norms)
+        // + 330 (head).
+        assert_eq!(ModelKind::ResnetBn.build(0).n_params(), 19_850);
+        assert_eq!(ModelKind::ResnetBn.build(0).n_outputs(), 10);
     }
 
     #[test]

@@ -215,7 +215,8 @@ pub(crate) fn check_input(input: &GraphInput, opts: &ValidOnnxOptions) -> Result
                     Ok(Some(b as usize))
                 }
                 _ => Err(OnnxError::Unsupported(format!(
-                    "the input `{}` declares a fixed batch of {b} samples of {per_sample} values;                      expected at most {MAX_FIXED_BATCH} samples and {MAX_FIXED_BATCH_VALUES}                      values per batch (a larger batch dimension must be symbolic)",
+                    "the input `{}` declares a fixed batch of {b} samples of {per_sample} values; expected at most {MAX_FIXED_BATCH} samples and \
+                     {MAX_FIXED_BATCH_VALUES} values per batch (a larger batch dimension must be symbolic)",
                     input.name
                 ))),
             }

@@ -428,6 +428,19 @@ dispatched! {
     fn relu_backward(y: &[f32], dy: &mut [f32]) = relu_backward_with;
 }
 
+/// `acc += x` elementwise (equal lengths), vectorised for this CPU.
+#[inline(always)]
+fn add_assign_with<I: Isa>(_: I, acc: &mut [f32], x: &[f32]) {
+    for (a, b) in acc.iter_mut().zip(x) {
+        *a += b;
+    }
+}
+
+dispatched! {
+    /// [`add_assign_with`] for this CPU (see [`crate::cpu`]).
+    pub(crate) fn add_assign(acc: &mut [f32], x: &[f32]) = add_assign_with;
+}
+
 impl Dense {
     /// A dense layer with Glorot-uniform weights and zero bias.
     pub fn new(in_features: usize, out_features: usize, rng: &mut impl Rng) -> Self {
@@ -654,6 +667,15 @@ impl Layer {
     /// work in place on its input.
     pub(crate) fn is_elementwise(&self) -> bool {
         matches!(self, Layer::Relu | Layer::Dropout(_) | Layer::Flatten)
+    }
+
+    /// Whether the layer's training-mode forward pass mixes the samples of a batch (batch
+    /// statistics), so that a training pass cannot run as independent chunks of samples. No
+    /// layer does at present ([`Layer::BatchNorm`] normalises with its running statistics in
+    /// training too); for a network with such a layer, [`crate::Network::forward_trace`] with
+    /// an `rng` runs the whole batch as one chunk.
+    pub fn mixes_samples_in_training(&self) -> bool {
+        false
     }
 
     /// Whether the backward pass reads the layer's own output (ReLU's mask, softmax's

@@ -55,3 +55,5 @@ pub use train::{evaluate, train, Adam, Metrics, TrainConfig};
 mod graph_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod train_tests;

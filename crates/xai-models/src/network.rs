@@ -3,6 +3,7 @@
 
 use ndarray::{Array2, Array4, ArrayD, ArrayView2, ArrayView4, ArrayViewD, Ix4};
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use xai_core::{
@@ -70,12 +71,15 @@ impl<'de> Deserialize<'de> for Network {
     }
 }
 
-/// Everything a backward pass needs from a forward pass: the activations after every layer and
-/// each layer's cache. Made by [`Network::forward_trace`].
+/// Everything a backward pass needs from a forward pass over a batch: the activations after
+/// every layer and each layer's cache, kept per chunk of samples (see [`crate::parallel`]).
+/// Made by [`Network::forward_trace`].
 pub struct Trace {
     n: usize,
-    acts: Vec<Vec<f32>>,
-    caches: Vec<Cache>,
+    /// `(first sample, trace of the chunk)`, in sample order.
+    chunks: Vec<(usize, ChunkTrace)>,
+    /// The outputs of all chunks one after another, when there is more than one chunk.
+    output: Vec<f32>,
 }
 
 impl Trace {
@@ -86,6 +90,22 @@ impl Trace {
 
     /// The network's output, `[n, n_outputs]` (internal NHWC order flattened).
     pub fn output_flat(&self) -> &[f32] {
+        match self.chunks.as_slice() {
+            [(_, one)] => one.output_flat(),
+            _ => &self.output,
+        }
+    }
+}
+
+/// The trace of one chunk of samples, run through the layers on one thread.
+struct ChunkTrace {
+    n: usize,
+    acts: Vec<Vec<f32>>,
+    caches: Vec<Cache>,
+}
+
+impl ChunkTrace {
+    fn output_flat(&self) -> &[f32] {
         self.acts.last().map(|v| v.as_slice()).unwrap_or(&[])
     }
 
@@ -387,23 +407,68 @@ impl Network {
 
     /// Forward pass of an NCHW batch that keeps everything a backward pass needs.
     ///
-    /// `rng` switches dropout on (training); `None` evaluates.
+    /// `rng` switches dropout on (training); `None` evaluates. The batch runs in chunks of
+    /// [`crate::parallel::CHUNK`] samples on rayon's threads, each chunk through the layers on
+    /// one thread (im2col patches for the weight gradients, direct convolutions where only
+    /// outputs and input gradients are needed); chunk boundaries depend only on the batch size,
+    /// and each chunk draws its dropout masks from its own generator, seeded from `rng` in chunk
+    /// order, so the trace is the same bit for bit whatever the number of threads. A network
+    /// with a layer whose training pass mixes samples ([`Layer::mixes_samples_in_training`])
+    /// runs a training pass as one whole-batch chunk.
     pub fn forward_trace(
         &self,
         x: ArrayView4<'_, f32>,
         rng: Option<&mut StdRng>,
     ) -> Result<Trace, ModelError> {
-        self.forward_trace_impl(x, rng, true)
+        self.check_nchw(&x)?;
+        let n = x.shape()[0];
+        let whole_batch = rng.is_some()
+            && self
+                .layers
+                .iter()
+                .any(|l| l.layer.mixes_samples_in_training());
+        let ranges = if whole_batch {
+            vec![(0, n)]
+        } else {
+            crate::parallel::chunk_ranges(n)
+        };
+        // One dropout seed per chunk, drawn in chunk order.
+        let seeds: Option<Vec<u64>> = rng.map(|r| ranges.iter().map(|_| r.gen()).collect());
+        let run = |k: usize, (start, end): (usize, usize)| {
+            let mut chunk_rng = seeds.as_ref().map(|s| StdRng::seed_from_u64(s[k]));
+            let chunk = x.slice(ndarray::s![start..end, .., .., ..]);
+            Ok((start, self.chunk_trace(chunk, chunk_rng.as_mut(), true)?))
+        };
+        let chunks = if whole_batch {
+            // The layers may use the threads themselves (the pass before chunking).
+            vec![run(0, ranges[0])?]
+        } else {
+            run_chunks(&ranges, run)?
+        };
+        let output = if chunks.len() > 1 {
+            chunks
+                .iter()
+                .flat_map(|(_, c)| c.output_flat().iter().copied())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Trace { n, chunks, output })
     }
 
-    /// [`Network::forward_trace`]; without `for_params` the trace serves input gradients only
-    /// (convolutions keep no im2col patches and may run as direct convolutions).
-    fn forward_trace_impl(
+    /// The forward pass of one chunk of samples, on this thread (its layers may use rayon's
+    /// threads unless the caller runs serially); without `for_params` the trace serves input
+    /// gradients only (convolutions keep no im2col patches and may run as direct convolutions).
+    ///
+    /// Every layer's training- and evaluation-mode forward pass is dispatched here (chain) and
+    /// in [`Network::graph_layer_forward`] (graph), the backward passes in
+    /// [`Network::backward_impl`] / [`Network::backward_graph`].
+    fn chunk_trace(
         &self,
         x: ArrayView4<'_, f32>,
         rng: Option<&mut StdRng>,
         for_params: bool,
-    ) -> Result<Trace, ModelError> {
+    ) -> Result<ChunkTrace, ModelError> {
         self.check_nchw(&x)?;
         let shape = x.shape();
         let n = shape[0];
@@ -420,7 +485,7 @@ impl Network {
                 acts.push(out);
                 caches.push(cache);
             }
-            return Ok(Trace { n, acts, caches });
+            return Ok(ChunkTrace { n, acts, caches });
         }
         for (i, l) in self.layers.iter().enumerate() {
             // ReLU, dropout and flatten never need their input again, so they work in place,
@@ -443,7 +508,7 @@ impl Network {
             acts.push(out);
             caches.push(cache);
         }
-        Ok(Trace { n, acts, caches })
+        Ok(ChunkTrace { n, acts, caches })
     }
 
     /// Forward pass of a graph's layer `l`, reading the nodes `ins` of `acts`.
@@ -625,7 +690,7 @@ impl Network {
 
     fn backward_impl(
         &self,
-        trace: &Trace,
+        trace: &ChunkTrace,
         grad_output: Vec<f32>,
         top: usize,
         need_input: bool,
@@ -698,7 +763,7 @@ impl Network {
     fn backward_graph(
         &self,
         inputs: &[Vec<usize>],
-        trace: &Trace,
+        trace: &ChunkTrace,
         grad_output: Vec<f32>,
         top: usize,
         need_input: bool,
@@ -789,6 +854,10 @@ impl Network {
     /// Backward pass from `grad_output` (`[n, n_outputs]`, the gradient of a loss with respect to
     /// the outputs, in [`Predictor`] output order) through a [`Trace`]: summed parameter gradients
     /// and, if `need_input`, the gradient with respect to the input.
+    ///
+    /// Each chunk of the trace runs its backward pass on one of rayon's threads; the chunks'
+    /// parameter gradients are then added in chunk order (see [`sum_in_order`]), so the result
+    /// is the same bit for bit whatever the number of threads.
     pub fn backward(
         &self,
         trace: &Trace,
@@ -805,9 +874,7 @@ impl Network {
             .into());
         }
         let dy = self.output_order(&grad_output.iter().copied().collect::<Vec<_>>(), n, false);
-        let out =
-            self.backward_impl(trace, dy, self.layers.len(), need_input, ParamMode::Summed)?;
-        Ok(self.collect_summed(out, n))
+        self.backward_chunks(trace, &dy, self.out_len(), self.layers.len(), need_input)
     }
 
     /// Like [`Network::backward`], but starting below the last `skip_top` layers: `grad` is the
@@ -833,23 +900,63 @@ impl Network {
                 CoreError::shape("gradient", grad.shape(), format!("[{n}, {len}] (flat)")).into(),
             );
         }
-        let dy = grad.iter().copied().collect();
-        let out = self.backward_impl(trace, dy, top, need_input, ParamMode::Summed)?;
-        Ok(self.collect_summed(out, n))
+        let dy: Vec<f32> = grad.iter().copied().collect();
+        self.backward_chunks(trace, &dy, len, top, need_input)
     }
 
-    fn collect_summed(&self, out: BackwardOut, n: usize) -> Gradients {
+    /// The backward pass of every chunk of `trace` from `dy` (internal order, `per_sample`
+    /// values per sample, the gradient with respect to node `top`), with summed parameter
+    /// gradients added over the chunks in chunk order.
+    fn backward_chunks(
+        &self,
+        trace: &Trace,
+        dy: &[f32],
+        per_sample: usize,
+        top: usize,
+        need_input: bool,
+    ) -> Result<Gradients, ModelError> {
+        let n = trace.n;
+        let ranges: Vec<(usize, usize)> = trace
+            .chunks
+            .iter()
+            .map(|(start, c)| (*start, start + c.n))
+            .collect();
+        let run = |k: usize, (start, end): (usize, usize)| {
+            let chunk = &trace.chunks[k].1;
+            let dy = dy[start * per_sample..end * per_sample].to_vec();
+            self.backward_impl(chunk, dy, top, need_input, ParamMode::Summed)
+        };
+        let parts = if ranges.len() == 1 && trace.n > crate::parallel::CHUNK {
+            // A whole-batch trace (see `forward_trace`): its layers use the threads themselves.
+            vec![run(0, ranges[0])?]
+        } else {
+            run_chunks(&ranges, run)?
+        };
+        let mut input = need_input.then(|| Vec::with_capacity(n * self.dims[0].len()));
+        let mut per_chunk: Vec<Vec<(usize, LayerGrads)>> = Vec::with_capacity(parts.len());
+        for part in parts {
+            if let Some(acc) = &mut input {
+                let g = part.input.ok_or_else(|| {
+                    ModelError::Internal("backward pass returned no input gradient".into())
+                })?;
+                acc.extend_from_slice(&g);
+            }
+            let mut summed = part.summed;
+            summed.sort_by_key(|(i, _)| *i);
+            per_chunk.push(summed);
+        }
         let mut params: Vec<Vec<f32>> = Vec::new();
-        let mut summed = out.summed;
-        summed.sort_by_key(|(i, _)| *i);
-        for (_, g) in summed {
-            params.push(g.weight);
-            params.push(g.bias);
+        let n_layers = per_chunk.first().map_or(0, |c| c.len());
+        for p in 0..n_layers {
+            let weights: Vec<&[f32]> = per_chunk.iter().map(|c| c[p].1.weight.as_slice()).collect();
+            let biases: Vec<&[f32]> = per_chunk.iter().map(|c| c[p].1.bias.as_slice()).collect();
+            params.push(sum_in_order(&weights)?);
+            params.push(sum_in_order(&biases)?);
         }
-        Gradients {
-            input: out.input.map(|v| self.input_from_internal(v, n)),
+        Ok(Gradients {
+            input: input.map(|v| self.input_from_internal(v, n)),
             params,
-        }
+        })
     }
 
     /// Fills every parameter from `values` (in [`Network::parameter_groups`] order), checking
@@ -878,6 +985,29 @@ impl Network {
             p.copy_from_slice(v);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Network {
+    /// The summed parameter gradients of the pass before chunking (one trace of the whole
+    /// batch, one backward pass), for tests of the chunked pass against it.
+    pub(crate) fn whole_batch_gradients(
+        &self,
+        x: ArrayView4<'_, f32>,
+        grad_output: ArrayView2<'_, f32>,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let n = x.shape()[0];
+        let trace = self.chunk_trace(x, None, true)?;
+        let dy = self.output_order(&grad_output.iter().copied().collect::<Vec<_>>(), n, false);
+        let mut out =
+            self.backward_impl(&trace, dy, self.layers.len(), false, ParamMode::Summed)?;
+        out.summed.sort_by_key(|(i, _)| *i);
+        Ok(out
+            .summed
+            .into_iter()
+            .flat_map(|(_, g)| [g.weight, g.bias])
+            .collect())
     }
 }
 
@@ -913,7 +1043,7 @@ impl DifferentiableModel for Network {
         }
         let grads = map_chunks(n, |(start, end)| {
             let chunk = x4.slice(ndarray::s![start..end, .., .., ..]);
-            let trace = self.forward_trace_impl(chunk, None, false)?;
+            let trace = self.chunk_trace(chunk, None, false)?;
             let w = output_weights.slice(ndarray::s![start..end, ..]);
             let dy = self.output_order(&w.iter().copied().collect::<Vec<_>>(), end - start, false);
             let out = self.backward_impl(&trace, dy, self.layers.len(), true, ParamMode::None)?;
@@ -933,7 +1063,7 @@ impl DifferentiableModel for Network {
         let n = x4.shape()[0];
         // One trace for the whole batch, on this thread: this is for the small batches of
         // iterative methods (CEM); large batches go through `input_gradient`'s chunks.
-        let trace = crate::parallel::serial(|| self.forward_trace_impl(x4, None, false))?;
+        let trace = crate::parallel::serial(|| self.chunk_trace(x4, None, false))?;
         let outputs = Array2::from_shape_vec(
             (n, self.out_len()),
             self.output_order(trace.output_flat(), n, true),
@@ -1031,7 +1161,7 @@ impl Network {
         selection: &ParamSelection,
     ) -> xai_core::Result<PerSampleGrads> {
         let n = x4.shape()[0];
-        let trace = self.forward_trace(x4, None)?;
+        let trace = self.chunk_trace(x4, None, true)?;
         let outputs = Array2::from_shape_vec(
             (n, self.out_len()),
             self.output_order(trace.output_flat(), n, true),
@@ -1076,6 +1206,52 @@ fn map_chunks<T: Send>(
     let mut out = Vec::new();
     for part in parts {
         out.extend(part?);
+    }
+    Ok(out)
+}
+
+/// Runs `run(k, range)` for each of `ranges` (on rayon's threads, each with serial layers, when
+/// there are several and several threads; serially on this thread for one range) and returns
+/// the results in range order. Which thread runs a range never changes its result.
+fn run_chunks<T: Send>(
+    ranges: &[(usize, usize)],
+    run: impl Fn(usize, (usize, usize)) -> Result<T, ModelError> + Sync,
+) -> Result<Vec<T>, ModelError> {
+    if ranges.len() > 1 && rayon::current_num_threads() > 1 {
+        ranges
+            .par_iter()
+            .enumerate()
+            .map(|(k, &r)| crate::parallel::serial(|| run(k, r)))
+            .collect()
+    } else {
+        crate::parallel::serial(|| ranges.iter().enumerate().map(|(k, &r)| run(k, r)).collect())
+    }
+}
+
+/// The elementwise sum of `parts` (equal lengths), added in the order given: element `j` is
+/// `((parts[0][j] + parts[1][j]) + parts[2][j]) + …` whichever threads run it, so a sum of
+/// per-chunk gradients does not depend on the number of threads.
+fn sum_in_order(parts: &[&[f32]]) -> Result<Vec<f32>, ModelError> {
+    let Some((first, rest)) = parts.split_first() else {
+        return Ok(Vec::new());
+    };
+    if rest.iter().any(|p| p.len() != first.len()) {
+        return Err(ModelError::Internal(
+            "chunks returned gradients of different lengths".into(),
+        ));
+    }
+    let mut out = first.to_vec();
+    const BLOCK: usize = 1 << 14;
+    let add = |(b, block): (usize, &mut [f32])| {
+        let off = b * BLOCK;
+        for p in rest {
+            crate::layers::add_assign(block, &p[off..off + block.len()]);
+        }
+    };
+    if out.len() > BLOCK && rayon::current_num_threads() > 1 {
+        out.par_chunks_mut(BLOCK).enumerate().for_each(add);
+    } else {
+        out.chunks_mut(BLOCK).enumerate().for_each(add);
     }
     Ok(out)
 }

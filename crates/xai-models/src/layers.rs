@@ -353,6 +353,22 @@ impl Conv2d {
         cols
     }
 
+    /// The im2col patches of the input `x` for the weight gradients: the forward pass's
+    /// (`Cache::Cols`, strided convolutions) or, after a direct convolution, built again now.
+    fn patches<'a>(
+        &self,
+        x: &[f32],
+        cache: &'a Cache,
+        n: usize,
+        input: Dims,
+        win: &Window,
+    ) -> std::borrow::Cow<'a, [f32]> {
+        match cache {
+            Cache::Cols(cols) => std::borrow::Cow::Borrowed(cols.as_slice()),
+            _ => std::borrow::Cow::Owned(self.im2col(x, n, input, win)),
+        }
+    }
+
     /// col2im: scatter-adds patch gradients back onto the input positions.
     fn col2im(&self, dcols: &[f32], n: usize, input: Dims, win: &Window) -> Vec<f32> {
         let k = self.patch_len();
@@ -743,7 +759,9 @@ impl Layer {
     ) -> Result<(Vec<f32>, Cache), ModelError> {
         let out_dims = self.output_dims(input)?;
         Ok(match self {
-            Layer::Conv2d(conv) if conv.stride == (1, 1) && !keep_cache => {
+            // Stride 1: a direct convolution, also when weight gradients will be needed (they
+            // build their im2col patches from the stored input, `Conv2d::patches`).
+            Layer::Conv2d(conv) if conv.stride == (1, 1) => {
                 let win = conv.window(input)?;
                 let out = direct::conv(
                     x,
@@ -1026,16 +1044,12 @@ impl Layer {
     ) -> Result<Option<LayerGrads>, ModelError> {
         Ok(match self {
             Layer::Conv2d(conv) => {
-                let Cache::Cols(cols) = cache else {
-                    return Err(ModelError::Internal(
-                        "conv backward without its im2col cache".into(),
-                    ));
-                };
                 let win = conv.window(input)?;
+                let cols = conv.patches(x, cache, n, input, &win);
                 let rows = n * win.oh * win.ow;
                 let mut dw = vec![0.0f32; conv.weight.len()];
                 matmul(
-                    cols,
+                    &cols,
                     (rows, conv.patch_len()),
                     Op::T,
                     dy,
@@ -1101,17 +1115,15 @@ impl Layer {
     /// Per-sample weight and bias gradients of a conv layer: `[n, kh*kw*in*out]` and `[n, out]`.
     pub(crate) fn conv_per_sample(
         conv: &Conv2d,
+        x: &[f32],
         cache: &Cache,
         dy: &[f32],
         n: usize,
         input: Dims,
     ) -> Result<(Vec<f32>, Vec<f32>), ModelError> {
-        let Cache::Cols(cols) = cache else {
-            return Err(ModelError::Internal(
-                "conv backward without its im2col cache".into(),
-            ));
-        };
         let win = conv.window(input)?;
+        let cols = conv.patches(x, cache, n, input, &win);
+        let cols = cols.as_ref();
         let positions = win.oh * win.ow;
         let k = conv.patch_len();
         let o = conv.out_channels;

@@ -11,6 +11,7 @@ use xai_core::{
     PerSampleGrads, Predictor, Targets,
 };
 
+use crate::gemm::{matmul, Op};
 use crate::layers::{Cache, Dims, Layer, LayerGrads, Mode};
 use crate::ops;
 use crate::ModelError;
@@ -136,12 +137,21 @@ pub struct Gradients {
 /// What a backward pass computes for the parameters.
 enum ParamMode<'a> {
     None,
+    /// Summed over the samples, every layer on its own (the whole-batch pass before chunking;
+    /// only tests still ask for it).
+    #[cfg_attr(not(test), allow(dead_code))]
     Summed,
+    /// Summed, except that dense layers hand back their inputs and output gradients
+    /// ([`BackwardOut::dense`]), whose product the caller forms once for all chunks.
+    SummedDenseFactored,
     PerSample(&'a ParamSelection),
 }
 
 struct BackwardOut {
     input: Option<Vec<f32>>,
+    /// `(layer, inputs [n, in], output gradients [n, out])` of dense layers under
+    /// [`ParamMode::SummedDenseFactored`].
+    dense: Vec<(usize, Vec<f32>, Vec<f32>)>,
     summed: Vec<(usize, LayerGrads)>,
     per_sample: Vec<(usize, Vec<GradBlock>)>,
 }
@@ -609,7 +619,7 @@ impl Network {
         l.layer.n_params() > 0
             && match params {
                 ParamMode::None => false,
-                ParamMode::Summed => true,
+                ParamMode::Summed | ParamMode::SummedDenseFactored => true,
                 ParamMode::PerSample(sel) => {
                     sel.contains(&format!("{}.weight", l.name))
                         || sel.contains(&format!("{}.bias", l.name))
@@ -633,7 +643,10 @@ impl Network {
     ) -> Result<(), ModelError> {
         let l = &self.layers[i];
         match params {
-            ParamMode::Summed => {
+            ParamMode::SummedDenseFactored if matches!(l.layer, Layer::Dense(_)) => {
+                out.dense.push((i, x.to_vec(), dy.to_vec()));
+            }
+            ParamMode::Summed | ParamMode::SummedDenseFactored => {
                 if let Some(g) = l.layer.backward_params(x, cache, dy, n, input)? {
                     out.summed.push((i, g));
                 }
@@ -662,7 +675,7 @@ impl Network {
                         }
                     }
                     Layer::Conv2d(c) => {
-                        let (dw, db) = Layer::conv_per_sample(c, cache, dy, n, input)?;
+                        let (dw, db) = Layer::conv_per_sample(c, x, cache, dy, n, input)?;
                         if sel.contains(&wname) {
                             blocks.push(full(wname, dw));
                         }
@@ -709,6 +722,7 @@ impl Network {
                 None => {
                     return Ok(BackwardOut {
                         input: None,
+                        dense: vec![],
                         summed: vec![],
                         per_sample: vec![],
                     })
@@ -718,6 +732,7 @@ impl Network {
         let mut dy = grad_output;
         let mut out = BackwardOut {
             input: None,
+            dense: Vec::new(),
             summed: Vec::new(),
             per_sample: Vec::new(),
         };
@@ -772,6 +787,7 @@ impl Network {
         let n = trace.n;
         let mut out = BackwardOut {
             input: None,
+            dense: Vec::new(),
             summed: Vec::new(),
             per_sample: Vec::new(),
         };
@@ -924,7 +940,7 @@ impl Network {
         let run = |k: usize, (start, end): (usize, usize)| {
             let chunk = &trace.chunks[k].1;
             let dy = dy[start * per_sample..end * per_sample].to_vec();
-            self.backward_impl(chunk, dy, top, need_input, ParamMode::Summed)
+            self.backward_impl(chunk, dy, top, need_input, ParamMode::SummedDenseFactored)
         };
         let parts = if ranges.len() == 1 && trace.n > crate::parallel::CHUNK {
             // A whole-batch trace (see `forward_trace`): its layers use the threads themselves.
@@ -933,7 +949,7 @@ impl Network {
             run_chunks(&ranges, run)?
         };
         let mut input = need_input.then(|| Vec::with_capacity(n * self.dims[0].len()));
-        let mut per_chunk: Vec<Vec<(usize, LayerGrads)>> = Vec::with_capacity(parts.len());
+        let mut per_chunk: Vec<Vec<(usize, LayerPart)>> = Vec::with_capacity(parts.len());
         for part in parts {
             if let Some(acc) = &mut input {
                 let g = part.input.ok_or_else(|| {
@@ -941,17 +957,56 @@ impl Network {
                 })?;
                 acc.extend_from_slice(&g);
             }
-            let mut summed = part.summed;
-            summed.sort_by_key(|(i, _)| *i);
-            per_chunk.push(summed);
+            let mut layers: Vec<(usize, LayerPart)> = part
+                .summed
+                .into_iter()
+                .map(|(i, g)| (i, LayerPart::Summed(g)))
+                .chain(
+                    part.dense
+                        .into_iter()
+                        .map(|(i, x, dy)| (i, LayerPart::Dense(x, dy))),
+                )
+                .collect();
+            layers.sort_by_key(|(i, _)| *i);
+            per_chunk.push(layers);
         }
         let mut params: Vec<Vec<f32>> = Vec::new();
         let n_layers = per_chunk.first().map_or(0, |c| c.len());
         for p in 0..n_layers {
-            let weights: Vec<&[f32]> = per_chunk.iter().map(|c| c[p].1.weight.as_slice()).collect();
-            let biases: Vec<&[f32]> = per_chunk.iter().map(|c| c[p].1.bias.as_slice()).collect();
-            params.push(sum_in_order(&weights)?);
-            params.push(sum_in_order(&biases)?);
+            let (i, first) = &per_chunk[0][p];
+            match (first, &self.layers[*i].layer) {
+                (LayerPart::Dense(..), Layer::Dense(d)) => {
+                    let mut xs = Vec::with_capacity(per_chunk.len());
+                    let mut dys = Vec::with_capacity(per_chunk.len());
+                    for c in &per_chunk {
+                        let LayerPart::Dense(x, dy) = &c[p].1 else {
+                            return Err(ModelError::Internal(
+                                "chunks returned different gradient kinds".into(),
+                            ));
+                        };
+                        xs.push(x.as_slice());
+                        dys.push(dy.as_slice());
+                    }
+                    let (w, b) = dense_grads(d.in_features, d.out_features, &xs, &dys);
+                    params.push(w);
+                    params.push(b);
+                }
+                _ => {
+                    let mut weights = Vec::with_capacity(per_chunk.len());
+                    let mut biases = Vec::with_capacity(per_chunk.len());
+                    for c in &per_chunk {
+                        let LayerPart::Summed(g) = &c[p].1 else {
+                            return Err(ModelError::Internal(
+                                "chunks returned different gradient kinds".into(),
+                            ));
+                        };
+                        weights.push(g.weight.as_slice());
+                        biases.push(g.bias.as_slice());
+                    }
+                    params.push(sum_in_order(&weights)?);
+                    params.push(sum_in_order(&biases)?);
+                }
+            }
         }
         Ok(Gradients {
             input: input.map(|v| self.input_from_internal(v, n)),
@@ -1254,4 +1309,71 @@ fn sum_in_order(parts: &[&[f32]]) -> Result<Vec<f32>, ModelError> {
         out.chunks_mut(BLOCK).enumerate().for_each(add);
     }
     Ok(out)
+}
+
+/// One chunk's share of a layer's summed parameter gradients.
+enum LayerPart {
+    /// The chunk's summed gradients.
+    Summed(LayerGrads),
+    /// A dense layer's inputs and output gradients, `[rows, in]` and `[rows, out]`.
+    Dense(Vec<f32>, Vec<f32>),
+}
+
+/// A dense layer's summed gradients over all chunks, `(Xᵀ·Δ, Σ rows of Δ)`, with `X` and `Δ`
+/// the chunks' inputs and output gradients stacked in chunk order: one product with the whole
+/// batch as its inner dimension instead of one per chunk plus a sum. The product is split into
+/// fixed blocks of weight rows (each a serial matrix product) whatever the number of threads,
+/// so the result does not depend on it.
+fn dense_grads(
+    fan_in: usize,
+    fan_out: usize,
+    xs: &[&[f32]],
+    dys: &[&[f32]],
+) -> (Vec<f32>, Vec<f32>) {
+    let n: usize = dys.iter().map(|d| d.len() / fan_out.max(1)).sum();
+    // Xᵀ, [in, n]: row j holds feature j of every sample.
+    let mut xt = vec![0.0f32; fan_in * n];
+    let mut row = 0;
+    for x in xs {
+        for sample in x.chunks_exact(fan_in.max(1)) {
+            for (j, v) in sample.iter().enumerate() {
+                xt[j * n + row] = *v;
+            }
+            row += 1;
+        }
+    }
+    let dy: Vec<f32> = dys.concat();
+    let mut bias = vec![0.0f32; fan_out];
+    for r in dy.chunks_exact(fan_out.max(1)) {
+        crate::layers::add_assign(&mut bias, r);
+    }
+    let mut dw = vec![0.0f32; fan_in * fan_out];
+    const ROWS: usize = 64;
+    let block = |(b, dw_b): (usize, &mut [f32])| {
+        let rows = dw_b.len() / fan_out;
+        let r0 = b * ROWS;
+        crate::parallel::serial(|| {
+            matmul(
+                &xt[r0 * n..(r0 + rows) * n],
+                (rows, n),
+                Op::N,
+                &dy,
+                (n, fan_out),
+                Op::N,
+                dw_b,
+                false,
+            )
+        });
+    };
+    if fan_out == 0 || n == 0 {
+        return (dw, bias);
+    }
+    if rayon::current_num_threads() > 1 {
+        dw.par_chunks_mut(ROWS * fan_out)
+            .enumerate()
+            .for_each(block);
+    } else {
+        dw.chunks_mut(ROWS * fan_out).enumerate().for_each(block);
+    }
+    (dw, bias)
 }

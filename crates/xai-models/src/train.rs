@@ -8,9 +8,11 @@ use ndarray::{Array2, Array4, ArrayView4, Axis};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use xai_core::{argmax_rows, CoreError, Loss, OutputKind, Targets};
 
+use crate::cpu::{dispatched, Isa};
 use crate::layers::Layer;
 use crate::{ModelError, Network};
 
@@ -72,14 +74,46 @@ impl Adam {
                 )));
             }
             let (m, v) = (&mut self.m[k], &mut self.v[k]);
-            for j in 0..g.len() {
-                m[j] = self.beta1 * m[j] + (1.0 - self.beta1) * g[j];
-                v[j] = self.beta2 * v[j] + (1.0 - self.beta2) * g[j] * g[j];
-                p[j] -= step * m[j] / (v[j].sqrt() + self.epsilon);
+            let consts = [self.beta1, self.beta2, step, self.epsilon];
+            if p.len() >= 1 << 16 && rayon::current_num_threads() > 1 {
+                // Elementwise: the same values whichever thread updates a block.
+                p.par_chunks_mut(1 << 14)
+                    .zip(m.par_chunks_mut(1 << 14))
+                    .zip(v.par_chunks_mut(1 << 14))
+                    .zip(g.par_chunks(1 << 14))
+                    .for_each(|(((p, m), v), g)| adam_update(p, (m, v), g, consts));
+            } else {
+                adam_update(p, (m, v), g, consts);
             }
         }
         Ok(())
     }
+}
+
+/// Adam's update of one block of parameters `p` with gradients `g` and moments `m`, `v`
+/// (Kingma & Ba 2015, Algorithm 1, with the bias corrections folded into `step`):
+/// `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`, `p ← p − step·m/(√v + ε)`. No multiply-add is
+/// fused, so every instruction set gives the same bits.
+#[inline(always)]
+fn adam_update_with<I: Isa>(
+    _: I,
+    p: &mut [f32],
+    (m, v): (&mut [f32], &mut [f32]),
+    g: &[f32],
+    [beta1, beta2, step, epsilon]: [f32; 4],
+) {
+    let lanes = p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g);
+    for (((p, m), v), &g) in lanes {
+        *m = beta1 * *m + (1.0 - beta1) * g;
+        *v = beta2 * *v + (1.0 - beta2) * g * g;
+        *p -= step * *m / (v.sqrt() + epsilon);
+    }
+}
+
+dispatched! {
+    /// [`adam_update_with`] for this CPU (see [`crate::cpu`]).
+    fn adam_update(p: &mut [f32], mv: (&mut [f32], &mut [f32]), g: &[f32], consts: [f32; 4]) =
+        adam_update_with;
 }
 
 /// How to train a network.

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use ndarray::{Array2, Array4};
+use ndarray::Array4;
 use rand::{Rng, SeedableRng};
 use xai_core::{DifferentiableModel, Loss, OutputKind, ParamSelection, Targets};
 use xai_models::zoo::ModelKind;
@@ -67,12 +67,10 @@ fn main() {
     let mut adam = Adam::new(1e-3);
     let mut drop_rng = rand::rngs::StdRng::seed_from_u64(2);
     let train = time(reps, || {
-        let trace = net.forward_trace(x.view(), Some(&mut drop_rng)).unwrap();
-        let out = Array2::from_shape_vec((batch, 10), trace.output_flat().to_vec()).unwrap();
-        let (_, mut g) = loss.value_and_grad(out.view(), &targets).unwrap();
-        g /= batch as f32;
-        let grads = net.backward(&trace, g.view(), false).unwrap();
-        adam.step(net.param_slices_mut(), &grads.params).unwrap();
+        let step = net
+            .train_gradients(x.view(), &targets, &loss, &mut drop_rng)
+            .unwrap();
+        adam.step(net.param_slices_mut(), &step.params).unwrap();
     });
     println!(
         "alibi_cnn batch {batch}, {} threads, {reps} runs: train step {:.1} ms wall / {:.1} ms CPU; \

@@ -47,7 +47,7 @@ pub mod zoo;
 pub use error::ModelError;
 pub use io::{load_weights, load_weights_from_bytes, save_weights};
 pub use layers::{Conv2d, Dense, Dims, Layer, MaxPool2d, Padding};
-pub use network::{Gradients, NamedLayer, Network, Trace};
+pub use network::{Gradients, NamedLayer, Network, Trace, TrainGradients};
 pub use ops::{AvgPool2d, BatchNorm, BinaryOp, GroupConv2d};
 pub use train::{evaluate, train, Adam, Metrics, TrainConfig};
 

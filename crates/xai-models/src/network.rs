@@ -7,8 +7,8 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use xai_core::{
-    check_batch, CoreError, DifferentiableModel, GradBlock, Loss, ParamGroup, ParamSelection,
-    PerSampleGrads, Predictor, Targets,
+    check_batch, CoreError, DifferentiableModel, GradBlock, Loss, OutputKind, ParamGroup,
+    ParamSelection, PerSampleGrads, Predictor, Targets,
 };
 
 use crate::gemm::{matmul, Op};
@@ -131,6 +131,17 @@ pub struct Gradients {
     pub input: Option<Array4<f32>>,
     /// Gradient of the summed loss for each parameter group, in
     /// [`Network::parameter_groups`] order (weight then bias of each layer).
+    pub params: Vec<Vec<f32>>,
+}
+
+/// The result of [`Network::train_gradients`].
+#[derive(Debug, Clone)]
+pub struct TrainGradients {
+    /// The outputs of the training pass (with dropout), `[n, n_outputs]`.
+    pub outputs: Array2<f32>,
+    /// Each sample's loss.
+    pub losses: Vec<f32>,
+    /// Gradients of the mean loss over the batch, in [`Network::parameter_groups`] order.
     pub params: Vec<Vec<f32>>,
 }
 
@@ -948,6 +959,18 @@ impl Network {
         } else {
             run_chunks(&ranges, run)?
         };
+        self.reduce_chunks(parts, n, need_input)
+    }
+
+    /// The gradients of a batch from its chunks' backward passes (in chunk order): input
+    /// gradients concatenated, parameter gradients added in chunk order ([`sum_in_order`]) or,
+    /// for dense layers, formed as one product over all chunks ([`dense_grads`]).
+    fn reduce_chunks(
+        &self,
+        parts: Vec<BackwardOut>,
+        n: usize,
+        need_input: bool,
+    ) -> Result<Gradients, ModelError> {
         let mut input = need_input.then(|| Vec::with_capacity(n * self.dims[0].len()));
         let mut per_chunk: Vec<Vec<(usize, LayerPart)>> = Vec::with_capacity(parts.len());
         for part in parts {
@@ -1011,6 +1034,125 @@ impl Network {
         Ok(Gradients {
             input: input.map(|v| self.input_from_internal(v, n)),
             params,
+        })
+    }
+
+    /// One training pass over a batch: for each chunk of samples (see [`Network::forward_trace`]),
+    /// the forward pass with dropout, the loss, and the backward pass straight away, so that a
+    /// chunk's activations are freed (and their memory reused by the next chunk) before the
+    /// next one runs; then the chunks' gradients are added in chunk order. Returns the outputs
+    /// `[n, n_outputs]`, each sample's loss, and the gradients of the **mean** loss over the
+    /// batch in [`Network::parameter_groups`] order (what Adam takes).
+    ///
+    /// When the network ends in a softmax and `loss` is cross-entropy on probabilities, the
+    /// gradient is taken through the fused softmax-cross-entropy (`p·Σt − t` at the logits), as
+    /// Keras does. The dropout masks, and so the result, equal those of
+    /// [`Network::forward_trace`] with the same `rng` followed by [`Network::backward`] (or
+    /// [`Network::backward_below`] for the fused loss); a network with a layer that mixes
+    /// samples in training ([`Layer::mixes_samples_in_training`]) takes that path, with the
+    /// whole batch as one chunk.
+    pub fn train_gradients(
+        &self,
+        x: ArrayView4<'_, f32>,
+        targets: &Targets,
+        loss: &Loss,
+        rng: &mut StdRng,
+    ) -> Result<TrainGradients, ModelError> {
+        self.check_nchw(&x)?;
+        let n = x.shape()[0];
+        if targets.len() != n {
+            return Err(CoreError::InvalidTargets(format!(
+                "{} targets for a batch of {n} samples",
+                targets.len()
+            ))
+            .into());
+        }
+        let n_out = self.out_len();
+        let fused = matches!(loss, Loss::CrossEntropy(OutputKind::Probabilities))
+            && matches!(self.layers.last().map(|l| &l.layer), Some(Layer::Softmax));
+        let top = if fused {
+            self.layers.len() - 1
+        } else {
+            self.layers.len()
+        };
+        let scale = 1.0 / n.max(1) as f32;
+        // The output gradient of rows `start..end` with outputs `outputs` (predictor order), in
+        // the internal order of node `top`, and the rows' losses.
+        let output_grad = |outputs: &Array2<f32>,
+                           (start, end): (usize, usize)|
+         -> Result<(Vec<f32>, Vec<f32>), ModelError> {
+            let rows = end - start;
+            let t = if start == 0 && end == n {
+                targets.clone()
+            } else {
+                targets.select(&(start..end).collect::<Vec<_>>())?
+            };
+            let (values, mut grad) = loss.value_and_grad(outputs.view(), &t)?;
+            let dy = if fused {
+                // d(CE ∘ softmax)/dz = p·Σt − t at the logits z, taken below the softmax layer
+                // (exact even where p underflows to 0); a flat output, so no reordering.
+                let t = t.to_dense(n_out)?;
+                let mut g = outputs.clone();
+                for (mut g, t_row) in g.rows_mut().into_iter().zip(t.rows()) {
+                    let t_sum = t_row.sum();
+                    g.zip_mut_with(&t_row, |p, tv| *p = (*p * t_sum - tv) * scale);
+                }
+                g.into_iter().collect()
+            } else {
+                grad *= scale;
+                self.output_order(&grad.iter().copied().collect::<Vec<_>>(), rows, false)
+            };
+            Ok((dy, values.to_vec()))
+        };
+        let outputs_of = |flat: &[f32], rows: usize| {
+            Array2::from_shape_vec((rows, n_out), self.output_order(flat, rows, true))
+                .map_err(|e| ModelError::Internal(e.to_string()))
+        };
+        if n == 0
+            || self
+                .layers
+                .iter()
+                .any(|l| l.layer.mixes_samples_in_training())
+        {
+            let trace = self.forward_trace(x, Some(rng))?;
+            let outputs = outputs_of(trace.output_flat(), n)?;
+            let (dy, losses) = output_grad(&outputs, (0, n))?;
+            let per_sample = self.dims[top].len();
+            let grads = self.backward_chunks(&trace, &dy, per_sample, top, false)?;
+            return Ok(TrainGradients {
+                outputs,
+                losses,
+                params: grads.params,
+            });
+        }
+        let ranges = crate::parallel::chunk_ranges(n);
+        // One dropout seed per chunk, drawn in chunk order (as `forward_trace` does).
+        let seeds: Vec<u64> = ranges.iter().map(|_| rng.gen()).collect();
+        let run = |k: usize, (start, end): (usize, usize)| {
+            let mut chunk_rng = StdRng::seed_from_u64(seeds[k]);
+            let chunk = x.slice(ndarray::s![start..end, .., .., ..]);
+            let trace = self.chunk_trace(chunk, Some(&mut chunk_rng), true)?;
+            let outputs = outputs_of(trace.output_flat(), end - start)?;
+            let (dy, losses) = output_grad(&outputs, (start, end))?;
+            let back =
+                self.backward_impl(&trace, dy, top, false, ParamMode::SummedDenseFactored)?;
+            Ok((outputs, losses, back))
+        };
+        let parts = run_chunks(&ranges, run)?;
+        let mut outputs = Vec::with_capacity(n * n_out);
+        let mut losses = Vec::with_capacity(n);
+        let mut backs = Vec::with_capacity(parts.len());
+        for (o, l, b) in parts {
+            outputs.extend(o.iter().copied());
+            losses.extend(l);
+            backs.push(b);
+        }
+        let grads = self.reduce_chunks(backs, n, false)?;
+        Ok(TrainGradients {
+            outputs: Array2::from_shape_vec((n, n_out), outputs)
+                .map_err(|e| ModelError::Internal(e.to_string()))?,
+            losses,
+            params: grads.params,
         })
     }
 

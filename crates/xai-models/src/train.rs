@@ -10,11 +10,10 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use xai_core::{argmax_rows, CoreError, Loss, OutputKind, Targets};
+use xai_core::{argmax_rows, CoreError, Loss, Targets};
 
 use crate::cpu::{dispatched, Isa};
-use crate::layers::Layer;
-use crate::{ModelError, Network};
+use crate::{ModelError, Network, TrainGradients};
 
 /// Adam optimiser state (Kingma & Ba 2015, Algorithm 1), with Keras' defaults.
 #[derive(Debug, Clone)]
@@ -187,9 +186,6 @@ pub fn train(
             CoreError::param("learning_rate", config.learning_rate, "a finite value > 0").into(),
         );
     }
-    let fused_softmax = matches!(config.loss, Loss::CrossEntropy(OutputKind::Probabilities))
-        && matches!(net.layers().last().map(|l| &l.layer), Some(Layer::Softmax));
-    let n_out = xai_core::Predictor::n_outputs(net);
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut adam = Adam::new(config.learning_rate);
     let mut order: Vec<usize> = (0..n).collect();
@@ -220,26 +216,14 @@ pub fn train(
         for idx in order.chunks(config.batch_size) {
             let xb = batch_images(&x, idx);
             let tb = targets.select(idx)?;
-            let trace = net.forward_trace(xb.view(), Some(&mut rng))?;
-            let outputs = Array2::from_shape_vec((idx.len(), n_out), trace.output_flat().to_vec())
-                .map_err(|e| ModelError::Internal(e.to_string()))?;
-            let (values, mut grad) = config.loss.value_and_grad(outputs.view(), &tb)?;
-            let grads = if fused_softmax {
-                // d(CE ∘ softmax)/dz = p·Σt - t at the logits z, taken below the softmax layer
-                // (exact even where p underflows to 0). Mean over the batch, as Keras does.
-                let t = tb.to_dense(n_out)?;
-                let scale = 1.0 / idx.len() as f32;
-                let mut logit_grad = outputs.clone();
-                for (mut g, t_row) in logit_grad.rows_mut().into_iter().zip(t.rows()) {
-                    let t_sum = t_row.sum();
-                    g.zip_mut_with(&t_row, |p, tv| *p = (*p * t_sum - tv) * scale);
-                }
-                net.backward_below(&trace, 1, logit_grad.view(), false)?
-            } else {
-                grad /= idx.len() as f32;
-                net.backward(&trace, grad.view(), false)?
-            };
-            adam.step(net.param_slices_mut(), &grads.params)?;
+            // Forward with dropout, loss and backward chunk by chunk (fused softmax
+            // cross-entropy where the network ends in a softmax), mean over the batch.
+            let TrainGradients {
+                outputs,
+                losses: values,
+                params,
+            } = net.train_gradients(xb.view(), &tb, &config.loss, &mut rng)?;
+            adam.step(net.param_slices_mut(), &params)?;
             loss_sum += values.iter().map(|v| *v as f64).sum::<f64>();
             if let Targets::Classes(c) = &tb {
                 let pred = argmax_rows(outputs.view());

@@ -148,3 +148,57 @@ fn graph_training_gives_the_same_weights_on_1_2_and_4_threads() {
     );
     check_training_is_thread_count_independent(&mobilenet_like(10), Loss::MeanSquaredError);
 }
+
+/// `train_gradients` (forward, loss and backward chunk by chunk) against `forward_trace` with
+/// the same generator followed by `backward` (mean loss) or, for a softmax network with
+/// cross-entropy on probabilities, `backward_below` at the logits.
+#[test]
+fn train_gradients_equal_forward_trace_then_backward() {
+    let cases = [
+        (
+            small_net(12, 2),
+            Loss::CrossEntropy(OutputKind::Probabilities),
+            true,
+        ),
+        (
+            resnet_like(13),
+            Loss::CrossEntropy(OutputKind::Logits),
+            false,
+        ),
+    ];
+    for (net, loss, fused) in cases {
+        let n = 2 * CHUNK + 5;
+        let x = images(31, n, shape_of(&net));
+        let t = classes(n, net.n_outputs());
+        let got = net
+            .train_gradients(x.view(), &t, &loss, &mut StdRng::seed_from_u64(3))
+            .unwrap();
+        let trace = net
+            .forward_trace(x.view(), Some(&mut StdRng::seed_from_u64(3)))
+            .unwrap();
+        let k = net.n_outputs();
+        let outputs = Array2::from_shape_vec((n, k), trace.output_flat().to_vec()).unwrap();
+        assert_eq!(got.outputs, outputs, "same dropout masks, same outputs");
+        let (values, g) = loss.value_and_grad(outputs.view(), &t).unwrap();
+        assert_eq!(got.losses, values.to_vec());
+        let want = if fused {
+            let td = t.to_dense(k).unwrap();
+            let mut lg = outputs.clone();
+            for (mut r, tr) in lg.rows_mut().into_iter().zip(td.rows()) {
+                let s = tr.sum();
+                r.zip_mut_with(&tr, |p, tv| *p = (*p * s - tv) / n as f32);
+            }
+            net.backward_below(&trace, 1, lg.view(), false).unwrap()
+        } else {
+            net.backward(&trace, (g / n as f32).view(), false).unwrap()
+        };
+        assert_eq!(got.params.len(), want.params.len());
+        for (a, b) in got.params.iter().zip(&want.params) {
+            let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!(scale > 0.0);
+            for (u, v) in a.iter().zip(b) {
+                assert!((u - v).abs() <= 1e-5 * scale, "{u} vs {v}");
+            }
+        }
+    }
+}

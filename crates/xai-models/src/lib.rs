@@ -15,6 +15,8 @@
 //!   [`xai_core::DifferentiableModel`], with batched per-sample parameter gradients (dense layers
 //!   factored as input ⊗ delta, convolutions as one small matrix product per sample).
 //! * [`train()`] — Adam, seeded shuffling and dropout, an `indicatif` progress bar; [`evaluate`].
+//!   Each step is [`Network::train_gradients`]: chunks of samples on rayon's threads, gradients
+//!   reduced in a fixed order, so the trained weights do not depend on the number of threads.
 //! * [`save_weights`] / [`load_weights`] — safetensors.
 //! * [`zoo`] — the seeds' networks with their exact parameter counts, training recipes and
 //!   [`zoo::load_pretrained`] for the weights shipped in `models/`.

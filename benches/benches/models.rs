@@ -1,6 +1,7 @@
 //! Speed of the stable-Rust layers on alibi's MNIST CNN (412,778 parameters):
-//! one Adam training step at batch 256, one forward+backward at batch 1, a batched forward,
-//! and batched per-sample gradients.
+//! one Adam training step at batch 256 and 1 (`Network::train_gradients`, as `train` runs it;
+//! at 256 also through `forward_trace` + `backward`), a batched forward, and batched per-sample
+//! gradients.
 //!
 //! `cargo bench -p xai-benches --bench models`
 
@@ -25,19 +26,36 @@ fn bench_alibi_cnn(c: &mut Criterion) {
         let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
         let targets = Targets::Classes(labels);
         group.bench_function(format!("train_step_batch_{batch}"), |b| {
+            // What `xai_models::train` runs per step: forward with dropout, loss and backward
+            // chunk by chunk (fused softmax cross-entropy), then Adam.
             let mut net = ModelKind::AlibiCnn.build(0);
             let mut adam = Adam::new(1e-3);
             let mut rng = rand::rngs::StdRng::seed_from_u64(2);
             b.iter(|| {
-                let trace = net.forward_trace(x.view(), Some(&mut rng)).unwrap();
-                let out =
-                    Array2::from_shape_vec((batch, 10), trace.output_flat().to_vec()).unwrap();
-                let (_, mut g) = loss.value_and_grad(out.view(), &targets).unwrap();
-                g /= batch as f32;
-                let grads = net.backward(&trace, g.view(), false).unwrap();
-                adam.step(net.param_slices_mut(), &grads.params).unwrap();
+                let step = net
+                    .train_gradients(x.view(), &targets, &loss, &mut rng)
+                    .unwrap();
+                adam.step(net.param_slices_mut(), &step.params).unwrap();
             })
         });
+        if batch > 1 {
+            group.bench_function(format!("train_step_trace_batch_{batch}"), |b| {
+                // The same step through a whole-batch trace (`forward_trace` then `backward`,
+                // as L2X drives its networks): every chunk's activations are alive at once.
+                let mut net = ModelKind::AlibiCnn.build(0);
+                let mut adam = Adam::new(1e-3);
+                let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+                b.iter(|| {
+                    let trace = net.forward_trace(x.view(), Some(&mut rng)).unwrap();
+                    let out =
+                        Array2::from_shape_vec((batch, 10), trace.output_flat().to_vec()).unwrap();
+                    let (_, mut g) = loss.value_and_grad(out.view(), &targets).unwrap();
+                    g /= batch as f32;
+                    let grads = net.backward(&trace, g.view(), false).unwrap();
+                    adam.step(net.param_slices_mut(), &grads.params).unwrap();
+                })
+            });
+        }
     }
     let net = ModelKind::AlibiCnn.build(0);
     let x = images(1000, 3);

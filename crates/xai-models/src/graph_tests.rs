@@ -65,7 +65,7 @@ fn conv(rng: &mut StdRng, i: usize, o: usize, k: usize, s: usize, padding: Paddi
 
 /// A ResNet-style graph: conv -> BN -> ReLU -> strided conv, a strided 1x1 projection of the
 /// input, residual Add, ReLU, global average pool, dense head.
-fn resnet_like(seed: u64) -> Network {
+pub(crate) fn resnet_like(seed: u64) -> Network {
     let mut r = StdRng::seed_from_u64(seed);
     let layers = vec![
         named("conv1", conv(&mut r, 2, 4, 3, 1, Padding::Same)),
@@ -130,7 +130,7 @@ fn build(name: &str, shape: [usize; 3], spec: Vec<(&str, Layer, Vec<&str>)>) -> 
 /// A MobileNetV2-style graph with every other new layer: 1x1 expand, ReLU6, depthwise 3x3,
 /// dilated grouped conv, project, inverted residual Add, Concat, Mul/Sub/Div between branches,
 /// smooth activations, average pooling, and a LogSoftmax head.
-fn mobilenet_like(seed: u64) -> Network {
+pub(crate) fn mobilenet_like(seed: u64) -> Network {
     let mut r = StdRng::seed_from_u64(seed);
     let p1 = Padding::Explicit {
         top: 1,

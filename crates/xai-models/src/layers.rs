@@ -393,6 +393,22 @@ impl Conv2d {
         cols
     }
 
+    /// The im2col patches of the input `x` for the weight gradients: the forward pass's
+    /// (`Cache::Cols`, strided convolutions) or, after a direct convolution, built again now.
+    fn patches<'a>(
+        &self,
+        x: &[f32],
+        cache: &'a Cache,
+        n: usize,
+        input: Dims,
+        win: &Window,
+    ) -> std::borrow::Cow<'a, [f32]> {
+        match cache {
+            Cache::Cols(cols) => std::borrow::Cow::Borrowed(cols.as_slice()),
+            _ => std::borrow::Cow::Owned(self.im2col(x, n, input, win)),
+        }
+    }
+
     /// col2im: scatter-adds patch gradients back onto the input positions.
     fn col2im(&self, dcols: &[f32], n: usize, input: Dims, win: &Window) -> Vec<f32> {
         let k = self.patch_len();
@@ -466,6 +482,19 @@ fn relu_backward_with<I: Isa>(_: I, y: &[f32], dy: &mut [f32]) {
 dispatched! {
     /// [`relu_backward_with`] for this CPU (see [`crate::cpu`]).
     fn relu_backward(y: &[f32], dy: &mut [f32]) = relu_backward_with;
+}
+
+/// `acc += x` elementwise (equal lengths), vectorised for this CPU.
+#[inline(always)]
+fn add_assign_with<I: Isa>(_: I, acc: &mut [f32], x: &[f32]) {
+    for (a, b) in acc.iter_mut().zip(x) {
+        *a += b;
+    }
+}
+
+dispatched! {
+    /// [`add_assign_with`] for this CPU (see [`crate::cpu`]).
+    pub(crate) fn add_assign(acc: &mut [f32], x: &[f32]) = add_assign_with;
 }
 
 impl Dense {
@@ -734,6 +763,15 @@ impl Layer {
         matches!(self, Layer::Relu | Layer::Dropout(_) | Layer::Flatten)
     }
 
+    /// Whether the layer's training-mode forward pass mixes the samples of a batch (batch
+    /// statistics), so that a training pass cannot run as independent chunks of samples:
+    /// [`Layer::BatchNorm`], which normalises with the batch's statistics in training. For a
+    /// network with such a layer, [`crate::Network::forward_trace`] with an `rng` runs the whole
+    /// batch as one chunk.
+    pub fn mixes_samples_in_training(&self) -> bool {
+        matches!(self, Layer::BatchNorm(_))
+    }
+
     /// Whether the backward pass reads the layer's own output (ReLU's mask, softmax's
     /// probabilities, max pooling's maxima), which must then be kept in the trace.
     pub(crate) fn backward_reads_output(&self) -> bool {
@@ -799,7 +837,9 @@ impl Layer {
     ) -> Result<(Vec<f32>, Cache), ModelError> {
         let out_dims = self.output_dims(input)?;
         Ok(match self {
-            Layer::Conv2d(conv) if conv.stride == (1, 1) && !keep_cache => {
+            // Stride 1: a direct convolution, also when weight gradients will be needed (they
+            // build their im2col patches from the stored input, `Conv2d::patches`).
+            Layer::Conv2d(conv) if conv.stride == (1, 1) => {
                 let win = conv.window(input)?;
                 let out = direct::conv(
                     x,
@@ -1091,16 +1131,12 @@ impl Layer {
     ) -> Result<Option<LayerGrads>, ModelError> {
         Ok(match self {
             Layer::Conv2d(conv) => {
-                let Cache::Cols(cols) = cache else {
-                    return Err(ModelError::Internal(
-                        "conv backward without its im2col cache".into(),
-                    ));
-                };
                 let win = conv.window(input)?;
+                let cols = conv.patches(x, cache, n, input, &win);
                 let rows = n * win.oh * win.ow;
                 let mut dw = vec![0.0f32; conv.weight.len()];
                 matmul(
-                    cols,
+                    &cols,
                     (rows, conv.patch_len()),
                     Op::T,
                     dy,
@@ -1171,17 +1207,15 @@ impl Layer {
     /// Per-sample weight and bias gradients of a conv layer: `[n, kh*kw*in*out]` and `[n, out]`.
     pub(crate) fn conv_per_sample(
         conv: &Conv2d,
+        x: &[f32],
         cache: &Cache,
         dy: &[f32],
         n: usize,
         input: Dims,
     ) -> Result<(Vec<f32>, Vec<f32>), ModelError> {
-        let Cache::Cols(cols) = cache else {
-            return Err(ModelError::Internal(
-                "conv backward without its im2col cache".into(),
-            ));
-        };
         let win = conv.window(input)?;
+        let cols = conv.patches(x, cache, n, input, &win);
+        let cols = cols.as_ref();
         let positions = win.oh * win.ow;
         let k = conv.patch_len();
         let o = conv.out_channels;

@@ -16,6 +16,8 @@
 //!   [`xai_core::DifferentiableModel`], with batched per-sample parameter gradients (dense layers
 //!   factored as input ⊗ delta, convolutions as one small matrix product per sample).
 //! * [`train()`] — Adam, seeded shuffling and dropout, an `indicatif` progress bar; [`evaluate`].
+//!   Each step is [`Network::train_gradients`]: chunks of samples on rayon's threads, gradients
+//!   reduced in a fixed order, so the trained weights do not depend on the number of threads.
 //! * [`save_weights`] / [`load_weights`] — safetensors.
 //! * [`zoo`] — the seeds' networks with their exact parameter counts, training recipes and
 //!   [`zoo::load_pretrained`] for the weights shipped in `models/`.
@@ -48,7 +50,7 @@ pub mod zoo;
 pub use error::ModelError;
 pub use io::{load_weights, load_weights_from_bytes, save_weights};
 pub use layers::{Conv2d, Dense, Dims, Layer, MaxPool2d, Padding};
-pub use network::{Gradients, NamedLayer, Network, Trace};
+pub use network::{Gradients, NamedLayer, Network, Trace, TrainGradients};
 pub use ops::{AvgPool2d, BatchNorm, BinaryOp, GroupConv2d};
 pub use train::{evaluate, train, Adam, Metrics, TrainConfig};
 
@@ -58,3 +60,5 @@ mod bn_train_tests;
 mod graph_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod train_tests;

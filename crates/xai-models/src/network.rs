@@ -3,13 +3,15 @@
 
 use ndarray::{Array2, Array4, ArrayD, ArrayView2, ArrayView4, ArrayViewD, Ix4};
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use xai_core::{
-    check_batch, CoreError, DifferentiableModel, GradBlock, Loss, ParamGroup, ParamSelection,
-    PerSampleGrads, Predictor, Targets,
+    check_batch, CoreError, DifferentiableModel, GradBlock, Loss, OutputKind, ParamGroup,
+    ParamSelection, PerSampleGrads, Predictor, Targets,
 };
 
+use crate::gemm::{matmul, Op};
 use crate::layers::{Cache, Dims, Layer, LayerGrads, Mode};
 use crate::ops;
 use crate::ModelError;
@@ -70,12 +72,15 @@ impl<'de> Deserialize<'de> for Network {
     }
 }
 
-/// Everything a backward pass needs from a forward pass: the activations after every layer and
-/// each layer's cache. Made by [`Network::forward_trace`].
+/// Everything a backward pass needs from a forward pass over a batch: the activations after
+/// every layer and each layer's cache, kept per chunk of samples (see [`crate::parallel`]).
+/// Made by [`Network::forward_trace`].
 pub struct Trace {
     n: usize,
-    acts: Vec<Vec<f32>>,
-    caches: Vec<Cache>,
+    /// `(first sample, trace of the chunk)`, in sample order.
+    chunks: Vec<(usize, ChunkTrace)>,
+    /// The outputs of all chunks one after another, when there is more than one chunk.
+    output: Vec<f32>,
 }
 
 impl Trace {
@@ -86,6 +91,22 @@ impl Trace {
 
     /// The network's output, `[n, n_outputs]` (internal NHWC order flattened).
     pub fn output_flat(&self) -> &[f32] {
+        match self.chunks.as_slice() {
+            [(_, one)] => one.output_flat(),
+            _ => &self.output,
+        }
+    }
+}
+
+/// The trace of one chunk of samples, run through the layers on one thread.
+struct ChunkTrace {
+    n: usize,
+    acts: Vec<Vec<f32>>,
+    caches: Vec<Cache>,
+}
+
+impl ChunkTrace {
+    fn output_flat(&self) -> &[f32] {
         self.acts.last().map(|v| v.as_slice()).unwrap_or(&[])
     }
 
@@ -113,15 +134,35 @@ pub struct Gradients {
     pub params: Vec<Vec<f32>>,
 }
 
+/// The result of [`Network::train_gradients`].
+#[derive(Debug, Clone)]
+pub struct TrainGradients {
+    /// The outputs of the training pass (with dropout), `[n, n_outputs]`.
+    pub outputs: Array2<f32>,
+    /// Each sample's loss.
+    pub losses: Vec<f32>,
+    /// Gradients of the mean loss over the batch, in [`Network::parameter_groups`] order.
+    pub params: Vec<Vec<f32>>,
+}
+
 /// What a backward pass computes for the parameters.
 enum ParamMode<'a> {
     None,
+    /// Summed over the samples, every layer on its own (the whole-batch pass before chunking;
+    /// only tests still ask for it).
+    #[cfg_attr(not(test), allow(dead_code))]
     Summed,
+    /// Summed, except that dense layers hand back their inputs and output gradients
+    /// ([`BackwardOut::dense`]), whose product the caller forms once for all chunks.
+    SummedDenseFactored,
     PerSample(&'a ParamSelection),
 }
 
 struct BackwardOut {
     input: Option<Vec<f32>>,
+    /// `(layer, inputs [n, in], output gradients [n, out])` of dense layers under
+    /// [`ParamMode::SummedDenseFactored`].
+    dense: Vec<(usize, Vec<f32>, Vec<f32>)>,
     summed: Vec<(usize, LayerGrads)>,
     per_sample: Vec<(usize, Vec<GradBlock>)>,
 }
@@ -399,23 +440,68 @@ impl Network {
 
     /// Forward pass of an NCHW batch that keeps everything a backward pass needs.
     ///
-    /// `rng` switches dropout on (training); `None` evaluates.
+    /// `rng` switches dropout on (training); `None` evaluates. The batch runs in chunks of
+    /// [`crate::parallel::CHUNK`] samples on rayon's threads, each chunk through the layers on
+    /// one thread (im2col patches for the weight gradients, direct convolutions where only
+    /// outputs and input gradients are needed); chunk boundaries depend only on the batch size,
+    /// and each chunk draws its dropout masks from its own generator, seeded from `rng` in chunk
+    /// order, so the trace is the same bit for bit whatever the number of threads. A network
+    /// with a layer whose training pass mixes samples ([`Layer::mixes_samples_in_training`])
+    /// runs a training pass as one whole-batch chunk.
     pub fn forward_trace(
         &self,
         x: ArrayView4<'_, f32>,
         rng: Option<&mut StdRng>,
     ) -> Result<Trace, ModelError> {
-        self.forward_trace_impl(x, rng, true)
+        self.check_nchw(&x)?;
+        let n = x.shape()[0];
+        let whole_batch = rng.is_some()
+            && self
+                .layers
+                .iter()
+                .any(|l| l.layer.mixes_samples_in_training());
+        let ranges = if whole_batch {
+            vec![(0, n)]
+        } else {
+            crate::parallel::chunk_ranges(n)
+        };
+        // One dropout seed per chunk, drawn in chunk order.
+        let seeds: Option<Vec<u64>> = rng.map(|r| ranges.iter().map(|_| r.gen()).collect());
+        let run = |k: usize, (start, end): (usize, usize)| {
+            let mut chunk_rng = seeds.as_ref().map(|s| StdRng::seed_from_u64(s[k]));
+            let chunk = x.slice(ndarray::s![start..end, .., .., ..]);
+            Ok((start, self.chunk_trace(chunk, chunk_rng.as_mut(), true)?))
+        };
+        let chunks = if whole_batch {
+            // The layers may use the threads themselves (the pass before chunking).
+            vec![run(0, ranges[0])?]
+        } else {
+            run_chunks(&ranges, run)?
+        };
+        let output = if chunks.len() > 1 {
+            chunks
+                .iter()
+                .flat_map(|(_, c)| c.output_flat().iter().copied())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Trace { n, chunks, output })
     }
 
-    /// [`Network::forward_trace`]; without `for_params` the trace serves input gradients only
-    /// (convolutions keep no im2col patches and may run as direct convolutions).
-    fn forward_trace_impl(
+    /// The forward pass of one chunk of samples, on this thread (its layers may use rayon's
+    /// threads unless the caller runs serially); without `for_params` the trace serves input
+    /// gradients only (convolutions keep no im2col patches and may run as direct convolutions).
+    ///
+    /// Every layer's training- and evaluation-mode forward pass is dispatched here (chain) and
+    /// in [`Network::graph_layer_forward`] (graph), the backward passes in
+    /// [`Network::backward_impl`] / [`Network::backward_graph`].
+    fn chunk_trace(
         &self,
         x: ArrayView4<'_, f32>,
         rng: Option<&mut StdRng>,
         for_params: bool,
-    ) -> Result<Trace, ModelError> {
+    ) -> Result<ChunkTrace, ModelError> {
         self.check_nchw(&x)?;
         let shape = x.shape();
         let n = shape[0];
@@ -432,7 +518,7 @@ impl Network {
                 acts.push(out);
                 caches.push(cache);
             }
-            return Ok(Trace { n, acts, caches });
+            return Ok(ChunkTrace { n, acts, caches });
         }
         for (i, l) in self.layers.iter().enumerate() {
             // ReLU, dropout and flatten never need their input again, so they work in place,
@@ -455,7 +541,7 @@ impl Network {
             acts.push(out);
             caches.push(cache);
         }
-        Ok(Trace { n, acts, caches })
+        Ok(ChunkTrace { n, acts, caches })
     }
 
     /// Forward pass of a graph's layer `l`, reading the nodes `ins` of `acts`.
@@ -556,7 +642,7 @@ impl Network {
         l.layer.n_params() > 0
             && match params {
                 ParamMode::None => false,
-                ParamMode::Summed => true,
+                ParamMode::Summed | ParamMode::SummedDenseFactored => true,
                 ParamMode::PerSample(sel) => {
                     sel.contains(&format!("{}.weight", l.name))
                         || sel.contains(&format!("{}.bias", l.name))
@@ -580,7 +666,10 @@ impl Network {
     ) -> Result<(), ModelError> {
         let l = &self.layers[i];
         match params {
-            ParamMode::Summed => {
+            ParamMode::SummedDenseFactored if matches!(l.layer, Layer::Dense(_)) => {
+                out.dense.push((i, x.to_vec(), dy.to_vec()));
+            }
+            ParamMode::Summed | ParamMode::SummedDenseFactored => {
                 if let Some(g) = l.layer.backward_params(x, cache, dy, n, input)? {
                     out.summed.push((i, g));
                 }
@@ -609,7 +698,7 @@ impl Network {
                         }
                     }
                     Layer::Conv2d(c) => {
-                        let (dw, db) = Layer::conv_per_sample(c, cache, dy, n, input)?;
+                        let (dw, db) = Layer::conv_per_sample(c, x, cache, dy, n, input)?;
                         if sel.contains(&wname) {
                             blocks.push(full(wname, dw));
                         }
@@ -637,7 +726,7 @@ impl Network {
 
     fn backward_impl(
         &self,
-        trace: &Trace,
+        trace: &ChunkTrace,
         grad_output: Vec<f32>,
         top: usize,
         need_input: bool,
@@ -656,6 +745,7 @@ impl Network {
                 None => {
                     return Ok(BackwardOut {
                         input: None,
+                        dense: vec![],
                         summed: vec![],
                         per_sample: vec![],
                     })
@@ -665,6 +755,7 @@ impl Network {
         let mut dy = grad_output;
         let mut out = BackwardOut {
             input: None,
+            dense: Vec::new(),
             summed: Vec::new(),
             per_sample: Vec::new(),
         };
@@ -710,7 +801,7 @@ impl Network {
     fn backward_graph(
         &self,
         inputs: &[Vec<usize>],
-        trace: &Trace,
+        trace: &ChunkTrace,
         grad_output: Vec<f32>,
         top: usize,
         need_input: bool,
@@ -719,6 +810,7 @@ impl Network {
         let n = trace.n;
         let mut out = BackwardOut {
             input: None,
+            dense: Vec::new(),
             summed: Vec::new(),
             per_sample: Vec::new(),
         };
@@ -801,6 +893,10 @@ impl Network {
     /// Backward pass from `grad_output` (`[n, n_outputs]`, the gradient of a loss with respect to
     /// the outputs, in [`Predictor`] output order) through a [`Trace`]: summed parameter gradients
     /// and, if `need_input`, the gradient with respect to the input.
+    ///
+    /// Each chunk of the trace runs its backward pass on one of rayon's threads; the chunks'
+    /// parameter gradients are then added in chunk order (see [`sum_in_order`]), so the result
+    /// is the same bit for bit whatever the number of threads.
     pub fn backward(
         &self,
         trace: &Trace,
@@ -817,9 +913,7 @@ impl Network {
             .into());
         }
         let dy = self.output_order(&grad_output.iter().copied().collect::<Vec<_>>(), n, false);
-        let out =
-            self.backward_impl(trace, dy, self.layers.len(), need_input, ParamMode::Summed)?;
-        Ok(self.collect_summed(out, n))
+        self.backward_chunks(trace, &dy, self.out_len(), self.layers.len(), need_input)
     }
 
     /// Like [`Network::backward`], but starting below the last `skip_top` layers: `grad` is the
@@ -845,23 +939,233 @@ impl Network {
                 CoreError::shape("gradient", grad.shape(), format!("[{n}, {len}] (flat)")).into(),
             );
         }
-        let dy = grad.iter().copied().collect();
-        let out = self.backward_impl(trace, dy, top, need_input, ParamMode::Summed)?;
-        Ok(self.collect_summed(out, n))
+        let dy: Vec<f32> = grad.iter().copied().collect();
+        self.backward_chunks(trace, &dy, len, top, need_input)
     }
 
-    fn collect_summed(&self, out: BackwardOut, n: usize) -> Gradients {
+    /// The backward pass of every chunk of `trace` from `dy` (internal order, `per_sample`
+    /// values per sample, the gradient with respect to node `top`), with summed parameter
+    /// gradients added over the chunks in chunk order.
+    fn backward_chunks(
+        &self,
+        trace: &Trace,
+        dy: &[f32],
+        per_sample: usize,
+        top: usize,
+        need_input: bool,
+    ) -> Result<Gradients, ModelError> {
+        let n = trace.n;
+        let ranges: Vec<(usize, usize)> = trace
+            .chunks
+            .iter()
+            .map(|(start, c)| (*start, start + c.n))
+            .collect();
+        let run = |k: usize, (start, end): (usize, usize)| {
+            let chunk = &trace.chunks[k].1;
+            let dy = dy[start * per_sample..end * per_sample].to_vec();
+            self.backward_impl(chunk, dy, top, need_input, ParamMode::SummedDenseFactored)
+        };
+        let parts = if ranges.len() == 1 && trace.n > crate::parallel::CHUNK {
+            // A whole-batch trace (see `forward_trace`): its layers use the threads themselves.
+            vec![run(0, ranges[0])?]
+        } else {
+            run_chunks(&ranges, run)?
+        };
+        self.reduce_chunks(parts, n, need_input)
+    }
+
+    /// The gradients of a batch from its chunks' backward passes (in chunk order): input
+    /// gradients concatenated, parameter gradients added in chunk order ([`sum_in_order`]) or,
+    /// for dense layers, formed as one product over all chunks ([`dense_grads`]).
+    fn reduce_chunks(
+        &self,
+        parts: Vec<BackwardOut>,
+        n: usize,
+        need_input: bool,
+    ) -> Result<Gradients, ModelError> {
+        let mut input = need_input.then(|| Vec::with_capacity(n * self.dims[0].len()));
+        let mut per_chunk: Vec<Vec<(usize, LayerPart)>> = Vec::with_capacity(parts.len());
+        for part in parts {
+            if let Some(acc) = &mut input {
+                let g = part.input.ok_or_else(|| {
+                    ModelError::Internal("backward pass returned no input gradient".into())
+                })?;
+                acc.extend_from_slice(&g);
+            }
+            let mut layers: Vec<(usize, LayerPart)> = part
+                .summed
+                .into_iter()
+                .map(|(i, g)| (i, LayerPart::Summed(g)))
+                .chain(
+                    part.dense
+                        .into_iter()
+                        .map(|(i, x, dy)| (i, LayerPart::Dense(x, dy))),
+                )
+                .collect();
+            layers.sort_by_key(|(i, _)| *i);
+            per_chunk.push(layers);
+        }
         let mut params: Vec<Vec<f32>> = Vec::new();
-        let mut summed = out.summed;
-        summed.sort_by_key(|(i, _)| *i);
-        for (_, g) in summed {
-            params.push(g.weight);
-            params.push(g.bias);
+        let n_layers = per_chunk.first().map_or(0, |c| c.len());
+        for p in 0..n_layers {
+            let (i, first) = &per_chunk[0][p];
+            match (first, &self.layers[*i].layer) {
+                (LayerPart::Dense(..), Layer::Dense(d)) => {
+                    let mut xs = Vec::with_capacity(per_chunk.len());
+                    let mut dys = Vec::with_capacity(per_chunk.len());
+                    for c in &per_chunk {
+                        let LayerPart::Dense(x, dy) = &c[p].1 else {
+                            return Err(ModelError::Internal(
+                                "chunks returned different gradient kinds".into(),
+                            ));
+                        };
+                        xs.push(x.as_slice());
+                        dys.push(dy.as_slice());
+                    }
+                    let (w, b) = dense_grads(d.in_features, d.out_features, &xs, &dys);
+                    params.push(w);
+                    params.push(b);
+                }
+                _ => {
+                    let mut weights = Vec::with_capacity(per_chunk.len());
+                    let mut biases = Vec::with_capacity(per_chunk.len());
+                    for c in &per_chunk {
+                        let LayerPart::Summed(g) = &c[p].1 else {
+                            return Err(ModelError::Internal(
+                                "chunks returned different gradient kinds".into(),
+                            ));
+                        };
+                        weights.push(g.weight.as_slice());
+                        biases.push(g.bias.as_slice());
+                    }
+                    params.push(sum_in_order(&weights)?);
+                    params.push(sum_in_order(&biases)?);
+                }
+            }
         }
-        Gradients {
-            input: out.input.map(|v| self.input_from_internal(v, n)),
+        Ok(Gradients {
+            input: input.map(|v| self.input_from_internal(v, n)),
             params,
+        })
+    }
+
+    /// One training pass over a batch: for each chunk of samples (see [`Network::forward_trace`]),
+    /// the forward pass with dropout, the loss, and the backward pass straight away, so that a
+    /// chunk's activations are freed (and their memory reused by the next chunk) before the
+    /// next one runs; then the chunks' gradients are added in chunk order. Returns the outputs
+    /// `[n, n_outputs]`, each sample's loss, and the gradients of the **mean** loss over the
+    /// batch in [`Network::parameter_groups`] order (what Adam takes).
+    ///
+    /// When the network ends in a softmax and `loss` is cross-entropy on probabilities, the
+    /// gradient is taken through the fused softmax-cross-entropy (`p·Σt − t` at the logits), as
+    /// Keras does. The dropout masks, and so the result, equal those of
+    /// [`Network::forward_trace`] with the same `rng` followed by [`Network::backward`] (or
+    /// [`Network::backward_below`] for the fused loss); a network with a layer that mixes
+    /// samples in training ([`Layer::mixes_samples_in_training`]) takes that path, with the
+    /// whole batch as one chunk.
+    pub fn train_gradients(
+        &self,
+        x: ArrayView4<'_, f32>,
+        targets: &Targets,
+        loss: &Loss,
+        rng: &mut StdRng,
+    ) -> Result<TrainGradients, ModelError> {
+        self.check_nchw(&x)?;
+        let n = x.shape()[0];
+        if targets.len() != n {
+            return Err(CoreError::InvalidTargets(format!(
+                "{} targets for a batch of {n} samples",
+                targets.len()
+            ))
+            .into());
         }
+        let n_out = self.out_len();
+        let fused = matches!(loss, Loss::CrossEntropy(OutputKind::Probabilities))
+            && matches!(self.layers.last().map(|l| &l.layer), Some(Layer::Softmax));
+        let top = if fused {
+            self.layers.len() - 1
+        } else {
+            self.layers.len()
+        };
+        let scale = 1.0 / n.max(1) as f32;
+        // The output gradient of rows `start..end` with outputs `outputs` (predictor order), in
+        // the internal order of node `top`, and the rows' losses.
+        let output_grad = |outputs: &Array2<f32>,
+                           (start, end): (usize, usize)|
+         -> Result<(Vec<f32>, Vec<f32>), ModelError> {
+            let rows = end - start;
+            let t = if start == 0 && end == n {
+                targets.clone()
+            } else {
+                targets.select(&(start..end).collect::<Vec<_>>())?
+            };
+            let (values, mut grad) = loss.value_and_grad(outputs.view(), &t)?;
+            let dy = if fused {
+                // d(CE ∘ softmax)/dz = p·Σt − t at the logits z, taken below the softmax layer
+                // (exact even where p underflows to 0); a flat output, so no reordering.
+                let t = t.to_dense(n_out)?;
+                let mut g = outputs.clone();
+                for (mut g, t_row) in g.rows_mut().into_iter().zip(t.rows()) {
+                    let t_sum = t_row.sum();
+                    g.zip_mut_with(&t_row, |p, tv| *p = (*p * t_sum - tv) * scale);
+                }
+                g.into_iter().collect()
+            } else {
+                grad *= scale;
+                self.output_order(&grad.iter().copied().collect::<Vec<_>>(), rows, false)
+            };
+            Ok((dy, values.to_vec()))
+        };
+        let outputs_of = |flat: &[f32], rows: usize| {
+            Array2::from_shape_vec((rows, n_out), self.output_order(flat, rows, true))
+                .map_err(|e| ModelError::Internal(e.to_string()))
+        };
+        if n == 0
+            || self
+                .layers
+                .iter()
+                .any(|l| l.layer.mixes_samples_in_training())
+        {
+            let trace = self.forward_trace(x, Some(rng))?;
+            let outputs = outputs_of(trace.output_flat(), n)?;
+            let (dy, losses) = output_grad(&outputs, (0, n))?;
+            let per_sample = self.dims[top].len();
+            let grads = self.backward_chunks(&trace, &dy, per_sample, top, false)?;
+            return Ok(TrainGradients {
+                outputs,
+                losses,
+                params: grads.params,
+            });
+        }
+        let ranges = crate::parallel::chunk_ranges(n);
+        // One dropout seed per chunk, drawn in chunk order (as `forward_trace` does).
+        let seeds: Vec<u64> = ranges.iter().map(|_| rng.gen()).collect();
+        let run = |k: usize, (start, end): (usize, usize)| {
+            let mut chunk_rng = StdRng::seed_from_u64(seeds[k]);
+            let chunk = x.slice(ndarray::s![start..end, .., .., ..]);
+            let trace = self.chunk_trace(chunk, Some(&mut chunk_rng), true)?;
+            let outputs = outputs_of(trace.output_flat(), end - start)?;
+            let (dy, losses) = output_grad(&outputs, (start, end))?;
+            let back =
+                self.backward_impl(&trace, dy, top, false, ParamMode::SummedDenseFactored)?;
+            Ok((outputs, losses, back))
+        };
+        let parts = run_chunks(&ranges, run)?;
+        let mut outputs = Vec::with_capacity(n * n_out);
+        let mut losses = Vec::with_capacity(n);
+        let mut backs = Vec::with_capacity(parts.len());
+        for (o, l, b) in parts {
+            outputs.extend(o.iter().copied());
+            losses.extend(l);
+            backs.push(b);
+        }
+        let grads = self.reduce_chunks(backs, n, false)?;
+        Ok(TrainGradients {
+            outputs: Array2::from_shape_vec((n, n_out), outputs)
+                .map_err(|e| ModelError::Internal(e.to_string()))?,
+            losses,
+            params: grads.params,
+        })
     }
 
     /// Moves every [`ops::BatchNorm`] layer's running mean and variance towards the batch
@@ -875,18 +1179,28 @@ impl Network {
         trace: &Trace,
         momentum: f32,
     ) -> Result<usize, ModelError> {
-        if trace.caches.len() != self.layers.len() {
-            return Err(ModelError::Internal(format!(
-                "a trace of {} layers for a network of {}",
-                trace.caches.len(),
-                self.layers.len()
-            )));
-        }
         let mut updated = 0;
-        for (l, cache) in self.layers.iter_mut().zip(&trace.caches) {
-            if let (Layer::BatchNorm(bn), Cache::BatchStats(stats)) = (&mut l.layer, cache) {
-                bn.update_running(stats, momentum)?;
-                updated += 1;
+        for (_, chunk) in &trace.chunks {
+            if chunk.caches.len() != self.layers.len() {
+                return Err(ModelError::Internal(format!(
+                    "a trace of {} layers for a network of {}",
+                    chunk.caches.len(),
+                    self.layers.len()
+                )));
+            }
+            for (l, cache) in self.layers.iter_mut().zip(&chunk.caches) {
+                if let (Layer::BatchNorm(bn), Cache::BatchStats(stats)) = (&mut l.layer, cache) {
+                    // A training pass over a network with batch norm is one chunk
+                    // (`Layer::mixes_samples_in_training`): its statistics are the batch's.
+                    if trace.chunks.len() != 1 {
+                        return Err(ModelError::Internal(format!(
+                            "batch statistics in a trace of {} chunks",
+                            trace.chunks.len()
+                        )));
+                    }
+                    bn.update_running(stats, momentum)?;
+                    updated += 1;
+                }
             }
         }
         Ok(updated)
@@ -957,6 +1271,29 @@ impl Network {
     }
 }
 
+#[cfg(test)]
+impl Network {
+    /// The summed parameter gradients of the pass before chunking (one trace of the whole
+    /// batch, one backward pass), for tests of the chunked pass against it.
+    pub(crate) fn whole_batch_gradients(
+        &self,
+        x: ArrayView4<'_, f32>,
+        grad_output: ArrayView2<'_, f32>,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let n = x.shape()[0];
+        let trace = self.chunk_trace(x, None, true)?;
+        let dy = self.output_order(&grad_output.iter().copied().collect::<Vec<_>>(), n, false);
+        let mut out =
+            self.backward_impl(&trace, dy, self.layers.len(), false, ParamMode::Summed)?;
+        out.summed.sort_by_key(|(i, _)| *i);
+        Ok(out
+            .summed
+            .into_iter()
+            .flat_map(|(_, g)| [g.weight, g.bias])
+            .collect())
+    }
+}
+
 impl Predictor for Network {
     fn input_shape(&self) -> &[usize] {
         &self.input_shape
@@ -989,7 +1326,7 @@ impl DifferentiableModel for Network {
         }
         let grads = map_chunks(n, |(start, end)| {
             let chunk = x4.slice(ndarray::s![start..end, .., .., ..]);
-            let trace = self.forward_trace_impl(chunk, None, false)?;
+            let trace = self.chunk_trace(chunk, None, false)?;
             let w = output_weights.slice(ndarray::s![start..end, ..]);
             let dy = self.output_order(&w.iter().copied().collect::<Vec<_>>(), end - start, false);
             let out = self.backward_impl(&trace, dy, self.layers.len(), true, ParamMode::None)?;
@@ -1009,7 +1346,7 @@ impl DifferentiableModel for Network {
         let n = x4.shape()[0];
         // One trace for the whole batch, on this thread: this is for the small batches of
         // iterative methods (CEM); large batches go through `input_gradient`'s chunks.
-        let trace = crate::parallel::serial(|| self.forward_trace_impl(x4, None, false))?;
+        let trace = crate::parallel::serial(|| self.chunk_trace(x4, None, false))?;
         let outputs = Array2::from_shape_vec(
             (n, self.out_len()),
             self.output_order(trace.output_flat(), n, true),
@@ -1107,7 +1444,7 @@ impl Network {
         selection: &ParamSelection,
     ) -> xai_core::Result<PerSampleGrads> {
         let n = x4.shape()[0];
-        let trace = self.forward_trace(x4, None)?;
+        let trace = self.chunk_trace(x4, None, true)?;
         let outputs = Array2::from_shape_vec(
             (n, self.out_len()),
             self.output_order(trace.output_flat(), n, true),
@@ -1154,4 +1491,117 @@ fn map_chunks<T: Send>(
         out.extend(part?);
     }
     Ok(out)
+}
+
+/// Runs `run(k, range)` for each of `ranges` (on rayon's threads, each with serial layers, when
+/// there are several and several threads; serially on this thread for one range) and returns
+/// the results in range order. Which thread runs a range never changes its result.
+fn run_chunks<T: Send>(
+    ranges: &[(usize, usize)],
+    run: impl Fn(usize, (usize, usize)) -> Result<T, ModelError> + Sync,
+) -> Result<Vec<T>, ModelError> {
+    if ranges.len() > 1 && rayon::current_num_threads() > 1 {
+        ranges
+            .par_iter()
+            .enumerate()
+            .map(|(k, &r)| crate::parallel::serial(|| run(k, r)))
+            .collect()
+    } else {
+        crate::parallel::serial(|| ranges.iter().enumerate().map(|(k, &r)| run(k, r)).collect())
+    }
+}
+
+/// The elementwise sum of `parts` (equal lengths), added in the order given: element `j` is
+/// `((parts[0][j] + parts[1][j]) + parts[2][j]) + …` whichever threads run it, so a sum of
+/// per-chunk gradients does not depend on the number of threads.
+fn sum_in_order(parts: &[&[f32]]) -> Result<Vec<f32>, ModelError> {
+    let Some((first, rest)) = parts.split_first() else {
+        return Ok(Vec::new());
+    };
+    if rest.iter().any(|p| p.len() != first.len()) {
+        return Err(ModelError::Internal(
+            "chunks returned gradients of different lengths".into(),
+        ));
+    }
+    let mut out = first.to_vec();
+    const BLOCK: usize = 1 << 14;
+    let add = |(b, block): (usize, &mut [f32])| {
+        let off = b * BLOCK;
+        for p in rest {
+            crate::layers::add_assign(block, &p[off..off + block.len()]);
+        }
+    };
+    if out.len() > BLOCK && rayon::current_num_threads() > 1 {
+        out.par_chunks_mut(BLOCK).enumerate().for_each(add);
+    } else {
+        out.chunks_mut(BLOCK).enumerate().for_each(add);
+    }
+    Ok(out)
+}
+
+/// One chunk's share of a layer's summed parameter gradients.
+enum LayerPart {
+    /// The chunk's summed gradients.
+    Summed(LayerGrads),
+    /// A dense layer's inputs and output gradients, `[rows, in]` and `[rows, out]`.
+    Dense(Vec<f32>, Vec<f32>),
+}
+
+/// A dense layer's summed gradients over all chunks, `(Xᵀ·Δ, Σ rows of Δ)`, with `X` and `Δ`
+/// the chunks' inputs and output gradients stacked in chunk order: one product with the whole
+/// batch as its inner dimension instead of one per chunk plus a sum. The product is split into
+/// fixed blocks of weight rows (each a serial matrix product) whatever the number of threads,
+/// so the result does not depend on it.
+fn dense_grads(
+    fan_in: usize,
+    fan_out: usize,
+    xs: &[&[f32]],
+    dys: &[&[f32]],
+) -> (Vec<f32>, Vec<f32>) {
+    let n: usize = dys.iter().map(|d| d.len() / fan_out.max(1)).sum();
+    // Xᵀ, [in, n]: row j holds feature j of every sample.
+    let mut xt = vec![0.0f32; fan_in * n];
+    let mut row = 0;
+    for x in xs {
+        for sample in x.chunks_exact(fan_in.max(1)) {
+            for (j, v) in sample.iter().enumerate() {
+                xt[j * n + row] = *v;
+            }
+            row += 1;
+        }
+    }
+    let dy: Vec<f32> = dys.concat();
+    let mut bias = vec![0.0f32; fan_out];
+    for r in dy.chunks_exact(fan_out.max(1)) {
+        crate::layers::add_assign(&mut bias, r);
+    }
+    let mut dw = vec![0.0f32; fan_in * fan_out];
+    const ROWS: usize = 64;
+    let block = |(b, dw_b): (usize, &mut [f32])| {
+        let rows = dw_b.len() / fan_out;
+        let r0 = b * ROWS;
+        crate::parallel::serial(|| {
+            matmul(
+                &xt[r0 * n..(r0 + rows) * n],
+                (rows, n),
+                Op::N,
+                &dy,
+                (n, fan_out),
+                Op::N,
+                dw_b,
+                false,
+            )
+        });
+    };
+    if fan_out == 0 || n == 0 {
+        return (dw, bias);
+    }
+    if rayon::current_num_threads() > 1 {
+        dw.par_chunks_mut(ROWS * fan_out)
+            .enumerate()
+            .for_each(block);
+    } else {
+        dw.chunks_mut(ROWS * fan_out).enumerate().for_each(block);
+    }
+    (dw, bias)
 }

@@ -92,7 +92,7 @@ fn padding_strategy() -> impl Strategy<Value = Padding> {
 }
 
 /// A small network with every layer kind, ending in a softmax.
-fn small_net(seed: u64, c: usize) -> Network {
+pub(crate) fn small_net(seed: u64, c: usize) -> Network {
     let mut rng = StdRng::seed_from_u64(seed);
     let layers = vec![
         named(

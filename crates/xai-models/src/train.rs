@@ -8,11 +8,13 @@ use ndarray::{Array2, Array4, ArrayView4, Axis};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use xai_core::{argmax_rows, CoreError, Loss, OutputKind, Targets};
 
+use crate::cpu::{dispatched, Isa};
 use crate::layers::Layer;
-use crate::{ModelError, Network};
+use crate::{ModelError, Network, TrainGradients};
 
 /// Adam optimiser state (Kingma & Ba 2015, Algorithm 1), with Keras' defaults.
 #[derive(Debug, Clone)]
@@ -72,14 +74,46 @@ impl Adam {
                 )));
             }
             let (m, v) = (&mut self.m[k], &mut self.v[k]);
-            for j in 0..g.len() {
-                m[j] = self.beta1 * m[j] + (1.0 - self.beta1) * g[j];
-                v[j] = self.beta2 * v[j] + (1.0 - self.beta2) * g[j] * g[j];
-                p[j] -= step * m[j] / (v[j].sqrt() + self.epsilon);
+            let consts = [self.beta1, self.beta2, step, self.epsilon];
+            if p.len() >= 1 << 16 && rayon::current_num_threads() > 1 {
+                // Elementwise: the same values whichever thread updates a block.
+                p.par_chunks_mut(1 << 14)
+                    .zip(m.par_chunks_mut(1 << 14))
+                    .zip(v.par_chunks_mut(1 << 14))
+                    .zip(g.par_chunks(1 << 14))
+                    .for_each(|(((p, m), v), g)| adam_update(p, (m, v), g, consts));
+            } else {
+                adam_update(p, (m, v), g, consts);
             }
         }
         Ok(())
     }
+}
+
+/// Adam's update of one block of parameters `p` with gradients `g` and moments `m`, `v`
+/// (Kingma & Ba 2015, Algorithm 1, with the bias corrections folded into `step`):
+/// `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`, `p ← p − step·m/(√v + ε)`. No multiply-add is
+/// fused, so every instruction set gives the same bits.
+#[inline(always)]
+fn adam_update_with<I: Isa>(
+    _: I,
+    p: &mut [f32],
+    (m, v): (&mut [f32], &mut [f32]),
+    g: &[f32],
+    [beta1, beta2, step, epsilon]: [f32; 4],
+) {
+    let lanes = p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g);
+    for (((p, m), v), &g) in lanes {
+        *m = beta1 * *m + (1.0 - beta1) * g;
+        *v = beta2 * *v + (1.0 - beta2) * g * g;
+        *p -= step * *m / (v.sqrt() + epsilon);
+    }
+}
+
+dispatched! {
+    /// [`adam_update_with`] for this CPU (see [`crate::cpu`]).
+    fn adam_update(p: &mut [f32], mv: (&mut [f32], &mut [f32]), g: &[f32], consts: [f32; 4]) =
+        adam_update_with;
 }
 
 /// How to train a network.
@@ -155,6 +189,7 @@ pub fn train(
             CoreError::param("learning_rate", config.learning_rate, "a finite value > 0").into(),
         );
     }
+    // For the whole-batch path of networks with batch norm (see below).
     let fused_softmax = matches!(config.loss, Loss::CrossEntropy(OutputKind::Probabilities))
         && matches!(net.layers().last().map(|l| &l.layer), Some(Layer::Softmax));
     let n_out = xai_core::Predictor::n_outputs(net);
@@ -188,29 +223,46 @@ pub fn train(
         for idx in order.chunks(config.batch_size) {
             let xb = batch_images(&x, idx);
             let tb = targets.select(idx)?;
-            let trace = net.forward_trace(xb.view(), Some(&mut rng))?;
-            let outputs = Array2::from_shape_vec((idx.len(), n_out), trace.output_flat().to_vec())
-                .map_err(|e| ModelError::Internal(e.to_string()))?;
-            let (values, mut grad) = config.loss.value_and_grad(outputs.view(), &tb)?;
-            let grads = if fused_softmax {
-                // d(CE ∘ softmax)/dz = p·Σt - t at the logits z, taken below the softmax layer
-                // (exact even where p underflows to 0). Mean over the batch, as Keras does.
-                let t = tb.to_dense(n_out)?;
-                let scale = 1.0 / idx.len() as f32;
-                let mut logit_grad = outputs.clone();
-                for (mut g, t_row) in logit_grad.rows_mut().into_iter().zip(t.rows()) {
-                    let t_sum = t_row.sum();
-                    g.zip_mut_with(&t_row, |p, tv| *p = (*p * t_sum - tv) * scale);
-                }
-                net.backward_below(&trace, 1, logit_grad.view(), false)?
+            // A network with batch norm runs the whole batch as one trace: its statistics are
+            // the whole batch's, and the trace moves the running statistics afterwards. Other
+            // networks run chunk by chunk (`Network::train_gradients`).
+            let (outputs, values) = if net.couples_samples_in_training() {
+                let trace = net.forward_trace(xb.view(), Some(&mut rng))?;
+                let outputs =
+                    Array2::from_shape_vec((idx.len(), n_out), trace.output_flat().to_vec())
+                        .map_err(|e| ModelError::Internal(e.to_string()))?;
+                let (values, mut grad) = config.loss.value_and_grad(outputs.view(), &tb)?;
+                let grads = if fused_softmax {
+                    // d(CE ∘ softmax)/dz = p·Σt - t at the logits z, taken below the softmax layer
+                    // (exact even where p underflows to 0). Mean over the batch, as Keras does.
+                    let t = tb.to_dense(n_out)?;
+                    let scale = 1.0 / idx.len() as f32;
+                    let mut logit_grad = outputs.clone();
+                    for (mut g, t_row) in logit_grad.rows_mut().into_iter().zip(t.rows()) {
+                        let t_sum = t_row.sum();
+                        g.zip_mut_with(&t_row, |p, tv| *p = (*p * t_sum - tv) * scale);
+                    }
+                    net.backward_below(&trace, 1, logit_grad.view(), false)?
+                } else {
+                    grad /= idx.len() as f32;
+                    net.backward(&trace, grad.view(), false)?
+                };
+                adam.step(net.param_slices_mut(), &grads.params)?;
+                // Batch norm: the forward pass above normalised with the whole batch's statistics;
+                // move the running statistics (used when evaluating) towards them.
+                net.update_batch_norm_statistics(&trace, crate::BatchNorm::DEFAULT_MOMENTUM)?;
+                (outputs, values.to_vec())
             } else {
-                grad /= idx.len() as f32;
-                net.backward(&trace, grad.view(), false)?
+                // Forward with dropout, loss and backward chunk by chunk (fused softmax
+                // cross-entropy where the network ends in a softmax), mean over the batch.
+                let TrainGradients {
+                    outputs,
+                    losses: values,
+                    params,
+                } = net.train_gradients(xb.view(), &tb, &config.loss, &mut rng)?;
+                adam.step(net.param_slices_mut(), &params)?;
+                (outputs, values)
             };
-            adam.step(net.param_slices_mut(), &grads.params)?;
-            // Batch norm: the forward pass above normalised with the whole batch's statistics;
-            // move the running statistics (used when evaluating) towards them.
-            net.update_batch_norm_statistics(&trace, crate::BatchNorm::DEFAULT_MOMENTUM)?;
             loss_sum += values.iter().map(|v| *v as f64).sum::<f64>();
             if let Targets::Classes(c) = &tb {
                 let pred = argmax_rows(outputs.view());

@@ -124,38 +124,10 @@ fn run_onnx(dir: &Path, args: &OnnxDemoArgs, smoke: bool) -> Result<()> {
 /// it declares a rank-4 shape whose dimensions after the batch are fixed; `None` otherwise (an
 /// unreadable file is then reported by the loader).
 fn declared_input_shape(path: &Path, layout: Layout) -> Option<[usize; 3]> {
-    use prost::Message;
-    use xai_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
-    use xai_onnx::pb::type_proto::Value as TypeValue;
     let bytes = std::fs::read(path).ok()?;
-    let proto = xai_onnx::pb::ModelProto::decode(bytes.as_slice()).ok()?;
-    let graph = proto.graph.as_ref()?;
-    let weights: std::collections::HashSet<&str> =
-        graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let inputs: Vec<_> = graph
-        .input
-        .iter()
-        .filter(|i| !weights.contains(i.name.as_str()))
-        .collect();
-    let [input] = inputs.as_slice() else {
-        return None;
-    };
-    let TypeValue::TensorType(t) = input.r#type.as_ref()?.value.as_ref()?;
-    let dims = &t.shape.as_ref()?.dim;
-    if dims.len() != 4 {
-        return None;
-    }
-    let d: Vec<usize> = dims[1..]
-        .iter()
-        .map(|d| match d.value {
-            Some(DimValue::DimValue(v)) if v > 0 && v <= 1 << 16 => Some(v as usize),
-            _ => None,
-        })
-        .collect::<Option<_>>()?;
-    Some(match layout {
-        Layout::Nchw => [d[0], d[1], d[2]],
-        Layout::Nhwc => [d[2], d[0], d[1]],
-    })
+    let shape = xai_onnx::declared_input(&bytes).ok()?.image_shape(layout)?;
+    // A size beyond the importer's range is left to the loader to report.
+    shape.iter().all(|&d| d <= 1 << 16).then_some(shape)
 }
 
 /// MNIST digits `[n, 1, 28, 28]` as inputs of shape `[c, h, w]`: resized bilinearly (pixel

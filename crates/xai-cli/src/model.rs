@@ -249,44 +249,16 @@ pub fn load_autoencoder(
 /// after the batch is fixed; `None` when the file cannot be read as ONNX here (the loader then
 /// reports why) or declares no shape.
 fn declared_input_shape(path: &Path, layout: Layout) -> Result<Option<[usize; 3]>> {
-    use prost::Message;
-    use xai_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
-    use xai_onnx::pb::type_proto::Value as TypeValue;
+    // Unreadable or non-ONNX files are reported by the loader.
     let Ok(bytes) = std::fs::read(path) else {
         return Ok(None);
     };
-    let Ok(proto) = xai_onnx::pb::ModelProto::decode(bytes.as_slice()) else {
+    let Ok(input) = xai_onnx::declared_input(&bytes) else {
         return Ok(None);
     };
-    let Some(graph) = proto.graph.as_ref() else {
+    let Some(dims) = &input.dims else {
         return Ok(None);
     };
-    let weights: std::collections::HashSet<&str> =
-        graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let inputs: Vec<_> = graph
-        .input
-        .iter()
-        .filter(|i| !weights.contains(i.name.as_str()))
-        .collect();
-    let [input] = inputs.as_slice() else {
-        return Ok(None);
-    };
-    let Some(shape) = input
-        .r#type
-        .as_ref()
-        .and_then(|t| t.value.as_ref())
-        .and_then(|TypeValue::TensorType(t)| t.shape.as_ref())
-    else {
-        return Ok(None);
-    };
-    let dims: Vec<Option<usize>> = shape
-        .dim
-        .iter()
-        .map(|d| match &d.value {
-            Some(DimValue::DimValue(v)) if *v > 0 => Some(*v as usize),
-            _ => None,
-        })
-        .collect();
     let fixed = |d: &[Option<usize>]| -> Option<Vec<usize>> { d.iter().copied().collect() };
     match (dims.len(), fixed(dims.get(1..).unwrap_or(&[]))) {
         (4, Some(d)) => Ok(Some(match layout {

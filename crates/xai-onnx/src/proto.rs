@@ -364,3 +364,49 @@ pub(crate) fn node_label(node: &NodeProto) -> String {
         node.output.first().cloned().unwrap_or_default()
     }
 }
+
+/// The one data input an ONNX model declares (see [`declared_input`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredInput {
+    /// The input's name.
+    pub name: String,
+    /// Its dimensions, batch first: `Some(size)` for a fixed positive size, `None` for a
+    /// symbolic or unset one; `None` as a whole when the file declares no shape.
+    pub dims: Option<Vec<Option<usize>>>,
+}
+
+impl DeclaredInput {
+    /// The per-sample `[c, h, w]` shape of a rank-4 input whose sample dimensions are fixed,
+    /// read in `layout` (`[N, c, h, w]` or `[N, h, w, c]`); `None` otherwise.
+    pub fn image_shape(&self, layout: crate::Layout) -> Option<[usize; 3]> {
+        let dims = self.dims.as_ref()?;
+        let [_, a, b, c] = dims.as_slice() else {
+            return None;
+        };
+        let (a, b, c) = ((*a)?, (*b)?, (*c)?);
+        Some(match layout {
+            crate::Layout::Nchw => [a, b, c],
+            crate::Layout::Nhwc => [c, a, b],
+        })
+    }
+}
+
+/// Reads the data input an ONNX model declares (its one graph input that is not a weight),
+/// without building anything: for tools that choose the options (`input_shape`, `layout`)
+/// from the file. Errors: [`OnnxError::NotOnnx`] for bytes that are not an ONNX model,
+/// [`OnnxError::Unsupported`] for a graph without exactly one float data input.
+pub fn declared_input(bytes: &[u8]) -> Result<DeclaredInput> {
+    let proto = decode_model(bytes, "the given bytes")?;
+    let input = graph_input(graph(&proto)?)?;
+    Ok(DeclaredInput {
+        name: input.name,
+        dims: input.dims.map(|dims| {
+            dims.iter()
+                .map(|d| match d {
+                    Dim::Fixed(v) if *v > 0 => usize::try_from(*v).ok(),
+                    _ => None,
+                })
+                .collect()
+        }),
+    })
+}

@@ -741,3 +741,20 @@ fn tabular_models_on_rows_of_features() {
         assert!(matches!(e, OnnxError::InputShapeMismatch { .. }), "{e}");
     }
 }
+
+#[test]
+fn declared_input_reads_the_files_own_shape() {
+    let bytes = to_onnx_bytes(&tiny_net(50), &ExportOptions::new()).unwrap();
+    let d = declared_input(&bytes).unwrap();
+    assert_eq!(d.dims, Some(vec![None, Some(1), Some(14), Some(7)]));
+    assert_eq!(d.image_shape(Layout::Nchw), Some([1, 14, 7]));
+    assert_eq!(d.image_shape(Layout::Nhwc), Some([7, 1, 14]));
+    let (_, tabular) = tabular_mlp(4, 51);
+    let d = declared_input(&tabular).unwrap();
+    assert_eq!(d.dims, Some(vec![None, Some(4)]));
+    assert_eq!(d.image_shape(Layout::Nchw), None);
+    assert!(matches!(
+        declared_input(b"not a model"),
+        Err(OnnxError::NotOnnx { .. })
+    ));
+}

@@ -81,35 +81,67 @@ where
     F: Fn(usize) -> Result<Vec<Vec<f32>>> + Sync,
 {
     selection.validate(groups)?;
-    let selected: Vec<usize> = (0..groups.len())
-        .filter(|&k| selection.contains(&groups[k].name))
-        .collect();
     let rows: Vec<Vec<Vec<f32>>> = (0..n)
         .into_par_iter()
-        .map(|i| {
-            let g = row_grads(i)?;
-            if g.len() != groups.len() {
-                return Err(CoreError::shape(
-                    format!("gradients of sample {i}"),
-                    &[g.len()],
-                    format!("[{}] parameter groups", groups.len()),
-                ));
-            }
-            for (v, group) in g.iter().zip(groups) {
-                if v.len() != group.len() {
-                    return Err(CoreError::shape(
-                        format!("gradient of `{}` for sample {i}", group.name),
-                        &[v.len()],
-                        format!("[{}] (the group's shape {:?})", group.len(), group.shape),
-                    ));
-                }
-            }
-            Ok(g)
-        })
+        .map(|i| checked_row(groups, i, row_grads(i)?))
         .collect::<Result<_>>()?;
-    let blocks = selected
-        .iter()
-        .map(|&k| {
+    assemble(groups, selection, rows)
+}
+
+/// [`per_sample_from_rows`] with the rows evaluated one after another, on the calling thread.
+///
+/// For frameworks whose tape cannot run on rayon's threads: burn holds a global autodiff lock
+/// during `backward` while its CPU kernels run on rayon, so a rayon worker that steals a second
+/// row's closure inside the first row's backward pass waits for a lock its own thread holds.
+/// The result is the same as [`per_sample_from_rows`]'s (each row's gradient depends on that row
+/// alone); `row_grads` may still parallelise inside a row.
+pub fn per_sample_from_rows_sequential<F>(
+    groups: &[ParamGroup],
+    selection: &ParamSelection,
+    n: usize,
+    mut row_grads: F,
+) -> Result<PerSampleGrads>
+where
+    F: FnMut(usize) -> Result<Vec<Vec<f32>>>,
+{
+    selection.validate(groups)?;
+    let rows: Vec<Vec<Vec<f32>>> = (0..n)
+        .map(|i| checked_row(groups, i, row_grads(i)?))
+        .collect::<Result<_>>()?;
+    assemble(groups, selection, rows)
+}
+
+/// Checks that sample `i`'s gradients have one vector per group, each of the group's length.
+fn checked_row(groups: &[ParamGroup], i: usize, g: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
+    if g.len() != groups.len() {
+        return Err(CoreError::shape(
+            format!("gradients of sample {i}"),
+            &[g.len()],
+            format!("[{}] parameter groups", groups.len()),
+        ));
+    }
+    for (v, group) in g.iter().zip(groups) {
+        if v.len() != group.len() {
+            return Err(CoreError::shape(
+                format!("gradient of `{}` for sample {i}", group.name),
+                &[v.len()],
+                format!("[{}] (the group's shape {:?})", group.len(), group.shape),
+            ));
+        }
+    }
+    Ok(g)
+}
+
+/// The selected groups of checked per-row gradients as [`GradBlock::Full`] blocks.
+fn assemble(
+    groups: &[ParamGroup],
+    selection: &ParamSelection,
+    rows: Vec<Vec<Vec<f32>>>,
+) -> Result<PerSampleGrads> {
+    let n = rows.len();
+    let blocks = (0..groups.len())
+        .filter(|&k| selection.contains(&groups[k].name))
+        .map(|k| {
             let len = groups[k].len();
             let mut values = Array2::zeros((n, len));
             for (i, row) in rows.iter().enumerate() {
@@ -206,6 +238,51 @@ mod tests {
         assert_eq!(
             all.to_flat().index_axis(Axis(0), 2),
             array![2.0f32, 1.0, -2.0]
+        );
+        // The sequential path builds the same blocks, calling the rows in order.
+        let mut calls = Vec::new();
+        let seq = per_sample_from_rows_sequential(&groups, &sel, 3, |i| {
+            calls.push(i);
+            f(i)
+        })
+        .unwrap();
+        assert_eq!(calls, vec![0, 1, 2]);
+        assert_eq!(seq.to_flat(), g.to_flat());
+        let seq_all = per_sample_from_rows_sequential(&groups, &ParamSelection::All, 3, f).unwrap();
+        assert_eq!(seq_all.to_flat(), all.to_flat());
+    }
+
+    #[test]
+    fn sequential_rows_report_the_same_errors() {
+        let groups = vec![ParamGroup {
+            name: "w".into(),
+            shape: vec![2, 2],
+        }];
+        let err = per_sample_from_rows_sequential(&groups, &ParamSelection::All, 2, |_| {
+            Ok(vec![vec![0.0; 3]])
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("`w`"), "{err}");
+        let err = per_sample_from_rows_sequential(&groups, &ParamSelection::All, 2, |_| {
+            Ok(vec![vec![0.0; 4], vec![0.0; 1]])
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("parameter groups"), "{err}");
+        let mut calls = 0;
+        let err = per_sample_from_rows_sequential(&groups, &ParamSelection::All, 3, |i| {
+            calls += 1;
+            if i == 1 {
+                Err(CoreError::Model("row 1 failed".into()))
+            } else {
+                Ok(vec![vec![0.0; 4]])
+            }
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("row 1 failed"), "{err}");
+        assert_eq!(calls, 2, "stops at the first failing row");
+        let sel = ParamSelection::Groups(vec!["v".into()]);
+        assert!(
+            per_sample_from_rows_sequential(&groups, &sel, 1, |_| Ok(vec![vec![0.0; 4]])).is_err()
         );
     }
 

@@ -3,10 +3,14 @@
 //!
 //! ```text
 //! cargo run --release -p xai-dfdx --example dfdx_mnist
+//! cargo run --release -p xai-dfdx --example dfdx_mnist -- --train-size 2000 --references 100 \
+//!     --nsamples 300 --out /tmp/dfdx-example      # a quick run
 //! ```
-//! Figures go to `target/xai-dfdx-example/` (`grad_sim.png`, `kernel_shap.png`).
+//! Figures go to `target/xai-dfdx-example/` (`grad_sim.png`, `kernel_shap.png`) unless `--out`
+//! names another folder.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use clap::Parser;
 use dfdx::optim::{Adam, AdamConfig};
 use dfdx::prelude::*;
 use ndarray::{s, Axis};
@@ -28,12 +32,43 @@ type Mlp = (
     dfdx::nn::modules::Linear<64, 10, f32, Cpu>,
 );
 
-fn main() -> Result<()> {
-    let out = std::path::PathBuf::from("target/xai-dfdx-example");
-    std::fs::create_dir_all(&out)?;
+/// Train a dfdx MLP on MNIST for one epoch and explain it with gradient similarity and
+/// KernelSHAP.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Training images used for the epoch (the first N of MNIST's 60,000).
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u32).range(64..=60_000))]
+    train_size: u32,
+    /// Training images used as gradient-similarity references.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(5..=60_000))]
+    references: u32,
+    /// KernelSHAP coalitions per explained image.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(10..=100_000))]
+    nsamples: u32,
+    /// Folder for the figures.
+    #[arg(long, default_value = "target/xai-dfdx-example")]
+    out: std::path::PathBuf,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+fn run(args: &Args) -> Result<()> {
+    let out = args.out.clone();
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mnist = Mnist::load_default()?;
-    let x_train = mnist.train.images_f32(Scaling::UnitInterval);
-    let y_train = mnist.train.labels_usize();
+    let n_train = args.train_size as usize;
+    let x_train = mnist
+        .train
+        .images_f32(Scaling::UnitInterval)
+        .slice(s![..n_train, .., .., ..])
+        .to_owned();
+    let y_train = mnist.train.labels_usize()[..n_train].to_vec();
     let x_test = mnist.test.images_f32(Scaling::UnitInterval);
     let y_test = mnist.test.labels_usize();
 
@@ -82,15 +117,17 @@ fn main() -> Result<()> {
     let acc = pred.iter().zip(&y_test).filter(|(p, y)| p == y).count() as f32 / y_test.len() as f32;
     println!("test accuracy {:.2}%", 100.0 * acc);
 
-    // 3. Gradient similarity: 2,000 training images as references, 4 test images explained.
+    // 3. Gradient similarity: the first training images as references (2,000 by default), 4 test
+    // images explained.
+    let n_ref = (args.references as usize).min(n_train);
     let params = GradSimParams::new(Loss::CrossEntropy(OutputKind::Logits))
         .sim_fn(SimilarityFn::GradCos)
         .precompute_grads(true)
         .n_similar(5)
         .check()?;
-    let refs = x_train.slice(s![..2000, .., .., ..]).to_owned();
+    let refs = x_train.slice(s![..n_ref, .., .., ..]).to_owned();
     let fitted = GradientSimilarity::new(&model, params)?
-        .fit(refs, Targets::Classes(y_train[..2000].to_vec()))?;
+        .fit(refs, Targets::Classes(y_train[..n_ref].to_vec()))?;
     let test = x_test.slice(s![..4, .., .., ..]);
     let sim = fitted.explain(test.into_dyn(), None)?;
     let mut images = Vec::new();
@@ -119,7 +156,7 @@ fn main() -> Result<()> {
     for i in 0..3 {
         let params = ImageKernelShapParams::new()
             .labels(vec![pred[i]])
-            .nsamples(1000)
+            .nsamples(args.nsamples as usize)
             .n_segments(50)
             .background(Background::Value(0.0))
             .seed(i as u64)

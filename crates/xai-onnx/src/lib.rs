@@ -50,6 +50,7 @@ mod model;
 mod options;
 mod proto;
 mod tract_backend;
+mod tract_ops;
 
 pub use error::{OnnxError, Result};
 pub use export::{save_onnx, to_onnx, to_onnx_bytes, ExportOptions, EXPORT_OPSET};

@@ -758,3 +758,199 @@ fn declared_input_reads_the_files_own_shape() {
         Err(OnnxError::NotOnnx { .. })
     ));
 }
+
+/// A float initializer.
+fn f32_initializer(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: DataType::Float as i32,
+        float_data: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// What a test `BatchNormalization` reads.
+#[derive(Debug, Clone, Copy)]
+enum BnInput<'a> {
+    /// The graph input, `[N, f]`.
+    Rows,
+    /// The graph input reshaped to this shape (and its output reshaped back to `[N, f]`).
+    Reshaped(&'a [i64]),
+    /// A constant of these dims (its output reshaped to `[N, f]`).
+    Constant(&'a [i64]),
+}
+
+/// The tabular MLP with a `BatchNormalization` (over the `f` features, as channels) inserted
+/// before its first Gemm, reading `x`; `stats_dims` are the dims of its four statistics.
+/// Returns the network, the per-feature `(slope, intercept)` of the normalisation and the file.
+fn tabular_with_batch_norm(
+    f: usize,
+    x: BnInput,
+    stats_dims: &[i64],
+) -> (Network, Vec<(f32, f32)>, Vec<u8>) {
+    use prost::Message;
+    let (net, bytes) = tabular_mlp(f, 60);
+    let mut m = ModelProto::decode(bytes.as_slice()).unwrap();
+    let g = graph_mut(&mut m);
+    let gi = g.node.iter().position(|n| n.op_type == "Gemm").unwrap();
+    let input = g.node[gi].input[0].clone();
+    // scale, B, mean, var.
+    let len = stats_dims.iter().product::<i64>() as usize;
+    let stats: Vec<Vec<f32>> = (0..4)
+        .map(|k| {
+            (0..len)
+                .map(|i| 0.5 + 0.25 * (k * len + i) as f32)
+                .collect()
+        })
+        .collect();
+    for (name, values) in ["bn_scale", "bn_b", "bn_mean", "bn_var"].iter().zip(&stats) {
+        g.initializer
+            .push(f32_initializer(name, stats_dims, values));
+    }
+    let mut nodes = Vec::new();
+    let bn_x = match x {
+        BnInput::Rows => input,
+        BnInput::Reshaped(shape) => {
+            nodes.push(int64_constant("bn_in_shape", shape));
+            nodes.push(NodeProto {
+                input: vec![input, "bn_in_shape".into()],
+                output: vec!["bn_in".into()],
+                name: "reshape_in".into(),
+                op_type: "Reshape".into(),
+                ..Default::default()
+            });
+            "bn_in".into()
+        }
+        BnInput::Constant(dims) => {
+            let len = dims.iter().product::<i64>() as usize;
+            g.initializer
+                .push(f32_initializer("bn_const", dims, &vec![1.0; len]));
+            "bn_const".into()
+        }
+    };
+    nodes.push(NodeProto {
+        input: vec![
+            bn_x,
+            "bn_scale".into(),
+            "bn_b".into(),
+            "bn_mean".into(),
+            "bn_var".into(),
+        ],
+        output: vec!["bn_out".into()],
+        name: "bn".into(),
+        op_type: "BatchNormalization".into(),
+        ..Default::default()
+    });
+    let mut out = "bn_out".to_string();
+    if !matches!(x, BnInput::Rows) {
+        nodes.push(int64_constant("bn_out_shape", &[-1, f as i64]));
+        nodes.push(NodeProto {
+            input: vec![out, "bn_out_shape".into()],
+            output: vec!["bn_back".into()],
+            name: "reshape_out".into(),
+            op_type: "Reshape".into(),
+            ..Default::default()
+        });
+        out = "bn_back".into();
+    }
+    g.node[gi].input[0] = out;
+    g.node.splice(gi..gi, nodes);
+    // The expected per-feature affine map (epsilon 1e-5, ONNX's default).
+    let affine = (0..f.min(len))
+        .map(|i| {
+            let slope = stats[0][i] / (stats[3][i] + 1e-5).sqrt();
+            (slope, stats[1][i] - stats[2][i] * slope)
+        })
+        .collect();
+    (net, affine, encode(&m))
+}
+
+/// tract 0.23.9's own `BatchNormalization` reads its input's dimension 1 unchecked: an input of
+/// rank 0 or 1 read out of bounds (an abort in debug builds, undefined behaviour in release
+/// builds). Its replacement (`tract_ops`) refuses it, and statistics that are not 1-D of length
+/// C, with errors that say so, on every path; a valid rank-2 input still runs.
+#[test]
+fn batch_norm_inputs_of_too_low_a_rank_are_typed_errors() {
+    let f = 4;
+    let fi = f as i64;
+    let opts = |backend| {
+        OnnxOptions::new()
+            .input_features(f)
+            .backend(backend)
+            .tract_threads(1)
+            .check()
+            .unwrap()
+    };
+    const ALL: [Backend; 3] = [Backend::Import, Backend::Auto, Backend::Tract];
+    // Rank 2 ([N, C]) is a valid batch norm: tract runs it (the importer may decline it).
+    let (net, affine, bytes) = tabular_with_batch_norm(f, BnInput::Rows, &[fi]);
+    let mut r = StdRng::seed_from_u64(61);
+    let rows = Array2::from_shape_fn((3, f), |_| r.gen_range(-2.0..2.0));
+    let normalised = Array4::from_shape_fn((3, f, 1, 1), |(n, i, _, _)| {
+        rows[[n, i]] * affine[i].0 + affine[i].1
+    });
+    let expected = net.predict(normalised.view().into_dyn()).unwrap();
+    for backend in [Backend::Auto, Backend::Tract] {
+        let m = opts(backend).load_bytes(&bytes).unwrap();
+        let got = m.predict(rows.view().into_dyn()).unwrap();
+        assert_close(
+            &got,
+            &expected,
+            1e-5,
+            &format!("rank-2 batch norm, {backend}"),
+        );
+    }
+    // Inputs of rank 1 (the batch flattened, a constant) and 0 (a constant) are refused on every
+    // path, tract's with the rank.
+    for (x, rank) in [
+        (BnInput::Reshaped(&[-1]), 1),
+        (BnInput::Constant(&[fi]), 1),
+        (BnInput::Constant(&[]), 0),
+    ] {
+        let (_, _, bytes) = tabular_with_batch_norm(f, x, &[fi]);
+        for backend in ALL {
+            let e = opts(backend).load_bytes(&bytes).unwrap_err();
+            let msg = e.to_string();
+            if backend == Backend::Import {
+                assert!(matches!(e, OnnxError::UnsupportedOp { .. }), "{x:?}: {msg}");
+                continue;
+            }
+            assert!(
+                matches!(e, OnnxError::Tract { .. }),
+                "{x:?}, {backend}: {msg}"
+            );
+            assert!(
+                msg.contains(&format!("node `bn` (BatchNormalization) has an input of rank {rank}, expected rank >= 2")),
+                "{x:?}, {backend}: {msg}"
+            );
+        }
+    }
+    // Statistics of shape [C, 1] are read as C values, as the importer reads them.
+    let (_, _, bytes) = tabular_with_batch_norm(f, BnInput::Rows, &[fi, 1]);
+    for backend in ALL {
+        let m = opts(backend).load_bytes(&bytes).unwrap();
+        let got = m.predict(rows.view().into_dyn()).unwrap();
+        assert_close(
+            &got,
+            &expected,
+            1e-5,
+            &format!("[C, 1] statistics, {backend}"),
+        );
+    }
+    // Statistics of the wrong length, or scalars, are refused.
+    for dims in [&[fi + 1][..], &[fi - 1], &[]] {
+        let (_, _, bytes) = tabular_with_batch_norm(f, BnInput::Rows, dims);
+        for backend in ALL {
+            let e = opts(backend).load_bytes(&bytes).unwrap_err();
+            let msg = e.to_string();
+            if backend != Backend::Import {
+                assert!(
+                    matches!(e, OnnxError::Tract { .. }),
+                    "{dims:?}, {backend}: {msg}"
+                );
+            }
+            assert!(msg.contains("bn"), "{dims:?}, {backend}: {msg}");
+        }
+    }
+}

@@ -27,7 +27,9 @@ fn guard<T>(action: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
 /// Refuses what tract 0.23 cannot survive (it neither panics nor errors, but loops and
 /// allocates until the process aborts, or runs for minutes): a `Transpose` whose `perm` is not
 /// a permutation of `0..n` (duplicates or out-of-range axes), and pads, strides, dilations,
-/// kernel sizes or groups outside `0..=2^16` (the importer's range).
+/// kernel sizes or groups outside `0..=2^16` (the importer's range). (A `BatchNormalization`
+/// whose input has too low a rank, which tract reads out of bounds, needs the input's shape: it
+/// is refused during tract's analysis by [`crate::tract_ops`], which replaces tract's operator.)
 fn check_for_tract(model: &ModelProto) -> Result<()> {
     let Some(graph) = model.graph.as_ref() else {
         return Ok(());
@@ -126,7 +128,8 @@ impl TractRunner {
         threads: usize,
     ) -> Result<Self> {
         check_for_tract(model)?;
-        let onnx = tract_onnx::onnx().with_ignore_output_shapes(true);
+        let mut onnx = tract_onnx::onnx().with_ignore_output_shapes(true);
+        crate::tract_ops::register(&mut onnx.op_register);
         let mut inference = match path {
             Some(p) => onnx.model_for_path(p),
             None => onnx.model_for_proto_model(model),

@@ -218,19 +218,42 @@ fn burn_copy_of_an_xai_models_mlp_explains_the_same() {
     cross::assert_same_explanations(&r, &model);
 }
 
-/// Per-sample gradients of many rows, called from inside a multi-threaded rayon pool (as
-/// gradient similarity does), finish: burn's autodiff lock is held during `backward` while its
-/// kernels run on rayon, so rows run on rayon's threads used to deadlock. A watchdog turns a
-/// hang into a failure.
+/// A small CNN: burn-ndarray's convolution runs its output channels on rayon, also for a batch
+/// of one, which the row path's backward passes are.
+#[derive(Module, Debug)]
+struct SmallCnn {
+    conv: burn::nn::conv::Conv2d,
+    relu: Relu,
+    output: Linear,
+}
+
+impl SmallCnn {
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let h = self.relu.forward(self.conv.forward(x));
+        self.output.forward(h.flatten(1, 3))
+    }
+}
+
+/// Per-sample gradients of many rows of a CNN, called from inside a multi-threaded rayon pool (as
+/// gradient similarity does), finish: burn holds its global autodiff lock during `backward`
+/// while the convolution's kernels run on rayon, so rows run on rayon's threads deadlocked (a
+/// worker stole another row, whose forward pass waited for the lock its own thread held). A
+/// watchdog turns a hang into a failure.
 #[test]
 fn per_sample_gradients_of_many_rows_on_a_rayon_pool_finish() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let device = Device::ndarray();
         Device::seed(&device, 3);
-        let m = Mlp::new(64, 256, 10, &device);
-        let model = BurnModel::new(m, &device, &[64], Mlp::forward).unwrap();
-        let x = batch(96, 64, 5);
+        let m = SmallCnn {
+            conv: burn::nn::conv::Conv2dConfig::new([1, 8], [3, 3]).init(&device),
+            relu: Relu::new(),
+            output: LinearConfig::new(8 * 10 * 10, 10).init(&device),
+        };
+        let model = BurnModel::new(m, &device, &[1, 12, 12], SmallCnn::forward).unwrap();
+        let x = batch(96, 144, 5)
+            .into_shape_with_order((96, 1, 12, 12))
+            .unwrap();
         let targets = Targets::Classes((0..96).map(|i| i % 10).collect());
         let loss = Loss::CrossEntropy(OutputKind::Logits);
         let pool = rayon::ThreadPoolBuilder::new()

@@ -13,7 +13,7 @@ use crate::cli::CommonArgs;
 use crate::error::{failed_in, usage, Result};
 use crate::inputs::{read_inputs, read_reference};
 use crate::model::{load_autoencoder, Outputs};
-use crate::output::{class_name, save_explanation, top, InputResult};
+use crate::output::class_name;
 
 /// Which pertinents to look for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -193,8 +193,7 @@ pub fn run(a: &CemArgs) -> Result<()> {
                 sample.source, range.0, range.1
             )));
         }
-        let dir = s.reporter.dir_for(&sample.name)?;
-        let mut files = Vec::new();
+        let mut out = s.reporter.input(sample, names)?;
         let mut explanations = Vec::new();
         for cem in &explainers {
             let mode = cem.params().mode();
@@ -210,10 +209,7 @@ pub fn run(a: &CemArgs) -> Result<()> {
                 .remove(0);
             finished += per_explanation as u64;
             bar.set_position(finished);
-            let sub = dir.join(mode.short_name());
-            std::fs::create_dir_all(&sub)
-                .map_err(|err| failed_in(format!("creating {}", sub.display()), err))?;
-            files.extend(save_explanation(&e, &sub)?);
+            out.save(&e, Some(mode.short_name()))?;
             explanations.push(e);
         }
         let mut extra = Vec::new();
@@ -230,14 +226,12 @@ pub fn run(a: &CemArgs) -> Result<()> {
         }
         let extra_views: Vec<(String, ndarray::ArrayViewD<'_, f32>)> =
             extra.iter().map(|(n, a)| (n.clone(), a.view())).collect();
-        let figure = dir.join("cem.png");
         let refs: Vec<&_> = explanations.iter().collect();
         let title = format!("CEM: {}", sample.name);
-        cem_figure(&figure, &refs, &extra_views, range, Some(title.as_str()))
-            .map_err(|err| failed_in(format!("drawing {}", figure.display()), err))?;
-        files.push(figure);
-        let outputs = s.model.predict_one(sample.x.view())?;
-        let (pred, score) = top(ndarray::ArrayView1::from(&outputs));
+        out.figure("cem.png", |path| {
+            cem_figure(path, &refs, &extra_views, range, Some(title.as_str()))
+        })?;
+        let prediction = s.model.prediction(sample.x.view())?;
         let mut result = serde_json::Map::new();
         result.insert("method".into(), json!("CEM"));
         let mut parts = Vec::new();
@@ -262,22 +256,12 @@ pub fn run(a: &CemArgs) -> Result<()> {
                 None => format!("no {} found", d.mode),
             });
         }
-        let summary = format!(
-            "{} ({score:.3}); {}",
-            class_name(names, pred),
-            parts.join(", ")
+        let r = out.finish(
+            prediction,
+            serde_json::Value::Object(result),
+            &parts.join(", "),
         );
-        bar.suspend(|| {
-            s.reporter.report(&InputResult {
-                input: sample.source.clone(),
-                out_dir: dir.clone(),
-                prediction: pred,
-                score,
-                files,
-                result: serde_json::Value::Object(result),
-                summary,
-            })
-        })?;
+        s.reporter.report(&bar, &r)?;
     }
     bar.finish_and_clear();
     Ok(())
@@ -286,15 +270,12 @@ pub fn run(a: &CemArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
+    use crate::cli::{parse_minimal, Command};
 
     /// The flags' defaults are the library's, apart from the range and no-info value.
     #[test]
     fn defaults_are_the_librarys() {
-        let cli = Cli::try_parse_from(["xai", "cem", "--model", "m", "--input", "x", "--out", "o"])
-            .unwrap();
-        let Command::Cem(a) = cli.command else {
+        let Ok(Command::Cem(a)) = parse_minimal("cem", &[]) else {
             panic!("expected cem")
         };
         for mode in [Mode::PertinentNegative, Mode::PertinentPositive] {

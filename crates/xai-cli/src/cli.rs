@@ -125,6 +125,14 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Parses `xai <method> --model m --input x --out o <extra>...`: the smallest command line of
+/// a method, for the unit tests of its flags.
+#[cfg(test)]
+pub fn parse_minimal(method: &str, extra: &[&str]) -> std::result::Result<Command, clap::Error> {
+    let args = ["xai", method, "--model", "m", "--input", "x", "--out", "o"];
+    Cli::try_parse_from(args.iter().chain(extra)).map(|cli| cli.command)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

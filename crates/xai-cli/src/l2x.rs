@@ -13,7 +13,7 @@ use crate::cli::CommonArgs;
 use crate::error::{failed_in, usage, usage_in, Result};
 use crate::inputs::{read_inputs, read_reference};
 use crate::model::Outputs;
-use crate::output::{class_name, save_explanation, top, InputResult};
+use crate::output::{class_name, top};
 
 /// What the approximator learns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,100 +136,67 @@ pub fn run(a: &L2xArgs) -> Result<()> {
         }
     };
     let names = s.class_names.as_deref();
-    let bar = s.progress.bar(samples.len(), "L2X");
-    for sample in &samples {
-        bar.set_message(sample.name.clone());
-        let x = sample.x.view().insert_axis(Axis(0));
-        let e = l2x
-            .explain(s.model.predictor(), x)
-            .map_err(|e| failed_in(format!("explaining {}", sample.source), e))?;
-        let dir = s.reporter.dir_for(&sample.name)?;
-        let mut files = save_explanation(&e, &dir)?;
-        let (pred, score) = top(e.data.black_box_outputs.row(0));
-        let approx = e.data.approximator_labels.as_ref().map(|l| l[0]);
-        let figure = dir.join("l2x.png");
-        let gray = x
-            .mean_axis(Axis(1))
-            .ok_or_else(|| failed_in("drawing", "an image without channels"))?;
-        l2x_figure(
-            &figure,
-            gray.view(),
-            &e,
-            &L2xFigureOptions {
-                image_titles: Some(vec![format!(
-                    "{}: pred {}",
-                    sample.name,
-                    class_name(names, pred)
-                )]),
-                background: Some(background),
-                image_range: Some(s.spec.pixels.range()),
-                title: Some("L2X: image, importance, selected patches".into()),
-            },
-        )
-        .map_err(|err| failed_in(format!("drawing {}", figure.display()), err))?;
-        files.push(figure);
-        let summary = format!(
-            "{} ({score:.3}); L2X selected {} patches {:?}{}",
-            class_name(names, pred),
-            e.data.k,
-            e.data.selected_patches[0],
-            match approx {
-                Some(c) => format!(", approximator on them alone: {}", class_name(names, c)),
-                None => String::new(),
-            }
-        );
-        let result = json!({
-            "method": "L2X",
-            "k": e.data.k,
-            "selected_patches": e.data.selected_patches[0],
-            "approximator_label": approx,
-        });
-        bar.inc(1);
-        bar.suspend(|| {
-            s.reporter.report(&InputResult {
-                input: sample.source.clone(),
-                out_dir: dir.clone(),
-                prediction: pred,
-                score,
-                files,
-                result,
-                summary,
-            })
-        })?;
-    }
-    bar.finish_and_clear();
-    Ok(())
+    s.reporter
+        .each_input(&s.progress, &samples, "L2X", |sample| {
+            let x = sample.x.view().insert_axis(Axis(0));
+            let e = l2x
+                .explain(s.model.predictor(), x)
+                .map_err(|e| failed_in(format!("explaining {}", sample.source), e))?;
+            let mut out = s.reporter.input(sample, names)?;
+            out.save(&e, None)?;
+            let prediction @ (pred, _) = top(e.data.black_box_outputs.row(0));
+            let approx = e.data.approximator_labels.as_ref().map(|l| l[0]);
+            let gray = x
+                .mean_axis(Axis(1))
+                .ok_or_else(|| failed_in("drawing", "an image without channels"))?;
+            out.figure("l2x.png", |path| {
+                l2x_figure(
+                    path,
+                    gray.view(),
+                    &e,
+                    &L2xFigureOptions {
+                        image_titles: Some(vec![format!(
+                            "{}: pred {}",
+                            sample.name,
+                            class_name(names, pred)
+                        )]),
+                        background: Some(background),
+                        image_range: Some(s.spec.pixels.range()),
+                        title: Some("L2X: image, importance, selected patches".into()),
+                    },
+                )
+            })?;
+            let detail = format!(
+                "L2X selected {} patches {:?}{}",
+                e.data.k,
+                e.data.selected_patches[0],
+                match approx {
+                    Some(c) => format!(", approximator on them alone: {}", class_name(names, c)),
+                    None => String::new(),
+                }
+            );
+            let result = json!({
+                "method": "L2X",
+                "k": e.data.k,
+                "selected_patches": e.data.selected_patches[0],
+                "approximator_label": approx,
+            });
+            Ok(out.finish(prediction, result, &detail))
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
+    use crate::cli::{parse_minimal, Command};
 
     /// The flags' defaults are the library's.
     #[test]
     fn defaults_are_the_librarys() {
-        let cli = Cli::try_parse_from([
-            "xai",
-            "l2x",
-            "--model",
-            "m",
-            "--input",
-            "x",
-            "--out",
-            "o",
-            "--reference",
-            "r",
-        ])
-        .unwrap();
-        let Command::L2x(a) = cli.command else {
+        let Ok(Command::L2x(a)) = parse_minimal("l2x", &["--reference", "r"]) else {
             panic!("expected l2x")
         };
         assert_eq!(a.params(0.0), L2xParams::new());
-        assert!(
-            Cli::try_parse_from(["xai", "l2x", "--model", "m", "--input", "x", "--out", "o"])
-                .is_err()
-        );
+        assert!(parse_minimal("l2x", &[]).is_err());
     }
 }

@@ -353,6 +353,12 @@ impl LoadedModel {
         Ok(out.row(0).to_vec())
     }
 
+    /// The class the model predicts for one sample `[c, h, w]`, and its output for it.
+    pub fn prediction(&self, x: ndarray::ArrayView3<'_, f32>) -> Result<(usize, f32)> {
+        let outputs = self.predict_one(x)?;
+        Ok(crate::output::top(ndarray::ArrayView1::from(&outputs)))
+    }
+
     /// One line: what was loaded.
     pub fn describe(&self) -> String {
         match &self.inner {

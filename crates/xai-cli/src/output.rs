@@ -4,11 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
+use indicatif::ProgressBar;
 use serde::Serialize;
 use serde_json::Value;
 use xai_core::{Explanation, NpyArrays};
 
 use crate::error::{failed_in, usage_in, Result};
+use crate::inputs::Sample;
+use crate::progress::Progress;
 
 /// Where results go and how they are reported.
 #[derive(Debug, Clone)]
@@ -48,21 +51,58 @@ impl Reporter {
     }
 
     /// The folder of one input (created).
-    pub fn dir_for(&self, name: &str) -> Result<PathBuf> {
+    fn dir_for(&self, name: &str) -> Result<PathBuf> {
         let d = self.out.join(name);
         std::fs::create_dir_all(&d)
             .map_err(|e| usage_in(format!("creating {}", d.display()), e))?;
         Ok(d)
     }
 
-    /// Prints one input's result (text or JSON line).
-    pub fn report(&self, r: &InputResult) -> Result<()> {
-        if self.json {
-            let line = serde_json::to_string(r).map_err(|e| failed_in("writing JSON", e))?;
-            println!("{line}");
-        } else {
-            println!("{}: {} -> {}", r.input, r.summary, r.out_dir.display());
+    /// Starts the output of one input: creates its folder `<out>/<name>/`; `names` are the class
+    /// names of its summary line.
+    pub fn input<'a>(
+        &self,
+        sample: &Sample,
+        names: Option<&'a [String]>,
+    ) -> Result<InputOutput<'a>> {
+        Ok(InputOutput {
+            names,
+            source: sample.source.clone(),
+            dir: self.dir_for(&sample.name)?,
+            files: Vec::new(),
+        })
+    }
+
+    /// Prints one input's result (text or JSON line) above the progress bar `bar`.
+    pub fn report(&self, bar: &ProgressBar, r: &InputResult) -> Result<()> {
+        bar.suspend(|| {
+            if self.json {
+                let line = serde_json::to_string(r).map_err(|e| failed_in("writing JSON", e))?;
+                println!("{line}");
+            } else {
+                println!("{}: {} -> {}", r.input, r.summary, r.out_dir.display());
+            }
+            Ok(())
+        })
+    }
+
+    /// Explains every sample with `explain` and reports each result, under a progress bar of
+    /// one step per sample (prefixed `prefix`, showing the sample's name).
+    pub fn each_input(
+        &self,
+        progress: &Progress,
+        samples: &[Sample],
+        prefix: &str,
+        mut explain: impl FnMut(&Sample) -> Result<InputResult>,
+    ) -> Result<()> {
+        let bar = progress.bar(samples.len(), prefix);
+        for sample in samples {
+            bar.set_message(sample.name.clone());
+            let r = explain(sample)?;
+            bar.inc(1);
+            self.report(&bar, &r)?;
         }
+        bar.finish_and_clear();
         Ok(())
     }
 }
@@ -82,6 +122,73 @@ pub fn save_explanation<D: Serialize + NpyArrays>(
             .map_err(|err| failed_in(format!("writing arrays to {}", dir.display()), err))?,
     );
     Ok(files)
+}
+
+/// One input's results as they are written: its folder `<out>/<name>/`, the files written so
+/// far, and how its line is reported at the end ([`InputOutput::finish`]).
+pub struct InputOutput<'a> {
+    names: Option<&'a [String]>,
+    source: String,
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+}
+
+impl<'a> InputOutput<'a> {
+    /// Writes an explanation's JSON and `.npy` arrays into the input's folder, or into its
+    /// subfolder `sub` (created).
+    pub fn save<D: Serialize + NpyArrays>(
+        &mut self,
+        e: &Explanation<D>,
+        sub: Option<&str>,
+    ) -> Result<()> {
+        let dir = match sub {
+            Some(sub) => {
+                let d = self.dir.join(sub);
+                std::fs::create_dir_all(&d)
+                    .map_err(|err| failed_in(format!("creating {}", d.display()), err))?;
+                d
+            }
+            None => self.dir.clone(),
+        };
+        self.files.extend(save_explanation(e, &dir)?);
+        Ok(())
+    }
+
+    /// Draws the figure `file_name` in the input's folder with `draw`, which is given its path.
+    pub fn figure<E: std::fmt::Display>(
+        &mut self,
+        file_name: &str,
+        draw: impl FnOnce(&Path) -> std::result::Result<(), E>,
+    ) -> Result<()> {
+        let path = self.dir.join(file_name);
+        draw(&path).map_err(|err| failed_in(format!("drawing {}", path.display()), err))?;
+        self.files.push(path);
+        Ok(())
+    }
+
+    /// The input's result for [`Reporter::report`]: its predicted class and score, the method's
+    /// result in brief (`result`, for `--json`) and in words (`detail`, after the prediction on
+    /// the text line).
+    pub fn finish(
+        self,
+        (prediction, score): (usize, f32),
+        result: Value,
+        detail: &str,
+    ) -> InputResult {
+        let summary = format!(
+            "{} ({score:.3}); {detail}",
+            class_name(self.names, prediction)
+        );
+        InputResult {
+            input: self.source,
+            out_dir: self.dir,
+            prediction,
+            score,
+            files: self.files,
+            result,
+            summary,
+        }
+    }
 }
 
 /// The predicted class and its score.

@@ -10,7 +10,7 @@ use crate::cli::CommonArgs;
 use crate::error::{failed_in, usage, Result};
 use crate::inputs::read_inputs;
 use crate::model::Outputs;
-use crate::output::{class_name, save_explanation, top, InputResult};
+use crate::output::class_name;
 
 /// The link between SHAP values and the model's outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -118,86 +118,65 @@ pub fn run(a: &ShapArgs) -> Result<()> {
     }
     let samples = read_inputs(&a.common.input, &s.spec)?;
     let names = s.class_names.as_deref();
-    let bar = s.progress.bar(samples.len(), "KernelSHAP");
-    for sample in &samples {
-        bar.set_message(sample.name.clone());
-        let e = params
-            .explain(s.model.predictor(), sample.x.view())
-            .map_err(|e| failed_in(format!("explaining {}", sample.source), e))?;
-        let dir = s.reporter.dir_for(&sample.name)?;
-        let mut files = save_explanation(&e, &dir)?;
-        let figure = dir.join("shap.png");
-        let mut opts = ShapFigureOptions::default();
-        let (lo, hi) = s.spec.pixels.range();
-        opts = opts.image_range(lo, hi);
-        if let Some(n) = names {
-            opts = opts.class_names(n.iter().cloned());
-        }
-        shap_figure(&figure, sample.x.view().into_dyn(), &e, &opts)
-            .map_err(|err| failed_in(format!("drawing {}", figure.display()), err))?;
-        files.push(figure);
-        let outputs = s.model.predict_one(sample.x.view())?;
-        let (pred, score) = top(ndarray::ArrayView1::from(&outputs));
-        let d = &e.data;
-        // The explained class the model scores highest, and its strongest superpixel.
-        let row = (0..d.labels.len())
-            .max_by(|&i, &j| d.instance_values[i].total_cmp(&d.instance_values[j]))
-            .unwrap_or(0);
-        let strongest = d
-            .segment_values
-            .row(row)
-            .iter()
-            .copied()
-            .max_by(|x, y| x.abs().total_cmp(&y.abs()))
-            .unwrap_or(0.0);
-        let summary = format!(
-            "{} ({score:.3}); KernelSHAP on {} superpixels, {} evaluations; {}: strongest \
-             superpixel {strongest:+.4}, values sum to {:+.4}",
-            class_name(names, pred),
-            d.segmentation.n_segments(),
-            d.n_evaluations,
-            class_name(names, d.labels[row]),
-            d.instance_values[row] - d.base_values[row],
-        );
-        let result = json!({
-            "method": "KernelSHAP",
-            "labels": d.labels,
-            "instance_values": d.instance_values,
-            "base_values": d.base_values,
-            "n_segments": d.segmentation.n_segments(),
-            "n_evaluations": d.n_evaluations,
-            "exact": d.exact,
-        });
-        bar.inc(1);
-        bar.suspend(|| {
-            s.reporter.report(&InputResult {
-                input: sample.source.clone(),
-                out_dir: dir.clone(),
-                prediction: pred,
-                score,
-                files,
-                result,
-                summary,
-            })
-        })?;
-    }
-    bar.finish_and_clear();
-    Ok(())
+    s.reporter
+        .each_input(&s.progress, &samples, "KernelSHAP", |sample| {
+            let e = params
+                .explain(s.model.predictor(), sample.x.view())
+                .map_err(|e| failed_in(format!("explaining {}", sample.source), e))?;
+            let mut out = s.reporter.input(sample, names)?;
+            out.save(&e, None)?;
+            let mut opts = ShapFigureOptions::default();
+            let (lo, hi) = s.spec.pixels.range();
+            opts = opts.image_range(lo, hi);
+            if let Some(n) = names {
+                opts = opts.class_names(n.iter().cloned());
+            }
+            out.figure("shap.png", |path| {
+                shap_figure(path, sample.x.view().into_dyn(), &e, &opts)
+            })?;
+            let prediction = s.model.prediction(sample.x.view())?;
+            let d = &e.data;
+            // The explained class the model scores highest, and its strongest superpixel.
+            let row = (0..d.labels.len())
+                .max_by(|&i, &j| d.instance_values[i].total_cmp(&d.instance_values[j]))
+                .unwrap_or(0);
+            let strongest = d
+                .segment_values
+                .row(row)
+                .iter()
+                .copied()
+                .max_by(|x, y| x.abs().total_cmp(&y.abs()))
+                .unwrap_or(0.0);
+            let detail = format!(
+                "KernelSHAP on {} superpixels, {} evaluations; {}: strongest superpixel \
+             {strongest:+.4}, values sum to {:+.4}",
+                d.segmentation.n_segments(),
+                d.n_evaluations,
+                class_name(names, d.labels[row]),
+                d.instance_values[row] - d.base_values[row],
+            );
+            let result = json!({
+                "method": "KernelSHAP",
+                "labels": d.labels,
+                "instance_values": d.instance_values,
+                "base_values": d.base_values,
+                "n_segments": d.segmentation.n_segments(),
+                "n_evaluations": d.n_evaluations,
+                "exact": d.exact,
+            });
+            Ok(out.finish(prediction, result, &detail))
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
+    use crate::cli::{parse_minimal, Command};
 
     /// The flags' defaults are the library's.
     #[test]
     fn defaults_are_the_librarys() {
-        let cli =
-            Cli::try_parse_from(["xai", "shap", "--model", "m", "--input", "x", "--out", "o"])
-                .unwrap();
-        let Command::Shap(a) = cli.command else {
+        let Ok(Command::Shap(a)) = parse_minimal("shap", &[]) else {
             panic!("expected shap")
         };
         assert_eq!(a.params(), ImageKernelShapParams::new());

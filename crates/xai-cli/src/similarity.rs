@@ -17,7 +17,7 @@ use crate::cli::CommonArgs;
 use crate::error::{failed_in, usage, Result};
 use crate::inputs::{read_inputs, read_reference};
 use crate::model::Outputs;
-use crate::output::{class_name, save_explanation, top, InputResult};
+use crate::output::class_name;
 
 /// The similarity kernel (the values are alibi's names, with dashes).
 #[allow(clippy::enum_variant_names)]
@@ -141,103 +141,85 @@ pub fn run(a: &SimilarityArgs) -> Result<()> {
             )
         })
         .collect();
-    let bar = s.progress.bar(samples.len(), "similarity");
-    for sample in &samples {
-        bar.set_message(sample.name.clone());
-        let x = sample.x.view().insert_axis(Axis(0));
-        let e = fitted
-            .explain(x.into_dyn(), None)
-            .map_err(|e| failed_in(format!("explaining {}", sample.source), e))?;
-        let outputs = s.model.predict_one(sample.x.view())?;
-        let (pred, score) = top(ndarray::ArrayView1::from(&outputs));
-        let dir = s.reporter.dir_for(&sample.name)?;
-        let mut files = save_explanation(&e, &dir)?;
-        let k = e.data.most_similar_indices.ncols();
-        let grid = dir.join("most_similar.png");
-        similarity_grid(
-            &grid,
-            grayscale(x).view(),
-            ref_gray.view(),
-            &e,
-            &SimilarityGridOptions {
-                k,
-                test_titles: Some(vec![format!(
-                    "{}: pred {}",
-                    sample.name,
-                    class_name(names, pred)
-                )]),
-                reference_captions: Some(captions.clone()),
-                title: Some(format!(
-                    "Most similar references ({}), most similar first",
-                    SimilarityFn::from(a.sim_fn).name()
-                )),
-                value_range: Some(s.spec.pixels.range()),
-            },
-        )
-        .map_err(|err| failed_in(format!("drawing {}", grid.display()), err))?;
-        files.push(grid);
-        let bars = dir.join("score_by_class.png");
-        let mut groupings = vec![ClassGrouping {
-            name: if refs.classes.is_some() {
-                "reference label".into()
-            } else {
-                "reference prediction".into()
-            },
-            reference_classes: ref_classes.clone(),
-            highlight: Some(vec![pred]),
-        }];
-        if refs.classes.is_some() {
-            groupings.push(ClassGrouping {
-                name: "reference prediction".into(),
-                reference_classes: ref_preds.clone(),
+    s.reporter
+        .each_input(&s.progress, &samples, "similarity", |sample| {
+            let x = sample.x.view().insert_axis(Axis(0));
+            let e = fitted
+                .explain(x.into_dyn(), None)
+                .map_err(|e| failed_in(format!("explaining {}", sample.source), e))?;
+            let prediction @ (pred, _) = s.model.prediction(sample.x.view())?;
+            let mut out = s.reporter.input(sample, names)?;
+            out.save(&e, None)?;
+            let k = e.data.most_similar_indices.ncols();
+            out.figure("most_similar.png", |path| {
+                similarity_grid(
+                    path,
+                    grayscale(x).view(),
+                    ref_gray.view(),
+                    &e,
+                    &SimilarityGridOptions {
+                        k,
+                        test_titles: Some(vec![format!(
+                            "{}: pred {}",
+                            sample.name,
+                            class_name(names, pred)
+                        )]),
+                        reference_captions: Some(captions.clone()),
+                        title: Some(format!(
+                            "Most similar references ({}), most similar first",
+                            SimilarityFn::from(a.sim_fn).name()
+                        )),
+                        value_range: Some(s.spec.pixels.range()),
+                    },
+                )
+            })?;
+            let mut groupings = vec![ClassGrouping {
+                name: if refs.classes.is_some() {
+                    "reference label".into()
+                } else {
+                    "reference prediction".into()
+                },
+                reference_classes: ref_classes.clone(),
                 highlight: Some(vec![pred]),
-            });
-        }
-        similarity_class_bars(
-            &bars,
-            &e,
-            &groupings,
-            Some("Mean similarity of the references, by class"),
-        )
-        .map_err(|err| failed_in(format!("drawing {}", bars.display()), err))?;
-        files.push(bars);
-        let most: Vec<_> = (0..k)
-            .map(|j| {
-                let r = e.data.most_similar_indices[[0, j]];
-                json!({
-                    "index": r,
-                    "score": e.data.most_similar_scores[[0, j]],
-                    "source": refs.sources[r],
-                    "class": ref_classes[r],
+            }];
+            if refs.classes.is_some() {
+                groupings.push(ClassGrouping {
+                    name: "reference prediction".into(),
+                    reference_classes: ref_preds.clone(),
+                    highlight: Some(vec![pred]),
+                });
+            }
+            out.figure("score_by_class.png", |path| {
+                similarity_class_bars(
+                    path,
+                    &e,
+                    &groupings,
+                    Some("Mean similarity of the references, by class"),
+                )
+            })?;
+            let most: Vec<_> = (0..k)
+                .map(|j| {
+                    let r = e.data.most_similar_indices[[0, j]];
+                    json!({
+                        "index": r,
+                        "score": e.data.most_similar_scores[[0, j]],
+                        "source": refs.sources[r],
+                        "class": ref_classes[r],
+                    })
                 })
-            })
-            .collect();
-        let best = e.data.most_similar_indices[[0, 0]];
-        let summary = format!(
-            "{} ({score:.3}); most similar of {n_ref} references: {} ({}, score {:.4e})",
-            class_name(names, pred),
-            refs.sources[best],
-            class_name(names, ref_classes[best]),
-            e.data.most_similar_scores[[0, 0]],
-        );
-        let result = json!({
-            "method": "GradientSimilarity",
-            "n_references": n_ref,
-            "most_similar": most,
-        });
-        bar.inc(1);
-        bar.suspend(|| {
-            s.reporter.report(&InputResult {
-                input: sample.source.clone(),
-                out_dir: dir.clone(),
-                prediction: pred,
-                score,
-                files,
-                result,
-                summary,
-            })
-        })?;
-    }
-    bar.finish_and_clear();
-    Ok(())
+                .collect();
+            let best = e.data.most_similar_indices[[0, 0]];
+            let detail = format!(
+                "most similar of {n_ref} references: {} ({}, score {:.4e})",
+                refs.sources[best],
+                class_name(names, ref_classes[best]),
+                e.data.most_similar_scores[[0, 0]],
+            );
+            let result = json!({
+                "method": "GradientSimilarity",
+                "n_references": n_ref,
+                "most_similar": most,
+            });
+            Ok(out.finish(prediction, result, &detail))
+        })
 }

@@ -1,13 +1,15 @@
 //! Runs the `xai` binary on files the tests write: MNIST digits as PNG files (one, a folder, a
-//! folder of labelled subfolders), ONNX files exported from the shipped networks, and broken
-//! files for the error messages. Budgets are tiny (few samples, iterations, epochs).
+//! folder of labelled subfolders) and as JPEG and RGB images, ONNX files exported from the
+//! shipped networks and from small RGB networks built here, and broken files for the error
+//! messages. Budgets are tiny (few samples, iterations, epochs).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use xai_datasets::{Mnist, Scaling};
 use xai_models::zoo::{load_pretrained, ModelKind};
-use xai_onnx::{save_onnx, ExportOptions};
+use xai_models::{Dense, Layer, NamedLayer, Network};
+use xai_onnx::{save_onnx, ExportOptions, Layout};
 
 fn xai(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xai"))
@@ -56,6 +58,38 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
 
+/// `xai <method> --model <model> --input <input> --out <out> <extra>...`: the shape every
+/// subcommand shares.
+fn explain(method: &str, model: &str, input: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        method,
+        "--model",
+        model,
+        "--input",
+        s(input),
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    xai(&args)
+}
+
+/// Asserts that each of `files` (relative to `dir`) was written.
+fn assert_files(dir: &Path, files: &[&str]) {
+    for f in files {
+        assert!(dir.join(f).is_file(), "{} missing", dir.join(f).display());
+    }
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn read_array(path: &Path) -> ndarray::ArrayD<f32> {
+    ndarray_npy::read_npy(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// MNIST test digits `indices` as 8-bit grayscale images and their labels.
 fn digits(indices: &[usize]) -> Vec<(image::GrayImage, usize)> {
     let mnist = Mnist::load_default().expect("MNIST in data/mnist");
@@ -72,9 +106,21 @@ fn digits(indices: &[usize]) -> Vec<(image::GrayImage, usize)> {
         .collect()
 }
 
-fn write_png(img: &image::GrayImage, path: &Path) {
+fn write_png<P: image::PixelWithColorType>(
+    img: &image::ImageBuffer<P, Vec<P::Subpixel>>,
+    path: &Path,
+) where
+    [P::Subpixel]: image::EncodableLayout,
+{
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     img.save(path).expect("PNG written");
+}
+
+/// MNIST test digit `index` written as a grayscale PNG at `path`; returns its label.
+fn digit_png(index: usize, path: &Path) -> usize {
+    let (img, label) = digits(&[index]).remove(0);
+    write_png(&img, path);
+    label
 }
 
 fn export(kind: ModelKind, dir: &Path) -> PathBuf {
@@ -95,51 +141,49 @@ fn json_lines(o: &Output) -> Vec<serde_json::Value> {
 const ONE: usize = 2;
 const ZERO: usize = 3;
 
+/// Small KernelSHAP budgets for the shipped binary_cnn (0 or 1).
+const SHAP_QUICK: [&str; 4] = ["--nsamples", "40", "--n-segments", "16"];
+
 #[test]
 fn shap_explains_a_png_with_an_onnx_model() {
     let t = tempfile::tempdir().unwrap();
     let model = export(ModelKind::BinaryCnn, t.path());
-    let d = digits(&[ZERO]);
-    assert_eq!(d[0].1, 0);
     let png = t.path().join("zero.png");
-    write_png(&d[0].0, &png);
+    assert_eq!(digit_png(ZERO, &png), 0);
     let out = t.path().join("out");
-    let o = xai(&[
+    let o = explain(
         "shap",
-        "--model",
         s(&model),
-        "--input",
-        s(&png),
-        "--out",
-        s(&out),
-        "--nsamples",
-        "60",
-        "--n-segments",
-        "20",
-        "--labels",
-        "0,1",
-        "--background",
-        "0",
-    ]);
+        &png,
+        &out,
+        &[
+            "--nsamples",
+            "60",
+            "--n-segments",
+            "20",
+            "--labels",
+            "0,1",
+            "--background",
+            "0",
+        ],
+    );
     assert_ok(&o);
     let text = stdout(&o);
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.contains("zero.png: class 0"), "{text}");
-    for f in [
-        "shap.png",
-        "explanation.json",
-        "attributions.npy",
-        "segment_values.npy",
-    ] {
-        assert!(out.join("zero").join(f).is_file(), "{f} missing");
-    }
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("zero/explanation.json")).unwrap())
-            .unwrap();
+    assert_files(
+        &out.join("zero"),
+        &[
+            "shap.png",
+            "explanation.json",
+            "attributions.npy",
+            "segment_values.npy",
+        ],
+    );
+    let json = read_json(&out.join("zero/explanation.json"));
     assert_eq!(json["meta"]["name"], "KernelShapImage");
     assert_eq!(json["data"]["labels"], serde_json::json!([0, 1]));
-    let attributions: ndarray::ArrayD<f32> =
-        ndarray_npy::read_npy(out.join("zero/attributions.npy")).unwrap();
+    let attributions = read_array(&out.join("zero/attributions.npy"));
     assert_eq!(attributions.shape(), &[2, 28, 28]);
 }
 
@@ -154,30 +198,11 @@ fn shap_on_a_folder_with_json_output_resizes_or_rejects() {
     write_png(&big, &dir.join("b_zero.png"));
     std::fs::write(dir.join("notes.txt"), "not an input").unwrap();
     let out = t.path().join("out");
-    let args = |extra: &[&'static str]| {
-        let mut v: Vec<String> = [
-            "shap",
-            "--model",
-            "binary_cnn",
-            "--input",
-            s(&dir),
-            "--out",
-            s(&out),
-            "--nsamples",
-            "40",
-            "--n-segments",
-            "16",
-            "--json",
-            "--quiet",
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        v.extend(extra.iter().map(|a| a.to_string()));
-        v
+    let shap = |extra: &[&str]| {
+        let args = [&SHAP_QUICK[..], &["--json", "--quiet"], extra].concat();
+        explain("shap", "binary_cnn", &dir, &out, &args)
     };
-    let a = args(&[]);
-    let o = xai(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = shap(&[]);
     assert_ok(&o);
     let lines = json_lines(&o);
     assert_eq!(lines.len(), 2);
@@ -185,9 +210,255 @@ fn shap_on_a_folder_with_json_output_resizes_or_rejects() {
     assert_eq!(lines[1]["prediction"], 0);
     assert_eq!(lines[1]["result"]["labels"], serde_json::json!([0, 1]));
     assert!(out.join("b_zero/shap.png").is_file());
-    let a = args(&["--fit", "reject"]);
-    let o = xai(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = shap(&["--fit", "reject"]);
     assert_user_error(&o, "the image is 40x40 pixels, the model takes 28x28");
+}
+
+/// An 8-bit RGB JPEG (quality 95) of `img`.
+fn write_jpeg(img: &image::RgbImage, path: &Path) {
+    let mut file = std::fs::File::create(path).unwrap();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut file, 95)
+        .encode_image(img)
+        .expect("JPEG written");
+}
+
+/// The grayscale image `img` with each pixel `p` drawn as the colour `colour(p)`.
+fn colour(img: &image::GrayImage, colour: impl Fn(u8) -> [u8; 3]) -> image::RgbImage {
+    image::RgbImage::from_fn(img.width(), img.height(), |x, y| {
+        image::Rgb(colour(img.get_pixel(x, y).0[0]))
+    })
+}
+
+/// An MNIST model (one channel) takes JPEG and RGB images as their luma (ITU-R BT.709
+/// weights, the `image` crate's): the explanations match those of the grayscale images the
+/// test converts itself, to the bit.
+#[test]
+fn jpeg_and_rgb_images_become_grayscale_for_an_mnist_model() {
+    let t = tempfile::tempdir().unwrap();
+    let (gray, label) = digits(&[ZERO]).remove(0);
+    assert_eq!(label, 0);
+    let dir = t.path().join("imgs");
+    write_png(&gray, &dir.join("gray.png"));
+    // A white digit on black, as RGB: its luma is the digit itself.
+    write_png(&colour(&gray, |p| [p, p, p]), &dir.join("rgb.png"));
+    // A green digit: luma 0.7152 p. Taking the red channel would give a black image, the
+    // channel mean 0.33 p.
+    let green = colour(&gray, |p| [0, p, 0]);
+    write_png(&green, &dir.join("green.png"));
+    let green_luma = image::DynamicImage::ImageRgb8(green.clone()).to_luma8();
+    assert_ne!(green_luma, gray);
+    write_png(&green_luma, &dir.join("green_luma.png"));
+    // A JPEG (colour, lossy) with an upper-case extension, and its decoded luma as a PNG.
+    let jpeg = dir.join("zero.JPG");
+    write_jpeg(&colour(&gray, |p| [p, p, p / 2]), &jpeg);
+    let decoded = image::open(&jpeg).expect("the JPEG decodes").to_luma8();
+    write_png(&decoded, &dir.join("zero_jpg_luma.png"));
+
+    let out = t.path().join("out");
+    let args = [&SHAP_QUICK[..], &["--json", "--labels", "0,1"]].concat();
+    let o = explain("shap", "binary_cnn", &dir, &out, &args);
+    assert_ok(&o);
+    let lines = json_lines(&o);
+    let inputs: Vec<&str> = lines.iter().map(|l| l["input"].as_str().unwrap()).collect();
+    assert_eq!(inputs.len(), 6, "{inputs:?}");
+    assert!(inputs.iter().any(|i| i.ends_with("zero.JPG")), "{inputs:?}");
+    let result = |name: &str| {
+        let line = lines
+            .iter()
+            .find(|l| {
+                l["out_dir"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("/{name}"))
+            })
+            .unwrap_or_else(|| panic!("no line for {name}"));
+        assert_files(
+            &out.join(name),
+            &["shap.png", "explanation.json", "attributions.npy"],
+        );
+        (
+            line["prediction"].as_u64().unwrap(),
+            line["result"]["instance_values"].clone(),
+            read_array(&out.join(name).join("attributions.npy")),
+        )
+    };
+    let (gray_pred, gray_values, gray_attr) = result("gray");
+    assert_eq!(gray_pred, 0);
+    // The same pixels give the same explanation (the sampling is seeded).
+    for (converted, reference) in [
+        ("rgb", "gray"),
+        ("green", "green_luma"),
+        ("zero", "zero_jpg_luma"),
+    ] {
+        let (p, values, attr) = result(converted);
+        let (rp, rvalues, rattr) = result(reference);
+        assert_eq!((p, &values), (rp, &rvalues), "{converted} vs {reference}");
+        assert_eq!(attr, rattr, "{converted} vs {reference}");
+    }
+    // Converted, the images are still the digit: a 0, with outputs close to the original's.
+    let (jpeg_pred, jpeg_values, _) = result("zero");
+    assert_eq!(jpeg_pred, 0);
+    let close = |a: &serde_json::Value, b: &serde_json::Value| {
+        let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 0.05)
+    };
+    assert!(
+        close(&jpeg_values, &gray_values),
+        "{jpeg_values} vs {gray_values}"
+    );
+    assert_ne!(result("green").2, gray_attr);
+}
+
+/// A network over `[c, h, w]` inputs whose outputs are the channel means (global average
+/// pooling, then the identity), exported to ONNX with `layout`.
+fn channel_means_onnx(c: usize, h: usize, w: usize, layout: Layout, path: &Path) {
+    let mut identity = vec![0.0; c * c];
+    for k in 0..c {
+        identity[k * c + k] = 1.0;
+    }
+    let named = |name: &str, layer| NamedLayer {
+        name: name.into(),
+        layer,
+    };
+    let net = Network::new(
+        "channel_means",
+        [c, h, w],
+        vec![
+            named("gap", Layer::GlobalAvgPool),
+            named("flatten", Layer::Flatten),
+            named(
+                "identity",
+                Layer::Dense(Dense {
+                    in_features: c,
+                    out_features: c,
+                    weight: identity,
+                    bias: vec![0.0; c],
+                }),
+            ),
+        ],
+    )
+    .expect("a valid network");
+    save_onnx(&net, path, &ExportOptions::new().layout(layout)).expect("ONNX export");
+}
+
+/// An RGB model (three channels, NCHW or NHWC) gets an RGB image's channels in R, G, B order
+/// and a grayscale image's intensity in all three; an image of another size is resized
+/// (bilinear, aspect ratio not kept) or, with `--fit reject`, rejected. The model outputs its
+/// channel means, which KernelSHAP reports as `instance_values`.
+#[test]
+fn rgb_models_keep_the_channels_and_gray_images_fill_them() {
+    let t = tempfile::tempdir().unwrap();
+    let (h, w) = (6u32, 8u32);
+    let dir = t.path().join("imgs");
+    // A pattern with different means per channel (the model's size).
+    let pattern = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([
+            (30 * x) as u8,
+            (40 * y) as u8,
+            250 - (20 * x + 10 * y) as u8,
+        ])
+    });
+    write_png(&pattern, &dir.join("a_pattern.png"));
+    // Constant images keep their value under any resizing.
+    write_png(
+        &image::GrayImage::from_pixel(w, h, image::Luma([120])),
+        &dir.join("b_gray.png"),
+    );
+    write_png(
+        &image::RgbImage::from_pixel(15, 9, image::Rgb([10, 20, 30])),
+        &dir.join("c_big.png"),
+    );
+    let mut means = [0.0f64; 3];
+    for p in pattern.pixels() {
+        for k in 0..3 {
+            means[k] += p.0[k] as f64 / 255.0 / (h * w) as f64;
+        }
+    }
+    let expected = [
+        means.to_vec(),
+        vec![120.0 / 255.0; 3],
+        vec![10.0 / 255.0, 20.0 / 255.0, 30.0 / 255.0],
+    ];
+    for (layout, name) in [(Layout::Nchw, "nchw"), (Layout::Nhwc, "nhwc")] {
+        let model = t.path().join(format!("means_{name}.onnx"));
+        channel_means_onnx(3, h as usize, w as usize, layout, &model);
+        let out = t.path().join(format!("out_{name}"));
+        let shap = |extra: &[&str]| {
+            let mut args = vec![
+                "--layout",
+                name,
+                "--output",
+                "probabilities",
+                "--labels",
+                "0,1,2",
+                "--nsamples",
+                "20",
+                "--n-segments",
+                "4",
+                "--json",
+            ];
+            args.extend_from_slice(extra);
+            explain("shap", s(&model), &dir, &out, &args)
+        };
+        let o = shap(&[]);
+        assert_ok(&o);
+        let lines = json_lines(&o);
+        assert_eq!(lines.len(), 3);
+        for (line, want) in lines.iter().zip(&expected) {
+            let got: Vec<f64> = line["result"]["instance_values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert!(
+                got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-5),
+                "{name} {}: channel means {got:?}, expected {want:?}",
+                line["input"]
+            );
+        }
+        for sample in ["a_pattern", "b_gray", "c_big"] {
+            assert_files(
+                &out.join(sample),
+                &["shap.png", "explanation.json", "attributions.npy"],
+            );
+            let attributions = read_array(&out.join(sample).join("attributions.npy"));
+            assert_eq!(attributions.shape(), &[3, h as usize, w as usize]);
+        }
+        let o = shap(&["--fit", "reject"]);
+        assert_user_error(
+            &o,
+            "c_big.png: the image is 15x9 pixels, the model takes 8x6 (use --fit resize",
+        );
+    }
+}
+
+#[test]
+fn images_cannot_feed_a_model_of_two_channels() {
+    let t = tempfile::tempdir().unwrap();
+    let model = t.path().join("two.onnx");
+    channel_means_onnx(2, 4, 4, Layout::Nchw, &model);
+    let png = t.path().join("zero.png");
+    digit_png(ZERO, &png);
+    let o = explain("shap", s(&model), &png, &t.path().join("out"), &[]);
+    assert_user_error(&o, "the model takes 2 channels per pixel");
+    // .npy arrays of the model's shape do.
+    let npy = t.path().join("x.npy");
+    ndarray_npy::write_npy(&npy, &ndarray::Array3::<f32>::from_elem((2, 4, 4), 0.5)).unwrap();
+    let o = explain(
+        "shap",
+        s(&model),
+        &npy,
+        &t.path().join("out"),
+        &["--output", "probabilities", "--nsamples", "10", "--json"],
+    );
+    assert_ok(&o);
+    assert_eq!(
+        json_lines(&o)[0]["result"]["instance_values"],
+        serde_json::json!([0.5, 0.5])
+    );
 }
 
 #[test]
@@ -199,27 +470,25 @@ fn similarity_on_a_labelled_reference_folder() {
     for (i, (img, label)) in ref_digits.iter().enumerate() {
         write_png(img, &refs.join(label.to_string()).join(format!("r{i}.png")));
     }
-    let test = digits(&[10]);
     let png = t.path().join("test.png");
-    write_png(&test[0].0, &png);
+    digit_png(10, &png);
     let out = t.path().join("out");
-    let o = xai(&[
+    let o = explain(
         "similarity",
-        "--model",
         s(&model),
-        "--reference",
-        s(&refs),
-        "--input",
-        s(&png),
-        "--out",
-        s(&out),
-        "--n-similar",
-        "3",
-        "--sim-fn",
-        "grad-cos",
-        "--precompute-grads",
-        "--json",
-    ]);
+        &png,
+        &out,
+        &[
+            "--reference",
+            s(&refs),
+            "--n-similar",
+            "3",
+            "--sim-fn",
+            "grad-cos",
+            "--precompute-grads",
+            "--json",
+        ],
+    );
     assert_ok(&o);
     let lines = json_lines(&o);
     assert_eq!(lines.len(), 1);
@@ -240,60 +509,57 @@ fn similarity_on_a_labelled_reference_folder() {
             "{source} vs {class}"
         );
     }
-    for f in [
-        "most_similar.png",
-        "score_by_class.png",
-        "explanation.json",
-        "scores.npy",
-    ] {
-        assert!(out.join("test").join(f).is_file(), "{f} missing");
-    }
+    assert_files(
+        &out.join("test"),
+        &[
+            "most_similar.png",
+            "score_by_class.png",
+            "explanation.json",
+            "scores.npy",
+        ],
+    );
 }
 
 #[test]
 fn cem_with_a_shipped_model_and_autoencoder() {
     let t = tempfile::tempdir().unwrap();
-    let d = digits(&[4]);
     let png = t.path().join("four.png");
-    write_png(&d[0].0, &png);
+    let label = digit_png(4, &png);
     let out = t.path().join("out");
-    let o = xai(&[
+    let o = explain(
         "cem",
-        "--model",
         "cem_cnn",
-        "--autoencoder",
-        "cem_autoencoder",
-        "--input",
-        s(&png),
-        "--out",
-        s(&out),
-        "--c-steps",
-        "1",
-        "--max-iterations",
-        "5",
-        "--gamma",
-        "100",
-        "--c-init",
-        "1",
-    ]);
+        &png,
+        &out,
+        &[
+            "--autoencoder",
+            "cem_autoencoder",
+            "--c-steps",
+            "1",
+            "--max-iterations",
+            "5",
+            "--gamma",
+            "100",
+            "--c-init",
+            "1",
+        ],
+    );
     assert_ok(&o);
     let text = stdout(&o);
     assert!(
-        text.starts_with(&format!("{}: class {}", png.display(), d[0].1)),
+        text.starts_with(&format!("{}: class {label}", png.display())),
         "{text}"
     );
-    for f in [
-        "cem.png",
-        "PN/explanation.json",
-        "PP/explanation.json",
-        "PN/X.npy",
-    ] {
-        assert!(out.join("four").join(f).is_file(), "{f} missing");
-    }
-    let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("four/PN/explanation.json")).unwrap(),
-    )
-    .unwrap();
+    assert_files(
+        &out.join("four"),
+        &[
+            "cem.png",
+            "PN/explanation.json",
+            "PP/explanation.json",
+            "PN/X.npy",
+        ],
+    );
+    let json = read_json(&out.join("four/PN/explanation.json"));
     // cem_cnn takes pixels in [-0.5, 0.5]: the feature range and "no information" value follow.
     assert_eq!(
         json["meta"]["params"]["feature_range"]["Global"]["min"],
@@ -310,31 +576,29 @@ fn l2x_trains_saves_and_reloads_an_explainer() {
     for (i, (img, _)) in digits(&(20..36).collect::<Vec<_>>()).iter().enumerate() {
         write_png(img, &train.join(format!("t{i:02}.png")));
     }
-    let d = digits(&[ONE]);
     let png = t.path().join("one.png");
-    write_png(&d[0].0, &png);
+    digit_png(ONE, &png);
     let out = t.path().join("out");
     let saved = t.path().join("explainer");
-    let o = xai(&[
+    let o = explain(
         "l2x",
-        "--model",
         s(&model),
-        "--reference",
-        s(&train),
-        "--input",
-        s(&png),
-        "--out",
-        s(&out),
-        "--num-epochs",
-        "1",
-        "--batch-size",
-        "8",
-        "--k",
-        "4",
-        "--save-explainer",
-        s(&saved),
-        "--json",
-    ]);
+        &png,
+        &out,
+        &[
+            "--reference",
+            s(&train),
+            "--num-epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--k",
+            "4",
+            "--save-explainer",
+            s(&saved),
+            "--json",
+        ],
+    );
     assert_ok(&o);
     let lines = json_lines(&o);
     assert_eq!(
@@ -344,27 +608,20 @@ fn l2x_trains_saves_and_reloads_an_explainer() {
             .len(),
         4
     );
-    for f in ["l2x.png", "explanation.json", "mask.npy", "importance.npy"] {
-        assert!(out.join("one").join(f).is_file(), "{f} missing");
-    }
-    let mask: ndarray::ArrayD<f32> = ndarray_npy::read_npy(out.join("one/mask.npy")).unwrap();
+    assert_files(
+        &out.join("one"),
+        &["l2x.png", "explanation.json", "mask.npy", "importance.npy"],
+    );
+    let mask = read_array(&out.join("one/mask.npy"));
     assert_eq!(mask.shape(), &[1, 28, 28]);
     // The saved explainer explains the same selection without training.
-    let out2 = t.path().join("out2");
-    let o = xai(&[
+    let o = explain(
         "l2x",
-        "--model",
         s(&model),
-        "--explainer",
-        s(&saved),
-        "--input",
-        s(&png),
-        "--out",
-        s(&out2),
-        "--k",
-        "4",
-        "--json",
-    ]);
+        &png,
+        &t.path().join("out2"),
+        &["--explainer", s(&saved), "--k", "4", "--json"],
+    );
     assert_ok(&o);
     assert_eq!(
         json_lines(&o)[0]["result"]["selected_patches"],
@@ -384,20 +641,13 @@ fn npy_inputs_are_taken_as_they_are() {
     let npy = t.path().join("batch.npy");
     ndarray_npy::write_npy(&npy, &x).unwrap();
     let out = t.path().join("out");
-    let o = xai(&[
+    let o = explain(
         "shap",
-        "--model",
         "binary_cnn",
-        "--input",
-        s(&npy),
-        "--out",
-        s(&out),
-        "--nsamples",
-        "30",
-        "--n-segments",
-        "10",
-        "--json",
-    ]);
+        &npy,
+        &out,
+        &["--nsamples", "30", "--n-segments", "10", "--json"],
+    );
     assert_ok(&o);
     let lines = json_lines(&o);
     assert_eq!(lines.len(), 2);
@@ -412,15 +662,7 @@ fn npy_inputs_are_taken_as_they_are() {
     // A wrong sample shape is a user error.
     let bad = t.path().join("bad.npy");
     ndarray_npy::write_npy(&bad, &ndarray::Array3::<f32>::zeros((2, 28, 27))).unwrap();
-    let o = xai(&[
-        "shap",
-        "--model",
-        "binary_cnn",
-        "--input",
-        s(&bad),
-        "--out",
-        s(&out),
-    ]);
+    let o = explain("shap", "binary_cnn", &bad, &out, &[]);
     assert_user_error(&o, "does not fit the model");
 }
 
@@ -428,127 +670,53 @@ fn npy_inputs_are_taken_as_they_are() {
 fn user_errors_are_one_line_with_exit_code_2() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
-    let d = digits(&[ZERO]);
     let png = t.path().join("zero.png");
-    write_png(&d[0].0, &png);
-    let missing = t.path().join("missing.png");
-    let o = xai(&[
-        "shap",
-        "--model",
-        "binary_cnn",
-        "--input",
-        s(&missing),
-        "--out",
-        s(&out),
-    ]);
+    digit_png(ZERO, &png);
+    let shap =
+        |model: &str, input: &Path, extra: &[&str]| explain("shap", model, input, &out, extra);
+    let o = shap("binary_cnn", &t.path().join("missing.png"), &[]);
     assert_user_error(&o, "no such file");
 
     let fake_png = t.path().join("fake.png");
     std::fs::write(&fake_png, "hello").unwrap();
-    let o = xai(&[
-        "shap",
-        "--model",
-        "binary_cnn",
-        "--input",
-        s(&fake_png),
-        "--out",
-        s(&out),
-    ]);
+    let o = shap("binary_cnn", &fake_png, &[]);
     assert_user_error(&o, "not a PNG or JPEG image");
 
     let fake_onnx = t.path().join("fake.onnx");
     std::fs::write(&fake_onnx, "definitely not protobuf").unwrap();
-    let o = xai(&[
-        "shap",
-        "--model",
-        s(&fake_onnx),
-        "--input",
-        s(&png),
-        "--out",
-        s(&out),
-    ]);
+    let o = shap(s(&fake_onnx), &png, &[]);
     assert_user_error(&o, "not an ONNX model");
 
-    let o = xai(&[
-        "shap",
-        "--model",
-        "no_such_net",
-        "--input",
-        s(&png),
-        "--out",
-        s(&out),
-    ]);
+    let o = shap("no_such_net", &png, &[]);
     assert_user_error(&o, "not a shipped model");
 
     // Options out of range: from the parser, and from the library's checks.
-    let o = xai(&[
-        "shap",
-        "--model",
-        "binary_cnn",
-        "--input",
-        s(&png),
-        "--out",
-        s(&out),
-        "--nsamples",
-        "0",
-    ]);
+    let o = shap("binary_cnn", &png, &["--nsamples", "0"]);
     assert_user_error(&o, "--nsamples");
-    let o = xai(&[
-        "shap",
-        "--model",
-        "binary_cnn",
-        "--input",
-        s(&png),
-        "--out",
-        s(&out),
-        "--labels",
-        "2",
-    ]);
+    let o = shap("binary_cnn", &png, &["--labels", "2"]);
     assert_user_error(&o, "class 2 does not exist");
-    let o = xai(&[
+    let o = explain(
         "l2x",
-        "--model",
         "mnist_net",
-        "--reference",
-        s(&png),
-        "--input",
-        s(&png),
-        "--out",
-        s(&out),
-        "--tau",
-        "0",
-    ]);
+        &png,
+        &out,
+        &["--reference", s(&png), "--tau", "0"],
+    );
     assert_user_error(&o, "tau");
     let o = xai(&["shap", "--model", "binary_cnn", "--input", s(&png)]);
     assert_user_error(&o, "--out");
-    let o = xai(&[
-        "shap",
-        "--model",
-        "binary_cnn",
-        "--layout",
-        "nhwc",
-        "--input",
-        s(&png),
-        "--out",
-        s(&out),
-    ]);
+    let o = shap("binary_cnn", &png, &["--layout", "nhwc"]);
     assert_user_error(&o, "only apply to ONNX models");
 
     // Gradient methods on a model tract runs.
     let model = export(ModelKind::BinaryCnn, t.path());
-    let o = xai(&[
+    let o = explain(
         "similarity",
-        "--model",
         s(&model),
-        "--backend",
-        "tract",
-        "--reference",
-        s(&png),
-        "--input",
-        s(&png),
-        "--out",
-        s(&out),
-    ]);
+        &png,
+        &out,
+        &["--backend", "tract", "--reference", s(&png)],
+    );
     assert_user_error(&o, "runs on tract");
 }
 
@@ -563,6 +731,8 @@ fn help_documents_the_defaults() {
         "--n-segments",
         "[default: 100]",
         "--input-scale",
+        "--fit <FIT>",
+        "[default: resize]",
     ] {
         assert!(h.contains(needle), "{needle} not in help:\n{h}");
     }

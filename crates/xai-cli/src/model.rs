@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use xai_core::{DifferentiableModel, Loss, OutputKind as CoreOutputKind, Predictor};
 use xai_models::zoo::{load_pretrained, ModelKind};
-use xai_models::Network;
+use xai_models::{Layer, NamedLayer, Network};
 use xai_onnx::{Backend, Engine, Layout, OnnxModel, OnnxOptions, OutputKind};
 
-use crate::error::{usage, usage_in, Result};
+use crate::error::{failed_in, usage, usage_in, Result};
 
 /// How the model is chosen and fed (shared by every subcommand).
 #[derive(Debug, Clone, Args)]
@@ -92,8 +92,9 @@ impl PixelScaling {
 
 /// The engine behind a loaded model.
 pub enum Inner {
-    /// A shipped network.
-    Shipped(ModelKind, Network),
+    /// A shipped network; `true` when a softmax was appended to a logits network because the
+    /// method needs class probabilities (as `OnnxOptions::probabilities` does for ONNX files).
+    Shipped(ModelKind, Network, bool),
     /// An ONNX model.
     Onnx(OnnxModel),
 }
@@ -153,13 +154,25 @@ impl ModelArgs {
             }
             let net = load_pretrained(kind)
                 .map_err(|e| usage_in(format!("loading the shipped model `{}`", kind.name()), e))?;
+            let logits = kind.loss() == Loss::CrossEntropy(CoreOutputKind::Logits);
+            let softmax = logits && outputs == Outputs::Probabilities;
+            let net = if softmax {
+                with_softmax(net).map_err(|e| {
+                    failed_in(
+                        format!("appending a softmax to the shipped model `{}`", kind.name()),
+                        e,
+                    )
+                })?
+            } else {
+                net
+            };
             let (lo, hi) = kind.scaling().range();
             let pixels = PixelScaling {
                 scale: hi - lo,
                 offset: lo,
             };
             return Ok(LoadedModel {
-                inner: Inner::Shipped(kind, net),
+                inner: Inner::Shipped(kind, net, softmax),
                 pixels,
             });
         }
@@ -284,7 +297,7 @@ impl LoadedModel {
     /// The model as a black box.
     pub fn predictor(&self) -> &dyn Predictor {
         match &self.inner {
-            Inner::Shipped(_, net) => net,
+            Inner::Shipped(_, net, _) => net,
             Inner::Onnx(m) => m,
         }
     }
@@ -292,7 +305,7 @@ impl LoadedModel {
     /// The model with gradients, or a usage error naming `method` when tract runs it.
     pub fn differentiable(&self, method: &str, hint: &str) -> Result<&dyn DifferentiableModel> {
         match &self.inner {
-            Inner::Shipped(_, net) => Ok(net),
+            Inner::Shipped(_, net, _) => Ok(net),
             Inner::Onnx(m) if m.engine() == Engine::Imported => Ok(m),
             Inner::Onnx(m) => Err(usage(format!(
                 "`xai {method}` needs the model's gradients, but `{}` runs on tract, which gives \
@@ -324,7 +337,8 @@ impl LoadedModel {
     /// The kind of outputs the predictor returns.
     pub fn core_output_kind(&self) -> CoreOutputKind {
         match &self.inner {
-            Inner::Shipped(kind, _) => match kind.loss() {
+            Inner::Shipped(_, _, true) => CoreOutputKind::Probabilities,
+            Inner::Shipped(kind, _, false) => match kind.loss() {
                 Loss::CrossEntropy(k) => k,
                 Loss::MeanSquaredError => CoreOutputKind::Logits,
             },
@@ -338,7 +352,8 @@ impl LoadedModel {
     /// The cross-entropy loss of a classifier's outputs (gradient similarity).
     pub fn loss(&self) -> Loss {
         match &self.inner {
-            Inner::Shipped(kind, _) => kind.loss(),
+            Inner::Shipped(_, _, true) => Loss::CrossEntropy(CoreOutputKind::Probabilities),
+            Inner::Shipped(kind, _, false) => kind.loss(),
             Inner::Onnx(_) => Loss::CrossEntropy(self.core_output_kind()),
         }
     }
@@ -362,17 +377,44 @@ impl LoadedModel {
     /// One line: what was loaded.
     pub fn describe(&self) -> String {
         match &self.inner {
-            Inner::Shipped(kind, _) => format!(
-                "shipped model `{}`: input {:?}, {} outputs, pixels scaled to [{}, {}]",
+            Inner::Shipped(kind, _, softmax) => format!(
+                "shipped model `{}`: input {:?}, {} outputs{}, pixels scaled to [{}, {}]",
                 kind.name(),
                 self.input_shape(),
                 self.n_outputs(),
+                if *softmax {
+                    " (logits turned into probabilities)"
+                } else {
+                    ""
+                },
                 self.pixels.range().0,
                 self.pixels.range().1
             ),
             Inner::Onnx(m) => m.describe(),
         }
     }
+}
+
+/// `net` followed by a softmax: the class probabilities of a network that outputs logits.
+fn with_softmax(net: Network) -> std::result::Result<Network, xai_models::ModelError> {
+    if net.is_graph() {
+        // Only chains are shipped with logits; a graph would need its node inputs.
+        return Err(xai_models::ModelError::Architecture(format!(
+            "`{}` is a graph network; a softmax can be appended to a chain only",
+            net.name()
+        )));
+    }
+    let shape = match *Predictor::input_shape(&net) {
+        [c, h, w] => [c, h, w],
+        [h, w] => [1, h, w],
+        ref s => [1, 1, s.iter().product()],
+    };
+    let mut layers = net.layers().to_vec();
+    layers.push(NamedLayer {
+        name: "probabilities".into(),
+        layer: Layer::Softmax,
+    });
+    Network::new(net.name(), shape, layers)
 }
 
 #[cfg(test)]

@@ -187,6 +187,54 @@ fn shap_explains_a_png_with_an_onnx_model() {
     assert_eq!(attributions.shape(), &[2, 28, 28]);
 }
 
+/// A shipped network that outputs logits (`mnist_net`) is explained on class probabilities, as
+/// its ONNX export is (`OnnxOptions::probabilities`): both give the same KernelSHAP values.
+#[test]
+fn shipped_logits_models_are_explained_on_probabilities_like_their_onnx_export() {
+    let t = tempfile::tempdir().unwrap();
+    let model = export(ModelKind::MnistNet, t.path());
+    let png = t.path().join("zero.png");
+    assert_eq!(digit_png(ZERO, &png), 0);
+    let quick = [
+        "--nsamples",
+        "60",
+        "--n-segments",
+        "20",
+        "--json",
+        "--quiet",
+    ];
+    let shipped_out = t.path().join("shipped");
+    let o = explain("shap", "mnist_net", &png, &shipped_out, &quick);
+    assert_ok(&o);
+    let shipped = json_lines(&o).remove(0);
+    let onnx_out = t.path().join("onnx");
+    let o = explain("shap", s(&model), &png, &onnx_out, &quick);
+    assert_ok(&o);
+    let onnx = json_lines(&o).remove(0);
+    assert_eq!(shipped["prediction"], 0);
+    assert_eq!(onnx["prediction"], 0);
+    let a = read_array(&shipped_out.join("zero/attributions.npy"));
+    let b = read_array(&onnx_out.join("zero/attributions.npy"));
+    assert_eq!(a.shape(), b.shape());
+    let max_diff = a
+        .iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        max_diff < 1e-4,
+        "shipped and ONNX attributions differ by {max_diff}"
+    );
+    // Probabilities: the predicted class's superpixel values add up to f(x) - f(background),
+    // at most 1 in size (on logits they add up to ~30 for this digit).
+    let v = read_array(&shipped_out.join("zero/segment_values.npy"));
+    let total: f32 = v.index_axis(ndarray::Axis(0), 0).sum();
+    assert!(
+        total.abs() <= 1.0 + 1e-4,
+        "superpixel values sum to {total}"
+    );
+}
+
 #[test]
 fn shap_on_a_folder_with_json_output_resizes_or_rejects() {
     let t = tempfile::tempdir().unwrap();

@@ -76,8 +76,7 @@ impl From<BurnError> for CoreError {
     }
 }
 
-/// A named tensor: its shape and its values, row-major.
-pub type NamedTensor = (Vec<usize>, Vec<f32>);
+pub use xai_core::adapter::NamedTensor;
 
 /// Name, shape and values (row-major; empty unless asked for) of each parameter tensor.
 pub type NamedValues = Vec<(String, Vec<usize>, Vec<f32>)>;
@@ -239,24 +238,7 @@ pub fn load_named<M: Module>(
 /// Reads every tensor of an f32 safetensors file (e.g. one written by
 /// `xai_models::save_weights`).
 pub fn read_safetensors(bytes: &[u8]) -> Result<HashMap<String, NamedTensor>, BurnError> {
-    let st = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| BurnError::Safetensors(e.to_string()))?;
-    let mut out = HashMap::new();
-    for (name, view) in st.tensors() {
-        if view.dtype() != safetensors::Dtype::F32 {
-            return Err(BurnError::Safetensors(format!(
-                "tensor `{name}` is {:?}, expected F32",
-                view.dtype()
-            )));
-        }
-        let values = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        out.insert(name, (view.shape().to_vec(), values));
-    }
-    Ok(out)
+    xai_core::adapter::read_f32_safetensors(bytes).map_err(BurnError::Safetensors)
 }
 
 /// A burn module and its forward function as a [`Predictor`] and [`DifferentiableModel`].
@@ -473,16 +455,7 @@ where
         x: ArrayViewD<'_, f32>,
         output_weights: ArrayView2<'_, f32>,
     ) -> xai_core::Result<ArrayD<f32>> {
-        let n = check_batch("input", &x, &self.input_shape)?;
-        if output_weights.dim() != (n, self.n_outputs) {
-            return Err(CoreError::shape(
-                "output weights",
-                output_weights.shape(),
-                format!("[{n}, {}]", self.n_outputs),
-            ));
-        }
-        let mut w = |_: ArrayView2<'_, f32>| Ok(output_weights.to_owned());
-        self.predict_and_input_gradient(x, &mut w).map(|r| r.1)
+        xai_core::adapter::input_gradient_by_pullback(self, x, output_weights)
     }
 
     fn predict_and_input_gradient(

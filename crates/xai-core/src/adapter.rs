@@ -13,10 +13,63 @@
 //!   (the losses are independent, so row `i` of the summed output gradient is sample `i`'s). It is
 //!   stored factored ([`GradBlock::Outer`]), never expanded.
 
-use ndarray::Array2;
+use std::collections::HashMap;
+
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD};
 use rayon::prelude::*;
 
-use crate::{CoreError, GradBlock, ParamGroup, ParamSelection, PerSampleGrads, Result};
+use crate::{
+    check_batch, CoreError, DifferentiableModel, GradBlock, ParamGroup, ParamSelection,
+    PerSampleGrads, Result,
+};
+
+/// A named tensor's shape and its values, row-major.
+pub type NamedTensor = (Vec<usize>, Vec<f32>);
+
+/// Every tensor of an f32 safetensors file (e.g. one written by `xai_models::save_weights`), by
+/// name: how weights move between `xai-models` and another framework. The error says what was
+/// wrong (not safetensors, or a tensor of another dtype).
+pub fn read_f32_safetensors(
+    bytes: &[u8],
+) -> std::result::Result<HashMap<String, NamedTensor>, String> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(format!(
+                "tensor `{name}` is {:?}, expected F32",
+                view.dtype()
+            ));
+        }
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        out.insert(name, (view.shape().to_vec(), values));
+    }
+    Ok(out)
+}
+
+/// [`DifferentiableModel::input_gradient`] for a model whose tape computes pullbacks
+/// ([`DifferentiableModel::predict_and_input_gradient`]): checks the batch and the weights'
+/// shape `[n, n_outputs]`, then pulls the fixed weights back through one forward/backward pass.
+pub fn input_gradient_by_pullback<M: DifferentiableModel + ?Sized>(
+    model: &M,
+    x: ArrayViewD<'_, f32>,
+    output_weights: ArrayView2<'_, f32>,
+) -> Result<ArrayD<f32>> {
+    let n = check_batch("input", &x, model.input_shape())?;
+    if output_weights.dim() != (n, model.n_outputs()) {
+        return Err(CoreError::shape(
+            "output weights",
+            output_weights.shape(),
+            format!("[{n}, {}]", model.n_outputs()),
+        ));
+    }
+    let mut w = |_: ArrayView2<'_, f32>| Ok(output_weights.to_owned());
+    model.predict_and_input_gradient(x, &mut w).map(|r| r.1)
+}
 
 /// How a dense layer stores its weight matrix, which fixes the order of its flattened gradient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,5 +367,39 @@ mod tests {
             WeightLayout::InOut,
         );
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn safetensors_round_trip_and_errors() {
+        use safetensors::tensor::{Dtype, TensorView};
+        let w: Vec<u8> = [1.0f32, -2.0, 3.5, 0.25, 5.0, 6.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let b: Vec<u8> = vec![7u8, 8];
+        let bytes = safetensors::serialize(
+            [(
+                "dense.weight",
+                TensorView::new(Dtype::F32, vec![2, 3], &w).unwrap(),
+            )],
+            &None,
+        )
+        .unwrap();
+        let t = read_f32_safetensors(&bytes).unwrap();
+        assert_eq!(
+            t["dense.weight"],
+            (vec![2, 3], vec![1.0, -2.0, 3.5, 0.25, 5.0, 6.0])
+        );
+        let bytes = safetensors::serialize(
+            [("mask", TensorView::new(Dtype::U8, vec![2], &b).unwrap())],
+            &None,
+        )
+        .unwrap();
+        let err = read_f32_safetensors(&bytes).unwrap_err();
+        assert!(
+            err.contains("`mask`") && err.contains("expected F32"),
+            "{err}"
+        );
+        assert!(read_f32_safetensors(b"not safetensors").is_err());
     }
 }

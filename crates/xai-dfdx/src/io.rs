@@ -14,29 +14,11 @@ use safetensors::tensor::{Dtype, TensorView};
 
 use crate::{named_tensors, DfdxError};
 
-/// A named tensor: its shape and its values, row-major.
-pub type NamedTensor = (Vec<usize>, Vec<f32>);
+pub use xai_core::adapter::NamedTensor;
 
 /// Reads every tensor of an f32 safetensors file.
 pub fn read_safetensors(bytes: &[u8]) -> Result<HashMap<String, NamedTensor>, DfdxError> {
-    let st = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| DfdxError::Safetensors(e.to_string()))?;
-    let mut out = HashMap::new();
-    for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(DfdxError::Safetensors(format!(
-                "tensor `{name}` is {:?}, expected F32",
-                view.dtype()
-            )));
-        }
-        let values = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        out.insert(name, (view.shape().to_vec(), values));
-    }
-    Ok(out)
+    xai_core::adapter::read_f32_safetensors(bytes).map_err(DfdxError::Safetensors)
 }
 
 /// The transpose of a row-major `[rows, cols]` matrix.

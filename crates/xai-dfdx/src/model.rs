@@ -451,16 +451,7 @@ where
         x: ArrayViewD<'_, f32>,
         output_weights: ArrayView2<'_, f32>,
     ) -> xai_core::Result<ArrayD<f32>> {
-        let n = check_batch("input", &x, &self.input_shape)?;
-        if output_weights.dim() != (n, self.n_outputs) {
-            return Err(CoreError::shape(
-                "output weights",
-                output_weights.shape(),
-                format!("[{n}, {}]", self.n_outputs),
-            ));
-        }
-        let mut w = |_: ArrayView2<'_, f32>| Ok(output_weights.to_owned());
-        Ok(self.pullback_impl(x, &mut w)?.1)
+        xai_core::adapter::input_gradient_by_pullback(self, x, output_weights)
     }
 
     fn predict_and_input_gradient(

@@ -593,3 +593,35 @@ fn layer_geometry_and_weight_lengths_are_checked_when_built() {
     let conv = Conv2d::new(1, 2, (3, 3), (1, 1), huge_pad, &mut rng);
     assert!(build(vec![named("c", Layer::Conv2d(conv))]).is_err());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Dropout draws its masks in blocks of words and compares integers; the masks, the outputs
+    /// and the generator's state afterwards are those of one `gen::<f32>() < keep` per element
+    /// (so training results do not depend on how the words are drawn).
+    #[test]
+    fn dropout_masks_equal_one_draw_per_element(
+        seed in any::<u64>(),
+        p in prop_oneof![Just(0.0f32), Just(0.25), Just(0.5), Just(0.3), 0.0f32..0.99],
+        len in 0usize..1100,
+    ) {
+        use crate::layers::{Cache, Mode};
+        let x: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin() + 1.5).collect();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut y = x.clone();
+        let cache = Layer::Dropout(p).forward_in_place(&mut y, &mut Mode::Train(&mut rng));
+        let Cache::Keep { kept, scale } = cache else {
+            panic!("dropout in training keeps a mask");
+        };
+        let mut reference = StdRng::seed_from_u64(seed);
+        let keep = 1.0 - p;
+        for i in 0..len {
+            let k = reference.gen::<f32>() < keep;
+            prop_assert_eq!(kept[i], k, "element {}", i);
+            let want = if k { x[i] * scale } else { 0.0 };
+            prop_assert_eq!(y[i].to_bits(), want.to_bits(), "element {}", i);
+        }
+        prop_assert_eq!(rng.gen::<u64>(), reference.gen::<u64>());
+    }
+}

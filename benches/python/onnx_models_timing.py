@@ -12,7 +12,8 @@ batch-1 input gradient of the sum of the outputs (median of 20 x repeats + 1 cal
 computes no gradients, so its row has none; the gradient is timed with PyTorch autograd on the
 same module (eager, CPU, parameters with `requires_grad = False` so that only the input gradient
 is computed), whose predict times are printed too. Every engine uses its default threads (all
-cores). Lines have the format of `import_timing`'s.
+cores); PyTorch's batch-1 calls are timed once more on one thread (`torch-1t`). Lines have the
+format of `import_timing`'s.
 """
 
 import argparse
@@ -43,7 +44,8 @@ def median_ms(reps, f):
 
 def line(name, engine, p1000, p1, g1):
     g = f"{g1:8.3f} ms" if g1 is not None else "       -   "
-    print(f"{name:16} {engine:11}  predict 1000: {p1000:8.2f} ms  predict 1: {p1:7.3f} ms  "
+    p = f"{p1000:8.2f} ms" if p1000 is not None else "       -   "
+    print(f"{name:16} {engine:11}  predict 1000: {p}  predict 1: {p1:7.3f} ms  "
           f"input grad 1: {g}", flush=True)
 
 
@@ -90,6 +92,15 @@ def main():
 
         g1 = median_ms(20 * reps + 1, grad)
         line(name, "torch", tp1000, tp1, g1)
+        # Batch 1 on one intra-op thread as well: on a loaded machine torch's second OpenMP
+        # thread can stall a 1 ms call for a scheduler slice.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        with torch.inference_mode():
+            tp1_1 = median_ms(20 * reps + 1, lambda: model(tx1))
+        g1_1 = median_ms(20 * reps + 1, grad)
+        torch.set_num_threads(threads)
+        line(name, "torch-1t", None, tp1_1, g1_1)
         print(f"  ({name}: max |torch - onnxruntime| on 8 images {diff:.1e})", flush=True)
 
 

@@ -25,6 +25,9 @@ pub(crate) trait Isa: Copy + Send + Sync {
     /// Whether the kernel may use the AVX2 + FMA intrinsics of `std::arch::x86_64`.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     const AVX2_FMA: bool;
+    /// Whether the kernel may also use the AVX-512F intrinsics (only [`Avx512`]).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    const AVX512: bool = false;
 }
 
 /// Whatever the build targets: SSE2 on a default x86-64 build, NEON on aarch64. Multiply-adds
@@ -56,6 +59,43 @@ impl Avx2Fma {
 impl Isa for Avx2Fma {
     const FUSED: bool = true;
     const AVX2_FMA: bool = true;
+}
+
+/// AVX-512F besides AVX2 and FMA, detected at run time: the direct convolution's 32-channel
+/// blocks (`direct::channel_blocks`) use 512-bit multiply-adds on it. Only
+/// [`Avx512::detect`] makes one.
+///
+/// Setting the environment variable `XAI_MAX_CPU_ISA=avx2` (read once per process) makes
+/// `detect` answer `None`, so that the AVX2 path can be measured against this one on the same
+/// machine, as oneDNN's `ONEDNN_MAX_CPU_ISA` does. Both paths give bit-identical results: the
+/// same multiply-adds, fused, in the same order for every output value.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Avx512(());
+
+#[cfg(target_arch = "x86_64")]
+impl Avx512 {
+    /// The token, if this CPU has AVX-512F, AVX2 and FMA and `XAI_MAX_CPU_ISA` does not cap the
+    /// instruction set at AVX2.
+    #[inline]
+    pub(crate) fn detect() -> Option<Self> {
+        static CAPPED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let capped = *CAPPED.get_or_init(|| {
+            std::env::var("XAI_MAX_CPU_ISA").is_ok_and(|v| v.eq_ignore_ascii_case("avx2"))
+        });
+        (!capped
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma"))
+        .then_some(Self(()))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx512 {
+    const FUSED: bool = true;
+    const AVX2_FMA: bool = true;
+    const AVX512: bool = true;
 }
 
 /// `a * b + c` with one rounding where `I` fuses multiply-adds, two otherwise. Rust never fuses

@@ -18,6 +18,9 @@ use crate::cpu::{dispatched, fma, Isa};
 use crate::gemm::{dot, dots4};
 use crate::layers::Dims;
 
+/// Output channels accumulated together on the AVX-512 path: two 16-lane vectors per output
+/// pixel, eight pixels at once (16 of the 32 vector registers).
+const WIDEST: usize = 32;
 /// Output channels accumulated together: two 8-lane vectors per output pixel.
 const WIDE: usize = 16;
 /// Output channels accumulated together when fewer than [`WIDE`] are left.
@@ -114,26 +117,86 @@ fn channel_block(weight: &[f32], co: usize, cb: usize, lanes: usize) -> Vec<f32>
     block
 }
 
-/// The weights `[kh, kw, ci, co]` in blocks of [`WIDE`] output channels, then one of [`NARROW`]
-/// (zero-padded) for what is left: (first channel, [`channel_block`], bias or zeros).
-fn channel_blocks_of(
-    weight: &[f32],
+/// A kernel `[kh, kw, ci, co]` (and bias) laid out for [`conv_packed`]: blocks of output
+/// channels, each a contiguous [`channel_block`] with its bias (or zeros), or the plain weights
+/// when there is one output channel. Packing copies the weights once; a layer keeps its packed
+/// kernels between calls (`crate::network::Network`'s kernel cache), so a batch-1 call (CEM's
+/// iterations, a gradient per image) does not re-lay out megabytes of weights each time.
+#[derive(Debug, Clone)]
+pub(crate) struct PackedKernel {
+    /// `kh * kw * ci * co`: the length of the weights it was packed from.
+    len: usize,
     co: usize,
-    bias: Option<&[f32]>,
-) -> Vec<(usize, Vec<f32>, Vec<f32>)> {
-    let mut blocks = Vec::new();
-    let mut cb = 0;
-    while cb < co {
-        let lanes = if co - cb > NARROW { WIDE } else { NARROW };
-        let mut init = vec![0.0f32; lanes];
-        if let Some(b) = bias {
-            let keep = lanes.min(co - cb);
-            init[..keep].copy_from_slice(&b[cb..cb + keep]);
-        }
-        blocks.push((cb, channel_block(weight, co, cb, lanes), init));
-        cb += lanes;
+    layout: Packed,
+}
+
+#[derive(Debug, Clone)]
+enum Packed {
+    /// One output channel: the weights as they are, and the bias.
+    Single(Vec<f32>, f32),
+    /// (first channel, [`channel_block`], bias or zeros), of [`WIDEST`] (on the AVX-512 path),
+    /// [`WIDE`] or [`NARROW`] lanes.
+    Blocks(Vec<(usize, Vec<f32>, Vec<f32>)>),
+}
+
+impl PackedKernel {
+    /// Packs `weight` (`[kh, kw, ci, co]`) and an optional bias for this CPU: blocks of
+    /// [`WIDEST`] channels where [`conv_packed`] will take the AVX-512 path, of [`WIDE`]
+    /// otherwise, then [`WIDE`] or [`NARROW`] (zero-padded) for what is left.
+    pub(crate) fn new(weight: &[f32], co: usize, bias: Option<&[f32]>) -> Self {
+        Self::with_widest(weight, co, bias, widest_lanes())
     }
-    blocks
+
+    fn with_widest(weight: &[f32], co: usize, bias: Option<&[f32]>, widest: usize) -> Self {
+        if co == 1 {
+            return Self {
+                len: weight.len(),
+                co,
+                layout: Packed::Single(weight.to_vec(), bias.map_or(0.0, |b| b[0])),
+            };
+        }
+        let mut blocks = Vec::new();
+        let mut cb = 0;
+        while cb < co {
+            let left = co - cb;
+            // 17-24 channels left go as 16 + 8 rather than 32 (fewer zero lanes).
+            let lanes = if widest == WIDEST && left > WIDE + NARROW {
+                WIDEST
+            } else if left > NARROW {
+                WIDE
+            } else {
+                NARROW
+            };
+            let mut init = vec![0.0f32; lanes];
+            if let Some(b) = bias {
+                let keep = lanes.min(left);
+                init[..keep].copy_from_slice(&b[cb..cb + keep]);
+            }
+            blocks.push((cb, channel_block(weight, co, cb, lanes), init));
+            cb += lanes;
+        }
+        Self {
+            len: weight.len(),
+            co,
+            layout: Packed::Blocks(blocks),
+        }
+    }
+
+    /// The packed weights of the input-gradient convolution of a convolution with weights
+    /// `weight` (`[kh, kw, ci, co]`): [`flip_transpose`], `ci` output channels, no bias.
+    pub(crate) fn transposed(weight: &[f32], kernel: (usize, usize), ci: usize, co: usize) -> Self {
+        Self::new(&flip_transpose(weight, kernel, ci, co), ci, None)
+    }
+}
+
+/// The widest channel block the kernels of this CPU use: [`WIDEST`] with AVX-512, [`WIDE`]
+/// otherwise.
+fn widest_lanes() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::Avx512::detect().is_some() {
+        return WIDEST;
+    }
+    WIDE
 }
 
 /// The kernel flipped in both spatial axes with its channel axes swapped,
@@ -197,23 +260,18 @@ fn block<I: Isa, const L: usize, const B: usize>(
     acc
 }
 
-/// One output row of the `L` channels of a [`channel_block`] that starts at channel `cb`, in
-/// blocks of `B` pixels.
+/// One output row of the `L` channels of a [`channel_block`] that starts at channel `cb`:
+/// `blocks(ox)` computes `B` adjacent pixels from `ox` on, `single(ox)` one pixel (used when the
+/// row is narrower than `B`).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn row_blocks<I: Isa, const L: usize, const B: usize>(
-    isa: I,
-    frame: &[f32],
-    win: &Stride1,
-    ci: usize,
-    weight: &[f32],
+fn row_blocks<const L: usize, const B: usize>(
+    ow: usize,
     cb: usize,
     co: usize,
-    init: &[f32; L],
-    oy: usize,
     out_row: &mut [f32],
+    blocks: impl Fn(usize) -> [[f32; L]; B],
+    single: impl Fn(usize) -> [[f32; L]; 1],
 ) {
-    let (pw, taps) = (win.padded_w(), (win.kh, win.kw));
     let keep = L.min(co - cb);
     let mut store = |ox: usize, acc: &[[f32; L]]| {
         for (j, a) in acc.iter().enumerate() {
@@ -227,12 +285,9 @@ fn row_blocks<I: Isa, const L: usize, const B: usize>(
             }
         }
     };
-    if win.ow < B {
-        for ox in 0..win.ow {
-            store(
-                ox,
-                &block::<I, L, 1>(isa, frame, pw, ci, weight, taps, (oy, ox), init),
-            );
+    if ow < B {
+        for ox in 0..ow {
+            store(ox, &single(ox));
         }
         return;
     }
@@ -240,23 +295,19 @@ fn row_blocks<I: Isa, const L: usize, const B: usize>(
     // twice, to the same values), which is faster than single pixels.
     let mut ox = 0;
     loop {
-        let start = ox.min(win.ow - B);
-        store(
-            start,
-            &block::<I, L, B>(isa, frame, pw, ci, weight, taps, (oy, start), init),
-        );
+        let start = ox.min(ow - B);
+        store(start, &blocks(start));
         ox += B;
-        if ox >= win.ow {
+        if ox >= ow {
             break;
         }
     }
 }
 
 /// A stride-1 convolution of a batch of `n` NHWC samples of `input` dimensions with weights
-/// `[kh, kw, ci, co]` and an optional bias: `[n, oh, ow, co]`.
-///
-/// Internal invariants (slice lengths) are checked with `assert!`: callers size every buffer
-/// from validated shapes.
+/// `[kh, kw, ci, co]` and an optional bias: `[n, oh, ow, co]`. Packs the kernel first
+/// ([`PackedKernel::new`]); the layers keep packed kernels and call [`conv_packed`].
+#[cfg(test)]
 pub(crate) fn conv(
     x: &[f32],
     n: usize,
@@ -266,45 +317,69 @@ pub(crate) fn conv(
     bias: Option<&[f32]>,
     win: &Stride1,
 ) -> Vec<f32> {
-    let ci = input.c;
+    conv_packed(x, n, input, &PackedKernel::new(weight, co, bias), win)
+}
+
+/// A stride-1 convolution of a batch of `n` NHWC samples of `input` dimensions with a packed
+/// kernel (weights `[kh, kw, ci, co]` and bias): `[n, oh, ow, co]`.
+///
+/// Internal invariants (slice lengths) are checked with `assert!`: callers size every buffer
+/// from validated shapes.
+pub(crate) fn conv_packed(
+    x: &[f32],
+    n: usize,
+    input: Dims,
+    kernel: &PackedKernel,
+    win: &Stride1,
+) -> Vec<f32> {
+    let (ci, co) = (input.c, kernel.co);
     assert_eq!(x.len(), n * input.len(), "direct conv: input length");
     assert_eq!(
-        weight.len(),
+        kernel.len,
         win.kh * win.kw * ci * co,
         "direct conv: weights"
     );
     let out_len = win.oh * win.ow * co;
     let mut out = vec![0.0f32; n * out_len];
     if out_len == 0 || input.is_empty() {
-        if let Some(b) = bias {
-            for px in out.chunks_mut(co) {
-                px.copy_from_slice(b);
+        let mut bias = vec![0.0f32; co];
+        match &kernel.layout {
+            Packed::Single(_, b0) => bias[0] = *b0,
+            Packed::Blocks(blocks) => {
+                for (cb, _, init) in blocks {
+                    let keep = init.len().min(co - cb);
+                    bias[*cb..cb + keep].copy_from_slice(&init[..keep]);
+                }
             }
+        }
+        for px in out.chunks_mut(co.max(1)) {
+            px.copy_from_slice(&bias);
         }
         return out;
     }
     let frame_len = win.padded_h() * win.padded_w() * ci;
-    if co == 1 {
-        // One output channel: each kernel row is a dot product of `kw * ci` contiguous values,
-        // computed for four adjacent pixels at once.
-        let b0 = bias.map_or(0.0, |b| b[0]);
-        let one = |(out_n, x_n): (&mut [f32], &[f32])| {
-            with_frame(frame_len, |frame| {
-                pad_into(frame, x_n, input, win);
-                one_channel(frame, weight, ci, b0, win, out_n);
-            });
-        };
-        for_each_sample(&mut out, out_len, x, input.len(), one);
-        return out;
+    match &kernel.layout {
+        Packed::Single(weight, b0) => {
+            // One output channel: each kernel row is a dot product of `kw * ci` contiguous
+            // values, computed for four adjacent pixels at once.
+            let one = |(out_n, x_n): (&mut [f32], &[f32])| {
+                with_frame(frame_len, |frame| {
+                    pad_into(frame, x_n, input, win);
+                    one_channel(frame, weight, ci, *b0, win, out_n);
+                });
+            };
+            for_each_sample(&mut out, out_len, x, input.len(), one);
+        }
+        Packed::Blocks(blocks) => {
+            let one = |(out_n, x_n): (&mut [f32], &[f32])| {
+                with_frame(frame_len, |frame| {
+                    pad_into(frame, x_n, input, win);
+                    channel_blocks(frame, blocks, ci, co, win, out_n);
+                });
+            };
+            for_each_sample(&mut out, out_len, x, input.len(), one);
+        }
     }
-    let blocks = channel_blocks_of(weight, co, bias);
-    let one = |(out_n, x_n): (&mut [f32], &[f32])| {
-        with_frame(frame_len, |frame| {
-            pad_into(frame, x_n, input, win);
-            channel_blocks(frame, &blocks, ci, co, win, out_n);
-        });
-    };
-    for_each_sample(&mut out, out_len, x, input.len(), one);
     out
 }
 
@@ -361,7 +436,10 @@ dispatched! {
 }
 
 /// One sample's output (`oh x ow x co`) from its zero-padded `frame`, one [`channel_block`]
-/// (first channel, weights, bias) at a time.
+/// (first channel, weights, bias) at a time. Blocks of [`WIDEST`] lanes take explicit
+/// AVX-512 code where `I` is [`crate::cpu::Avx512`], eight pixels at once (four or one on
+/// narrower rows); every other block, the portable compilation's included, the generic
+/// [`block`]. Each output value is the same sequence of multiply-adds on every path.
 #[inline(always)]
 fn channel_blocks_with<I: Isa>(
     isa: I,
@@ -372,20 +450,97 @@ fn channel_blocks_with<I: Isa>(
     win: &Stride1,
     out_n: &mut [f32],
 ) {
+    let (pw, taps, ow) = (win.padded_w(), (win.kh, win.kw), win.ow);
     for (cb, wb, init) in blocks {
+        let cb = *cb;
         for (oy, out_row) in out_n.chunks_exact_mut(win.ow * co).enumerate() {
-            if let Ok(init) = <&[f32; WIDE]>::try_from(init.as_slice()) {
-                row_blocks::<I, WIDE, 4>(isa, frame, win, ci, wb, *cb, co, init, oy, out_row);
+            if let Ok(init) = <&[f32; WIDEST]>::try_from(init.as_slice()) {
+                #[cfg(target_arch = "x86_64")]
+                if I::AVX512 {
+                    // SAFETY: only the `Avx512` token has `AVX512`, and it exists only where
+                    // the CPU has AVX-512F (`cpu::Avx512::detect`); the slices' lengths are
+                    // checked inside.
+                    let b = |ox: usize| unsafe {
+                        avx512::block32::<8>(frame, pw, ci, wb, taps, (oy, ox), init)
+                    };
+                    let b4 = |ox: usize| unsafe {
+                        avx512::block32::<4>(frame, pw, ci, wb, taps, (oy, ox), init)
+                    };
+                    let b1 = |ox: usize| unsafe {
+                        avx512::block32::<1>(frame, pw, ci, wb, taps, (oy, ox), init)
+                    };
+                    if ow >= 8 {
+                        row_blocks::<WIDEST, 8>(ow, cb, co, out_row, b, b1);
+                    } else {
+                        row_blocks::<WIDEST, 4>(ow, cb, co, out_row, b4, b1);
+                    }
+                    continue;
+                }
+                row_blocks::<WIDEST, 4>(
+                    ow,
+                    cb,
+                    co,
+                    out_row,
+                    |ox| block::<I, WIDEST, 4>(isa, frame, pw, ci, wb, taps, (oy, ox), init),
+                    |ox| block::<I, WIDEST, 1>(isa, frame, pw, ci, wb, taps, (oy, ox), init),
+                );
+            } else if let Ok(init) = <&[f32; WIDE]>::try_from(init.as_slice()) {
+                row_blocks::<WIDE, 4>(
+                    ow,
+                    cb,
+                    co,
+                    out_row,
+                    |ox| block::<I, WIDE, 4>(isa, frame, pw, ci, wb, taps, (oy, ox), init),
+                    |ox| block::<I, WIDE, 1>(isa, frame, pw, ci, wb, taps, (oy, ox), init),
+                );
             } else if let Ok(init) = <&[f32; NARROW]>::try_from(init.as_slice()) {
-                row_blocks::<I, NARROW, 8>(isa, frame, win, ci, wb, *cb, co, init, oy, out_row);
+                row_blocks::<NARROW, 8>(
+                    ow,
+                    cb,
+                    co,
+                    out_row,
+                    |ox| block::<I, NARROW, 8>(isa, frame, pw, ci, wb, taps, (oy, ox), init),
+                    |ox| block::<I, NARROW, 1>(isa, frame, pw, ci, wb, taps, (oy, ox), init),
+                );
             }
         }
     }
 }
 
+/// [`channel_blocks_with`] for this CPU: AVX-512 where [`crate::cpu::Avx512::detect`] finds it,
+/// otherwise AVX2 + FMA or the portable compilation ([`dispatched!`]).
+fn channel_blocks(
+    frame: &[f32],
+    blocks: &[(usize, Vec<f32>, Vec<f32>)],
+    ci: usize,
+    co: usize,
+    win: &Stride1,
+    out_n: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(isa) = crate::cpu::Avx512::detect() {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn avx512(
+            isa: crate::cpu::Avx512,
+            frame: &[f32],
+            blocks: &[(usize, Vec<f32>, Vec<f32>)],
+            ci: usize,
+            co: usize,
+            win: &Stride1,
+            out_n: &mut [f32],
+        ) {
+            channel_blocks_with(isa, frame, blocks, ci, co, win, out_n)
+        }
+        // SAFETY: `avx512` only enables AVX-512F, AVX2 and FMA, and the `Avx512` token exists
+        // because `detect` found all three on this CPU.
+        return unsafe { avx512(isa, frame, blocks, ci, co, win, out_n) };
+    }
+    channel_blocks_avx2_or_portable(frame, blocks, ci, co, win, out_n)
+}
+
 dispatched! {
-    /// [`channel_blocks_with`] for this CPU.
-    fn channel_blocks(
+    /// [`channel_blocks_with`] compiled for AVX2 + FMA or portably.
+    fn channel_blocks_avx2_or_portable(
         frame: &[f32],
         blocks: &[(usize, Vec<f32>, Vec<f32>)],
         ci: usize,
@@ -393,6 +548,67 @@ dispatched! {
         win: &Stride1,
         out_n: &mut [f32],
     ) = channel_blocks_with;
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// [`super::block`] for a block of 32 output channels and `B` adjacent pixels in explicit
+    /// AVX-512 code: `2 B` accumulators of 16 lanes, each weight row loaded once as two vectors
+    /// and each input value broadcast once. The same multiply-adds in the same order as
+    /// `block::<_, 32, B>` with fused multiply-adds, so the results are bit-identical.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have AVX-512F. (The slice bounds are checked here.)
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn block32<const B: usize>(
+        frame: &[f32],
+        pw: usize,
+        ci: usize,
+        weight: &[f32],
+        (kh, kw): (usize, usize),
+        (oy, ox0): (usize, usize),
+        init: &[f32; 32],
+    ) -> [[f32; 32]; B] {
+        let run = kw * ci;
+        assert!(weight.len() >= kh * run * 32, "block32: weights");
+        assert!(
+            kh == 0 || ((oy + kh - 1) * pw + ox0) * ci + (B - 1) * ci + run <= frame.len(),
+            "block32: frame"
+        );
+        let mut out = [[0.0f32; 32]; B];
+        // SAFETY: the loads read `ws[t * 32 .. t * 32 + 32]` with `t < run` inside kernel row
+        // `ky < kh` (`weight.len() >= kh * run * 32`, asserted) and `xs[j * ci + t]` with
+        // `j < B`, `t < run`, inside frame row `oy + ky` (the last such index is below the
+        // bound asserted above); the caller guarantees AVX-512F. Unaligned loads throughout.
+        unsafe {
+            let i0 = _mm512_loadu_ps(init.as_ptr());
+            let i1 = _mm512_loadu_ps(init.as_ptr().add(16));
+            let mut acc = [[i0, i1]; B];
+            for ky in 0..kh {
+                let xs = frame.as_ptr().add(((oy + ky) * pw + ox0) * ci);
+                let ws = weight.as_ptr().add(ky * run * 32);
+                for t in 0..run {
+                    let w0 = _mm512_loadu_ps(ws.add(t * 32));
+                    let w1 = _mm512_loadu_ps(ws.add(t * 32 + 16));
+                    for (j, acc_j) in acc.iter_mut().enumerate() {
+                        let xv = _mm512_set1_ps(*xs.add(j * ci + t));
+                        acc_j[0] = _mm512_fmadd_ps(xv, w0, acc_j[0]);
+                        acc_j[1] = _mm512_fmadd_ps(xv, w1, acc_j[1]);
+                    }
+                }
+            }
+            for (o, a) in out.iter_mut().zip(&acc) {
+                _mm512_storeu_ps(o.as_mut_ptr(), a[0]);
+                _mm512_storeu_ps(o.as_mut_ptr().add(16), a[1]);
+            }
+        }
+        out
+    }
 }
 
 /// Calls `f` on each sample's (output, input) pair, on rayon's threads unless the caller runs
@@ -517,6 +733,8 @@ mod tests {
             (6, 5, 16, 1, 3),
             (8, 8, 1, 64, 2),
             (9, 7, 5, 9, 5),
+            (5, 11, 4, 88, 3),
+            (3, 3, 6, 40, 3),
         ] {
             let input = Dims::new(h, w, ci);
             let win = Stride1 {
@@ -538,13 +756,58 @@ mod tests {
                 one_channel(&frame, &wt, ci, bias[0], &win, &mut got);
                 one_channel_with(Portable, &frame, &wt, ci, bias[0], &win, &mut want);
             } else {
-                let blocks = channel_blocks_of(&wt, co, Some(&bias));
-                channel_blocks(&frame, &blocks, ci, co, &win, &mut got);
-                channel_blocks_with(Portable, &frame, &blocks, ci, co, &win, &mut want);
+                let packed = PackedKernel::new(&wt, co, Some(&bias));
+                let Packed::Blocks(blocks) = &packed.layout else {
+                    panic!("{co} output channels are packed in blocks");
+                };
+                channel_blocks(&frame, blocks, ci, co, &win, &mut got);
+                channel_blocks_with(Portable, &frame, blocks, ci, co, &win, &mut want);
             }
             let terms = (k * k * ci) as f32;
             for (g, e) in got.iter().zip(&want) {
                 assert!((g - e).abs() <= 1e-5 * (1.0 + terms), "{g} vs {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_channel_blocking_gives_bit_identical_results() {
+        // Blocks of 32 channels (the AVX-512 path where the CPU has it), of 16 and of 8: the
+        // same multiply-adds in the same order for each output value, so the same bits, on
+        // rows wide enough for eight-pixel blocks, for four and for single pixels.
+        for &(h, w, ci, co) in &[
+            (6usize, 19usize, 3usize, 64usize),
+            (4, 4, 16, 72),
+            (5, 6, 2, 33),
+            (3, 2, 5, 40),
+            (7, 9, 1, 20),
+        ] {
+            let input = Dims::new(h, w, ci);
+            let win = Stride1 {
+                kh: 3,
+                kw: 3,
+                top: 1,
+                left: 1,
+                oh: h,
+                ow: w,
+            };
+            let x = values(2 * input.len(), 4.0);
+            let wt = values(9 * ci * co, 5.0);
+            let bias = values(co, 6.0);
+            let results: Vec<Vec<f32>> = [WIDEST, WIDE]
+                .iter()
+                .map(|&widest| {
+                    let packed = PackedKernel::with_widest(&wt, co, Some(&bias), widest);
+                    conv_packed(&x, 2, input, &packed, &win)
+                })
+                .collect();
+            assert!(
+                results[0] == results[1],
+                "{h}x{w}x{ci} -> {co}: 32-channel blocks differ from 16-channel blocks"
+            );
+            let want = naive(&x, 2, input, &wt, co, Some(&bias), &win);
+            for (g, e) in results[0].iter().zip(&want) {
+                assert!((g - e).abs() < 1e-4, "{g} vs {e}");
             }
         }
     }

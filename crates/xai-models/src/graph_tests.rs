@@ -441,7 +441,14 @@ fn grouped_conv_matches_a_naive_reference() {
     assert_eq!(out, Dims::new(3, 5, 6));
     let x = uniform(&mut r, input.len(), 1.0);
     let (y, _) = layer
-        .forward(&x, 1, input, &mut crate::layers::Mode::Eval, false)
+        .forward(
+            &x,
+            1,
+            input,
+            &mut crate::layers::Mode::Eval,
+            false,
+            &Default::default(),
+        )
         .unwrap();
     for oy in 0..out.h {
         for ox in 0..out.w {

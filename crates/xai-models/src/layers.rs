@@ -328,6 +328,47 @@ pub(crate) enum Cache {
     BatchStats(ops::BatchStats),
 }
 
+/// A stride-1 convolution's kernels packed for [`direct::conv_packed`]: for the forward pass
+/// (weights and bias) and for the input gradient (flipped, channels swapped), each built on
+/// first use. A [`crate::Network`] keeps one per layer ([`KernelCache`]) and empties them
+/// whenever its layers can change, so packing happens once per set of weights, not once per
+/// call and chunk.
+#[derive(Debug, Default)]
+pub(crate) struct ConvKernels {
+    forward: std::sync::OnceLock<direct::PackedKernel>,
+    transposed: std::sync::OnceLock<direct::PackedKernel>,
+}
+
+/// One [`ConvKernels`] per layer of a network. Cloning gives empty slots (the clone packs its
+/// own kernels on first use, so a clone whose weights are then changed never sees stale ones),
+/// and every cache compares equal: it is derived state, not part of the network's value.
+#[derive(Debug, Default)]
+pub(crate) struct KernelCache(Vec<ConvKernels>);
+
+impl KernelCache {
+    /// Empty slots for `layers` layers.
+    pub(crate) fn new(layers: usize) -> Self {
+        Self((0..layers).map(|_| ConvKernels::default()).collect())
+    }
+
+    /// Layer `i`'s slots; `None` past the end (callers then pack into a temporary).
+    pub(crate) fn get(&self, i: usize) -> Option<&ConvKernels> {
+        self.0.get(i)
+    }
+}
+
+impl Clone for KernelCache {
+    fn clone(&self) -> Self {
+        Self::new(self.0.len())
+    }
+}
+
+impl PartialEq for KernelCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 /// Per-sample (weight, bias) gradients, `[n, weight len]` and `[n, bias len]` flattened.
 pub(crate) type PerSampleParams = (Vec<f32>, Vec<f32>);
 
@@ -835,6 +876,8 @@ impl Layer {
     }
 
     /// Forward pass of a batch of `n` samples. Returns the output and what backward needs.
+    /// `kernels` holds this layer's packed convolution kernels (see [`ConvKernels`]); they are
+    /// packed from the layer's current weights on first use.
     pub(crate) fn forward(
         &self,
         x: &[f32],
@@ -842,6 +885,7 @@ impl Layer {
         input: Dims,
         mode: &mut Mode<'_>,
         keep_cache: bool,
+        kernels: &ConvKernels,
     ) -> Result<(Vec<f32>, Cache), ModelError> {
         let out_dims = self.output_dims(input)?;
         Ok(match self {
@@ -849,15 +893,10 @@ impl Layer {
             // build their im2col patches from the stored input, `Conv2d::patches`).
             Layer::Conv2d(conv) if conv.stride == (1, 1) => {
                 let win = conv.window(input)?;
-                let out = direct::conv(
-                    x,
-                    n,
-                    input,
-                    &conv.weight,
-                    conv.out_channels,
-                    Some(&conv.bias),
-                    &win.stride1(),
-                );
+                let kernel = kernels.forward.get_or_init(|| {
+                    direct::PackedKernel::new(&conv.weight, conv.out_channels, Some(&conv.bias))
+                });
+                let out = direct::conv_packed(x, n, input, kernel, &win.stride1());
                 (out, Cache::None)
             }
             Layer::Conv2d(conv) => {
@@ -986,6 +1025,8 @@ impl Layer {
     /// of the loss with respect to `y`, returns the gradient with respect to the layer's input.
     /// (`x` is read only by max pooling; elementwise layers that ran in place may pass an empty
     /// slice.)
+    /// `kernels` as in [`Layer::forward`].
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward_input(
         &self,
         x: &[f32],
@@ -994,6 +1035,7 @@ impl Layer {
         dy: &[f32],
         n: usize,
         input: Dims,
+        kernels: &ConvKernels,
     ) -> Result<Vec<f32>, ModelError> {
         let out_dims = self.output_dims(input)?;
         Ok(match self {
@@ -1005,20 +1047,15 @@ impl Layer {
                 // border of a 'valid' convolution's output gradient (e.g. 13x13 from 11x11:
                 // im2col + gemm + col2im is then faster).
                 let win = conv.window(input)?;
-                direct::conv(
-                    dy,
-                    n,
-                    out_dims,
-                    &direct::flip_transpose(
+                let kernel = kernels.transposed.get_or_init(|| {
+                    direct::PackedKernel::transposed(
                         &conv.weight,
                         conv.kernel,
                         conv.in_channels,
                         conv.out_channels,
-                    ),
-                    conv.in_channels,
-                    None,
-                    &win.stride1().transposed(input),
-                )
+                    )
+                });
+                direct::conv_packed(dy, n, out_dims, kernel, &win.stride1().transposed(input))
             }
             Layer::Conv2d(conv) => {
                 let win = conv.window(input)?;

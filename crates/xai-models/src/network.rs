@@ -12,7 +12,7 @@ use xai_core::{
 };
 
 use crate::gemm::{matmul, Op};
-use crate::layers::{Cache, Dims, Layer, LayerGrads, Mode};
+use crate::layers::{Cache, ConvKernels, Dims, KernelCache, Layer, LayerGrads, Mode};
 use crate::ops;
 use crate::ModelError;
 
@@ -51,6 +51,11 @@ pub struct Network {
     inputs: Option<Vec<Vec<usize>>>,
     #[serde(skip)]
     dims: Vec<Dims>,
+    /// Packed kernels of the stride-1 convolutions, built on first use; replaced by empty
+    /// slots whenever the layers can change (`compute_dims`, `layers_mut`,
+    /// `param_slices_mut`, `set_params`, `buffers_mut`).
+    #[serde(skip)]
+    kernels: KernelCache,
 }
 
 impl Serialize for Network {
@@ -181,6 +186,7 @@ impl Network {
             layers,
             inputs: None,
             dims: Vec::new(),
+            kernels: KernelCache::default(),
         };
         net.compute_dims()?;
         Ok(net)
@@ -204,6 +210,7 @@ impl Network {
             layers,
             inputs: (!chain).then_some(inputs),
             dims: Vec::new(),
+            kernels: KernelCache::default(),
         };
         net.compute_dims()?;
         Ok(net)
@@ -239,6 +246,7 @@ impl Network {
 
     /// Recomputes the per-layer dimensions (needed after deserialising).
     pub fn compute_dims(&mut self) -> Result<(), ModelError> {
+        self.kernels = KernelCache::new(self.layers.len());
         let [c, h, w] = self.input_shape;
         let mut dims = vec![Dims::new(h, w, c)];
         if dims[0].check_len("the network's input")? == 0 {
@@ -314,6 +322,7 @@ impl Network {
 
     /// Mutable access to the layers (e.g. to load weights). Shapes must not change.
     pub fn layers_mut(&mut self) -> &mut [NamedLayer] {
+        self.kernels = KernelCache::new(self.layers.len());
         &mut self.layers
     }
 
@@ -341,6 +350,7 @@ impl Network {
 
     /// Mutable parameter vectors in [`Network::parameter_groups`] order.
     pub fn param_slices_mut(&mut self) -> Vec<&mut Vec<f32>> {
+        self.kernels = KernelCache::new(self.layers.len());
         let mut out = Vec::new();
         for l in &mut self.layers {
             if let Some((w, b)) = l.layer.params_mut() {
@@ -512,9 +522,9 @@ impl Network {
         let mut acts = vec![self.to_internal(x)];
         let mut caches = Vec::with_capacity(self.layers.len());
         if let Some(inputs) = &self.inputs {
-            for (i, l) in self.layers.iter().enumerate() {
+            for i in 0..self.layers.len() {
                 let (out, cache) =
-                    self.graph_layer_forward(l, &inputs[i], &acts, n, &mut mode, for_params)?;
+                    self.graph_layer_forward(i, &inputs[i], &acts, n, &mut mode, for_params)?;
                 acts.push(out);
                 caches.push(cache);
             }
@@ -536,6 +546,7 @@ impl Network {
                     self.dims[i],
                     &mut mode,
                     for_params,
+                    self.kernels.get(i).unwrap_or(&ConvKernels::default()),
                 )?
             };
             acts.push(out);
@@ -544,25 +555,32 @@ impl Network {
         Ok(ChunkTrace { n, acts, caches })
     }
 
-    /// Forward pass of a graph's layer `l`, reading the nodes `ins` of `acts`.
+    /// Forward pass of a graph's layer `i`, reading the nodes `ins` of `acts`.
     #[allow(clippy::too_many_arguments)]
     fn graph_layer_forward(
         &self,
-        l: &NamedLayer,
+        i: usize,
         ins: &[usize],
         acts: &[Vec<f32>],
         n: usize,
         mode: &mut Mode<'_>,
         for_params: bool,
     ) -> Result<(Vec<f32>, Cache), ModelError> {
-        Ok(match &l.layer {
+        Ok(match &self.layers[i].layer {
             Layer::Binary(op) => (op.forward(&acts[ins[0]], &acts[ins[1]]), Cache::None),
             Layer::Concat => {
                 let xs: Vec<&[f32]> = ins.iter().map(|&j| acts[j].as_slice()).collect();
                 let ds: Vec<Dims> = ins.iter().map(|&j| self.dims[j]).collect();
                 (ops::concat_forward(&xs, n, &ds), Cache::None)
             }
-            layer => layer.forward(&acts[ins[0]], n, self.dims[ins[0]], mode, for_params)?,
+            layer => layer.forward(
+                &acts[ins[0]],
+                n,
+                self.dims[ins[0]],
+                mode,
+                for_params,
+                self.kernels.get(i).unwrap_or(&ConvKernels::default()),
+            )?,
         })
     }
 
@@ -590,7 +608,7 @@ impl Network {
                 l.layer.forward_in_place(&mut buf, &mut Mode::Eval);
                 buf
             } else {
-                self.graph_layer_forward(l, ins, &acts, n, &mut Mode::Eval, false)?
+                self.graph_layer_forward(i, ins, &acts, n, &mut Mode::Eval, false)?
                     .0
             };
             for &j in ins {
@@ -619,7 +637,14 @@ impl Network {
                 } else {
                     act = l
                         .layer
-                        .forward(&act, end - start, self.dims[i], &mut Mode::Eval, false)?
+                        .forward(
+                            &act,
+                            end - start,
+                            self.dims[i],
+                            &mut Mode::Eval,
+                            false,
+                            self.kernels.get(i).unwrap_or(&ConvKernels::default()),
+                        )?
                         .0;
                 }
             }
@@ -785,6 +810,7 @@ impl Network {
                         &dy,
                         n,
                         self.dims[i],
+                        self.kernels.get(i).unwrap_or(&ConvKernels::default()),
                     )?;
                 }
             }
@@ -870,6 +896,7 @@ impl Network {
                     &dy,
                     n,
                     self.dims[ins[0]],
+                    self.kernels.get(i).unwrap_or(&ConvKernels::default()),
                 )?)],
             };
             for (&j, g) in ins.iter().zip(grads) {
@@ -1232,6 +1259,7 @@ impl Network {
 
     /// Mutable [`Network::buffers`] (lengths must not change).
     pub(crate) fn buffers_mut(&mut self) -> Vec<(String, &mut Vec<f32>)> {
+        self.kernels = KernelCache::new(self.layers.len());
         let mut out = Vec::new();
         for l in &mut self.layers {
             if let Layer::BatchNorm(bn) = &mut l.layer {

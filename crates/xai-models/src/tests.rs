@@ -316,6 +316,85 @@ fn input_gradient_of_nchw_multichannel_matches_finite_differences() {
 }
 
 #[test]
+fn packed_kernels_follow_every_change_of_the_weights() {
+    // A network packs its stride-1 convolution kernels on first use and keeps them; every way
+    // of changing the weights (set_params, param_slices_mut, layers_mut, a clone then changed)
+    // must give the outputs and input gradients of a network built fresh with the new weights.
+    let mut rng = StdRng::seed_from_u64(11);
+    let layers = vec![
+        named(
+            "c1",
+            Layer::Conv2d(Conv2d::new(2, 40, (3, 3), (1, 1), Padding::Same, &mut rng)),
+        ),
+        named("r", Layer::Relu),
+        named(
+            "c2",
+            Layer::Conv2d(Conv2d::new(40, 3, (3, 3), (1, 1), Padding::Same, &mut rng)),
+        ),
+        named("f", Layer::Flatten),
+    ];
+    let mut net = Network::new("packed", [2, 6, 5], layers).unwrap();
+    let x = random_images(&mut rng, 3, 2, 6, 5);
+    let wts = Array2::from_shape_fn((3, net.n_outputs()), |(i, j)| {
+        ((i + 2 * j) % 5) as f32 - 2.0
+    });
+    let fresh = |net: &Network| {
+        let rebuilt = Network::new("packed", [2, 6, 5], net.layers().to_vec()).unwrap();
+        (
+            rebuilt.predict(x.view().into_dyn()).unwrap(),
+            rebuilt
+                .input_gradient(x.view().into_dyn(), wts.view())
+                .unwrap(),
+        )
+    };
+    let check = |net: &Network, what: &str| {
+        let (p, g) = fresh(net);
+        assert_eq!(
+            net.predict(x.view().into_dyn()).unwrap(),
+            p,
+            "{what}: outputs"
+        );
+        assert_eq!(
+            net.input_gradient(x.view().into_dyn(), wts.view()).unwrap(),
+            g,
+            "{what}: input gradients"
+        );
+    };
+    check(&net, "first use");
+    let mut params: Vec<Vec<f32>> = net.param_slices().iter().map(|p| p.to_vec()).collect();
+    for p in &mut params {
+        p.iter_mut().for_each(|v| *v = -*v * 0.5 + 0.01);
+    }
+    net.set_params(&params).unwrap();
+    check(&net, "set_params");
+    for p in net.param_slices_mut() {
+        p[0] += 0.25;
+    }
+    check(&net, "param_slices_mut");
+    if let Layer::Conv2d(c) = &mut net.layers_mut()[2].layer {
+        c.weight.iter_mut().for_each(|v| *v *= 2.0);
+        c.bias[1] = 3.0;
+    }
+    check(&net, "layers_mut");
+    let before = net.predict(x.view().into_dyn()).unwrap();
+    let mut copy = net.clone();
+    if let Layer::Conv2d(c) = &mut copy.layers_mut()[0].layer {
+        c.weight[5] += 1.0;
+    }
+    check(&copy, "a changed clone");
+    assert_eq!(
+        net.predict(x.view().into_dyn()).unwrap(),
+        before,
+        "the original"
+    );
+    assert_ne!(
+        copy.predict(x.view().into_dyn()).unwrap(),
+        before,
+        "the clone changed"
+    );
+}
+
+#[test]
 fn wrong_inputs_are_errors_not_panics() {
     let net = small_net(0, 1);
     let x = Array4::<f32>::zeros((2, 1, 5, 6));

@@ -11,6 +11,7 @@
 //! With files on the command line (each followed by its per-sample NCHW shape, e.g.
 //! `target/onnx-exports/resnet18w.onnx 3x32x32`) those are timed instead of the fixtures, named by
 //! their file stem; `benches/onnx_side_by_side.sh` uses this for PyTorch exports.
+//! `IMPORT_TIMING_ENGINES=import` (or `tract`) times one engine only.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -96,6 +97,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect::<Result<_, String>>()?
     };
+    // `IMPORT_TIMING_ENGINES=import` skips tract (a ResNet-18 on tract takes ~20 s per 1,000).
+    let engines: Vec<String> = std::env::var("IMPORT_TIMING_ENGINES")
+        .unwrap_or_else(|_| "import,tract".into())
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     for (name, path, shape, layout) in models {
         let x = Array4::from_shape_fn((1000, shape[0], shape[1], shape[2]), |_| {
@@ -103,6 +110,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
         let x1 = x.slice(ndarray::s![0..1, .., .., ..]).to_owned();
         for backend in [Backend::Import, Backend::Tract] {
+            if !engines.iter().any(|e| e == &backend.to_string()) {
+                continue;
+            }
             let model = OnnxOptions::new()
                 .input_shape(shape)
                 .layout(layout)

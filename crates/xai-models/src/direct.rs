@@ -25,6 +25,10 @@ const WIDEST: usize = 32;
 const WIDE: usize = 16;
 /// Output channels accumulated together when fewer than [`WIDE`] are left.
 const NARROW: usize = 8;
+/// Multiply-adds per sample from which a convolution of fewer samples than threads splits each
+/// sample's output rows across the threads (below, a task costs more than it saves: a 16 x 16 x
+/// 32 -> 32 layer has 2.4 M).
+const ROW_SPLIT_MACS: usize = 1 << 18;
 
 /// A stride-1 window: kernel size, where the input sits inside the zero-padded frame (its
 /// top-left corner; negative values crop), and the output size.
@@ -371,10 +375,34 @@ pub(crate) fn conv_packed(
             for_each_sample(&mut out, out_len, x, input.len(), one);
         }
         Packed::Blocks(blocks) => {
+            let macs = win.oh * win.ow * co * win.kh * win.kw * ci;
+            if n < rayon::current_num_threads()
+                && macs >= ROW_SPLIT_MACS
+                && crate::parallel::inner_parallelism_for(macs)
+                && win.oh > 1
+            {
+                // Fewer samples than threads (one image: CEM's iterations, a batch-1 gradient):
+                // each sample's output rows are split across the threads instead, all reading
+                // the one padded frame. Every output value is computed as on one thread.
+                let rows_per_task = win.oh.div_ceil(2 * rayon::current_num_threads());
+                for (out_n, x_n) in out.chunks_mut(out_len).zip(x.chunks(input.len())) {
+                    with_frame(frame_len, |frame| {
+                        pad_into(frame, x_n, input, win);
+                        let frame = &*frame;
+                        out_n
+                            .par_chunks_mut(rows_per_task * win.ow * co)
+                            .enumerate()
+                            .for_each(|(k, rows)| {
+                                channel_blocks(frame, blocks, ci, co, win, k * rows_per_task, rows)
+                            });
+                    });
+                }
+                return out;
+            }
             let one = |(out_n, x_n): (&mut [f32], &[f32])| {
                 with_frame(frame_len, |frame| {
                     pad_into(frame, x_n, input, win);
-                    channel_blocks(frame, blocks, ci, co, win, out_n);
+                    channel_blocks(frame, blocks, ci, co, win, 0, out_n);
                 });
             };
             for_each_sample(&mut out, out_len, x, input.len(), one);
@@ -435,8 +463,8 @@ dispatched! {
     ) = one_channel_with;
 }
 
-/// One sample's output (`oh x ow x co`) from its zero-padded `frame`, one [`channel_block`]
-/// (first channel, weights, bias) at a time. Blocks of [`WIDEST`] lanes take explicit
+/// Output rows `oy0..` of one sample (`out_rows`: whole rows of `ow x co`, up to `oh`) from its
+/// zero-padded `frame`, one [`channel_block`] (first channel, weights, bias) at a time. Blocks of [`WIDEST`] lanes take explicit
 /// AVX-512 code where `I` is [`crate::cpu::Avx512`], eight pixels at once (four or one on
 /// narrower rows); every other block, the portable compilation's included, the generic
 /// [`block`]. Each output value is the same sequence of multiply-adds on every path.
@@ -448,12 +476,14 @@ fn channel_blocks_with<I: Isa>(
     ci: usize,
     co: usize,
     win: &Stride1,
-    out_n: &mut [f32],
+    oy0: usize,
+    out_rows: &mut [f32],
 ) {
     let (pw, taps, ow) = (win.padded_w(), (win.kh, win.kw), win.ow);
     for (cb, wb, init) in blocks {
         let cb = *cb;
-        for (oy, out_row) in out_n.chunks_exact_mut(win.ow * co).enumerate() {
+        for (dy, out_row) in out_rows.chunks_exact_mut(win.ow * co).enumerate() {
+            let oy = oy0 + dy;
             if let Ok(init) = <&[f32; WIDEST]>::try_from(init.as_slice()) {
                 #[cfg(target_arch = "x86_64")]
                 if I::AVX512 {
@@ -515,7 +545,8 @@ fn channel_blocks(
     ci: usize,
     co: usize,
     win: &Stride1,
-    out_n: &mut [f32],
+    oy0: usize,
+    out_rows: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
     if let Some(isa) = crate::cpu::Avx512::detect() {
@@ -527,15 +558,16 @@ fn channel_blocks(
             ci: usize,
             co: usize,
             win: &Stride1,
-            out_n: &mut [f32],
+            oy0: usize,
+            out_rows: &mut [f32],
         ) {
-            channel_blocks_with(isa, frame, blocks, ci, co, win, out_n)
+            channel_blocks_with(isa, frame, blocks, ci, co, win, oy0, out_rows)
         }
         // SAFETY: `avx512` only enables AVX-512F, AVX2 and FMA, and the `Avx512` token exists
         // because `detect` found all three on this CPU.
-        return unsafe { avx512(isa, frame, blocks, ci, co, win, out_n) };
+        return unsafe { avx512(isa, frame, blocks, ci, co, win, oy0, out_rows) };
     }
-    channel_blocks_avx2_or_portable(frame, blocks, ci, co, win, out_n)
+    channel_blocks_avx2_or_portable(frame, blocks, ci, co, win, oy0, out_rows)
 }
 
 dispatched! {
@@ -546,7 +578,8 @@ dispatched! {
         ci: usize,
         co: usize,
         win: &Stride1,
-        out_n: &mut [f32],
+        oy0: usize,
+        out_rows: &mut [f32],
     ) = channel_blocks_with;
 }
 
@@ -760,8 +793,8 @@ mod tests {
                 let Packed::Blocks(blocks) = &packed.layout else {
                     panic!("{co} output channels are packed in blocks");
                 };
-                channel_blocks(&frame, blocks, ci, co, &win, &mut got);
-                channel_blocks_with(Portable, &frame, blocks, ci, co, &win, &mut want);
+                channel_blocks(&frame, blocks, ci, co, &win, 0, &mut got);
+                channel_blocks_with(Portable, &frame, blocks, ci, co, &win, 0, &mut want);
             }
             let terms = (k * k * ci) as f32;
             for (g, e) in got.iter().zip(&want) {
@@ -808,6 +841,40 @@ mod tests {
             let want = naive(&x, 2, input, &wt, co, Some(&bias), &win);
             for (g, e) in results[0].iter().zip(&want) {
                 assert!((g - e).abs() < 1e-4, "{g} vs {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_sample_split_by_rows_equals_one_thread() {
+        // One sample on several threads: its output rows are split across them (when the layer
+        // is large enough); the values must be those of the single-threaded pass, bit for bit.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .expect("pool");
+        for &(h, w, ci, co) in &[(21usize, 13usize, 16usize, 64usize), (11, 30, 8, 40)] {
+            let input = Dims::new(h, w, ci);
+            let win = Stride1 {
+                kh: 3,
+                kw: 3,
+                top: 1,
+                left: 1,
+                oh: h,
+                ow: w,
+            };
+            assert!(h * w * co * 9 * ci >= ROW_SPLIT_MACS);
+            let x = values(input.len(), 8.0);
+            let wt = values(9 * ci * co, 9.0);
+            let bias = values(co, 10.0);
+            let packed = PackedKernel::new(&wt, co, Some(&bias));
+            let split = pool.install(|| conv_packed(&x, 1, input, &packed, &win));
+            let serial = pool
+                .install(|| crate::parallel::serial(|| conv_packed(&x, 1, input, &packed, &win)));
+            assert!(split == serial, "{h}x{w}x{ci} -> {co}: row split differs");
+            let want = naive(&x, 1, input, &wt, co, Some(&bias), &win);
+            for (g, e) in split.iter().zip(&want) {
+                assert!((g - e).abs() < 1e-3, "{g} vs {e}");
             }
         }
     }

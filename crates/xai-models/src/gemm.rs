@@ -331,7 +331,7 @@ pub(crate) fn matmul(
         Op::T => (1, cols_b as isize),
     };
     let flops = m * n * k;
-    let parallelism = if flops >= 1 << 20 && crate::parallel::inner_parallelism() {
+    let parallelism = if flops >= 1 << 20 && crate::parallel::inner_parallelism_for(flops) {
         Parallelism::Rayon(0)
     } else {
         Parallelism::None

@@ -1372,9 +1372,10 @@ impl DifferentiableModel for Network {
     ) -> xai_core::Result<(Array2<f32>, ArrayD<f32>)> {
         let x4 = self.check_input(&x)?;
         let n = x4.shape()[0];
-        // One trace for the whole batch, on this thread: this is for the small batches of
-        // iterative methods (CEM); large batches go through `input_gradient`'s chunks.
-        let trace = crate::parallel::serial(|| self.chunk_trace(x4, None, false))?;
+        // One trace for the whole batch, on this thread (only large layers split their work):
+        // this is for the small batches of iterative methods (CEM); large batches go through
+        // `input_gradient`'s chunks.
+        let trace = crate::parallel::large_layers_only(|| self.chunk_trace(x4, None, false))?;
         let outputs = Array2::from_shape_vec(
             (n, self.out_len()),
             self.output_order(trace.output_flat(), n, true),
@@ -1401,7 +1402,7 @@ impl DifferentiableModel for Network {
         trace.truncate(rows);
         let weights = weights.slice(ndarray::s![..rows, ..]);
         let dy = self.output_order(&weights.iter().copied().collect::<Vec<_>>(), rows, false);
-        let out = crate::parallel::serial(|| {
+        let out = crate::parallel::large_layers_only(|| {
             self.backward_impl(&trace, dy, self.layers.len(), true, ParamMode::None)
         })?;
         let mut input = out
@@ -1501,10 +1502,12 @@ fn map_chunks<T: Send>(
 ) -> Result<Vec<T>, ModelError> {
     let ranges = crate::parallel::chunk_ranges(n);
     if ranges.len() == 1 {
-        // One chunk: serial too. Splitting the layers of a tiny batch across threads costs more
-        // in synchronisation than it saves (CEM's one-image passes are 1.4x faster serial), and
-        // a caller such as CEM runs two models side by side on the threads instead.
-        return crate::parallel::serial(|| run(ranges[0]));
+        // One chunk: serial too, except layers of at least `parallel::LARGE_LAYER_MACS`.
+        // Splitting the small layers of a tiny batch across threads costs more in
+        // synchronisation than it saves (CEM's one-image passes are 1.4x faster serial), and a
+        // caller such as CEM runs two models side by side on the threads instead; a ResNet's
+        // 3x3 convolutions are large enough to gain.
+        return crate::parallel::large_layers_only(|| run(ranges[0]));
     }
     let parts: Vec<Result<Vec<T>, ModelError>> = if rayon::current_num_threads() > 1 {
         ranges
@@ -1534,6 +1537,9 @@ fn run_chunks<T: Send>(
             .enumerate()
             .map(|(k, &r)| crate::parallel::serial(|| run(k, r)))
             .collect()
+    } else if ranges.len() == 1 {
+        // One range: as in `map_chunks`, only large layers split their work.
+        crate::parallel::large_layers_only(|| run(0, ranges[0]).map(|r| vec![r]))
     } else {
         crate::parallel::serial(|| ranges.iter().enumerate().map(|(k, &r)| run(k, r)).collect())
     }

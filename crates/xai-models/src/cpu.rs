@@ -5,7 +5,9 @@
 //! in our loops. So each hot kernel is written once as an `#[inline(always)]` function generic
 //! over an instruction-set token ([`Isa`]) and compiled twice by [`dispatched!`]: inside a
 //! `#[target_feature(enable = "avx2,fma")]` wrapper, called when the CPU has AVX2 and FMA, and
-//! plainly ([`Portable`]) otherwise and on other architectures.
+//! plainly ([`Portable`]) otherwise and on other architectures. The direct convolution's
+//! channel blocks have a third compilation, for AVX-512F ([`Avx512`]), with 32-channel blocks
+//! and explicit 512-bit intrinsics (`direct::avx512`).
 //!
 //! Detection is `is_x86_feature_detected!`, which the standard library caches (one relaxed
 //! atomic load per call after the first) and which is a compile-time `true` when the build
@@ -13,8 +15,9 @@
 //! per sample or per matrix product, never per element.
 //!
 //! Results do not depend on the build's flags on a given CPU: the multiply-add choice
-//! ([`Isa::FUSED`], see [`fma`]) follows the path taken at run time, and both compilations of a
-//! kernel perform the same operations in the same order.
+//! ([`Isa::FUSED`], see [`fma`]) follows the path taken at run time, and every compilation of a
+//! kernel performs the same operations in the same order (the AVX2 and AVX-512 paths, both
+//! fused, give the same bits).
 
 /// An instruction set a kernel is compiled for. A value is a token: [`Avx2Fma`] exists only
 /// where the CPU has been found to support it.

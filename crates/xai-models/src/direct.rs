@@ -479,7 +479,6 @@ fn channel_blocks_with<I: Isa>(
     oy0: usize,
     out_rows: &mut [f32],
 ) {
-    let (pw, taps, ow) = (win.padded_w(), (win.kh, win.kw), win.ow);
     for (cb, wb, init) in blocks {
         let cb = *cb;
         for (dy, out_row) in out_rows.chunks_exact_mut(win.ow * co).enumerate() {
@@ -487,6 +486,7 @@ fn channel_blocks_with<I: Isa>(
             if let Ok(init) = <&[f32; WIDEST]>::try_from(init.as_slice()) {
                 #[cfg(target_arch = "x86_64")]
                 if I::AVX512 {
+                    let (pw, taps, ow) = (win.padded_w(), (win.kh, win.kw), win.ow);
                     // SAFETY: only the `Avx512` token has `AVX512`, and it exists only where
                     // the CPU has AVX-512F (`cpu::Avx512::detect`); the slices' lengths are
                     // checked inside.
@@ -506,35 +506,39 @@ fn channel_blocks_with<I: Isa>(
                     }
                     continue;
                 }
-                row_blocks::<WIDEST, 4>(
-                    ow,
-                    cb,
-                    co,
-                    out_row,
-                    |ox| block::<I, WIDEST, 4>(isa, frame, pw, ci, wb, taps, (oy, ox), init),
-                    |ox| block::<I, WIDEST, 1>(isa, frame, pw, ci, wb, taps, (oy, ox), init),
-                );
+                generic_row::<I, WIDEST, 4>(isa, frame, wb, init, (ci, co, cb), win, oy, out_row);
             } else if let Ok(init) = <&[f32; WIDE]>::try_from(init.as_slice()) {
-                row_blocks::<WIDE, 4>(
-                    ow,
-                    cb,
-                    co,
-                    out_row,
-                    |ox| block::<I, WIDE, 4>(isa, frame, pw, ci, wb, taps, (oy, ox), init),
-                    |ox| block::<I, WIDE, 1>(isa, frame, pw, ci, wb, taps, (oy, ox), init),
-                );
+                generic_row::<I, WIDE, 4>(isa, frame, wb, init, (ci, co, cb), win, oy, out_row);
             } else if let Ok(init) = <&[f32; NARROW]>::try_from(init.as_slice()) {
-                row_blocks::<NARROW, 8>(
-                    ow,
-                    cb,
-                    co,
-                    out_row,
-                    |ox| block::<I, NARROW, 8>(isa, frame, pw, ci, wb, taps, (oy, ox), init),
-                    |ox| block::<I, NARROW, 1>(isa, frame, pw, ci, wb, taps, (oy, ox), init),
-                );
+                generic_row::<I, NARROW, 8>(isa, frame, wb, init, (ci, co, cb), win, oy, out_row);
             }
         }
     }
+}
+
+/// Output row `oy` of the `L` channels from `cb` on of one [`channel_block`] (`(ci, co, cb)`:
+/// input and output channels, first channel) with the generic [`block`] of `B` pixels.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn generic_row<I: Isa, const L: usize, const B: usize>(
+    isa: I,
+    frame: &[f32],
+    weight: &[f32],
+    init: &[f32; L],
+    (ci, co, cb): (usize, usize, usize),
+    win: &Stride1,
+    oy: usize,
+    out_row: &mut [f32],
+) {
+    let (pw, taps) = (win.padded_w(), (win.kh, win.kw));
+    row_blocks::<L, B>(
+        win.ow,
+        cb,
+        co,
+        out_row,
+        |ox| block::<I, L, B>(isa, frame, pw, ci, weight, taps, (oy, ox), init),
+        |ox| block::<I, L, 1>(isa, frame, pw, ci, weight, taps, (oy, ox), init),
+    );
 }
 
 /// [`channel_blocks_with`] for this CPU: AVX-512 where [`crate::cpu::Avx512::detect`] finds it,

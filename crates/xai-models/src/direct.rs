@@ -18,6 +18,8 @@ use crate::cpu::{dispatched, fma, Isa};
 use crate::gemm::{dot, dots4};
 use crate::layers::Dims;
 
+pub(crate) mod winograd;
+
 /// Output channels accumulated together on the AVX-512 path: two 16-lane vectors per output
 /// pixel, eight pixels at once (16 of the 32 vector registers).
 const WIDEST: usize = 32;

@@ -337,6 +337,9 @@ pub(crate) enum Cache {
 pub(crate) struct ConvKernels {
     forward: std::sync::OnceLock<direct::PackedKernel>,
     transposed: std::sync::OnceLock<direct::PackedKernel>,
+    /// The forward kernel transformed for Winograd's F(2x2, 3x3) ([`direct::winograd`]), for
+    /// 3x3 convolutions with enough channels.
+    winograd: std::sync::OnceLock<direct::winograd::WinogradKernel>,
 }
 
 /// One [`ConvKernels`] per layer of a network. Cloning gives empty slots (the clone packs its
@@ -889,8 +892,31 @@ impl Layer {
     ) -> Result<(Vec<f32>, Cache), ModelError> {
         let out_dims = self.output_dims(input)?;
         Ok(match self {
-            // Stride 1: a direct convolution, also when weight gradients will be needed (they
-            // build their im2col patches from the stored input, `Conv2d::patches`).
+            // Stride 1, 3x3 with enough channels: Winograd's F(2x2, 3x3), 2.25x fewer
+            // multiply-adds than the direct convolution below (also when weight gradients will
+            // be needed: they build their im2col patches from the stored input).
+            Layer::Conv2d(conv)
+                if conv.stride == (1, 1)
+                    && direct::winograd::applies(
+                        conv.kernel,
+                        conv.in_channels,
+                        conv.out_channels,
+                    ) =>
+            {
+                let win = conv.window(input)?;
+                let kernel = kernels.winograd.get_or_init(|| {
+                    direct::winograd::WinogradKernel::new(
+                        &conv.weight,
+                        conv.in_channels,
+                        conv.out_channels,
+                        Some(&conv.bias),
+                    )
+                });
+                let out = direct::winograd::conv(x, n, input, kernel, &win.stride1());
+                (out, Cache::None)
+            }
+            // Other stride-1 windows: a direct convolution, also when weight gradients will be
+            // needed (`Conv2d::patches`).
             Layer::Conv2d(conv) if conv.stride == (1, 1) => {
                 let win = conv.window(input)?;
                 let kernel = kernels.forward.get_or_init(|| {

@@ -327,9 +327,14 @@ fn packed_kernels_follow_every_change_of_the_weights() {
             Layer::Conv2d(Conv2d::new(2, 40, (3, 3), (1, 1), Padding::Same, &mut rng)),
         ),
         named("r", Layer::Relu),
+        // 40 -> 20, 3x3: the Winograd kernel's slot.
+        named(
+            "c_winograd",
+            Layer::Conv2d(Conv2d::new(40, 20, (3, 3), (1, 1), Padding::Same, &mut rng)),
+        ),
         named(
             "c2",
-            Layer::Conv2d(Conv2d::new(40, 3, (3, 3), (1, 1), Padding::Same, &mut rng)),
+            Layer::Conv2d(Conv2d::new(20, 3, (3, 3), (1, 1), Padding::Same, &mut rng)),
         ),
         named("f", Layer::Flatten),
     ];

@@ -1,0 +1,455 @@
+//! Winograd's minimal filtering F(2x2, 3x3) for the forward pass of 3x3 stride-1 convolutions
+//! (Lavin & Gray 2016, "Fast Algorithms for Convolutional Neural Networks", CVPR, section 4 and
+//! eq. 8: `Y = A^T [ (G g G^T) ⊙ (B^T d B) ] A`).
+//!
+//! Each 2x2 block of output pixels (a *tile*) is computed from the 4x4 input patch `d` above it:
+//! the patch is transformed to `V = B^T d B` and the kernel to `U = G g G^T` (4x4 each, per input
+//! and output channel), the 16 positions `ξν` of the tile multiply as 16 independent matrix
+//! products over the channels, `M[ξν] = V[ξν] U[ξν]` (tiles x ci times ci x co), and the output
+//! tile is `A^T M A`. That is 16 multiply-adds per input/output channel pair for 4 output pixels
+//! instead of 36, 2.25x fewer, for a few additions per tile and channel in the transforms.
+//!
+//! The 16 products are 1x1 convolutions of the transformed tiles, so they run on the direct
+//! convolution's kernels ([`super::channel_blocks`]), which run at the CPU's multiply-add peak.
+//! The transforms of `B` and `A` have entries 0 and ±1 and are exact in floating point; `G` has
+//! entries ±1/2, so results differ from the direct convolution only in rounding (relative
+//! differences of about 1e-6, tested against the definition).
+
+use rayon::prelude::*;
+
+use super::{channel_blocks, pad_into, with_frame, Packed, PackedKernel, Stride1};
+use crate::layers::Dims;
+
+/// Input channels from which a 3x3 convolution takes this path: below, the transforms cost
+/// more than the multiply-adds they save (the first layer of an image network has 1 or 3).
+const MIN_IN_CHANNELS: usize = 16;
+/// Output channels from which a 3x3 convolution takes this path.
+const MIN_OUT_CHANNELS: usize = 16;
+/// Floats of transformed input and products (`16 x tiles x (ci + co)`) one block of tiles may
+/// hold: about 512 KiB, half of a Zen 4/5 core's L2 cache.
+const BLOCK_FLOATS: usize = 1 << 17;
+/// Channels transformed together (one 512-bit vector, or two 256-bit ones).
+const LANES: usize = 16;
+
+thread_local! {
+    /// Each thread's transformed tiles and products, kept between calls as the direct
+    /// convolution keeps its frame.
+    static TILES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether a convolution with this kernel size and these channel counts (groups 1, stride 1,
+/// dilation 1) takes the Winograd path in its forward pass.
+pub(crate) fn applies(kernel: (usize, usize), ci: usize, co: usize) -> bool {
+    kernel == (3, 3) && ci >= MIN_IN_CHANNELS && co >= MIN_OUT_CHANNELS && enabled()
+}
+
+/// Whether the Winograd path is on: unless the environment variable `XAI_WINOGRAD` is `0` or
+/// `off` when the first convolution runs (read once per process; for measuring the direct
+/// convolution against it in one binary, as `XAI_MAX_CPU_ISA` caps the instruction set).
+fn enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| {
+        !matches!(
+            std::env::var("XAI_WINOGRAD").as_deref(),
+            Ok("0") | Ok("off") | Ok("OFF")
+        )
+    })
+}
+
+/// A 3x3 kernel transformed for [`conv`]: `U[ξν] = G g G^T` for each of the 16 positions, each
+/// packed as a 1x1 kernel (`ci -> co`) for the direct convolution's channel blocks, and the
+/// bias, added after the output transform.
+#[derive(Debug, Clone)]
+pub(crate) struct WinogradKernel {
+    ci: usize,
+    co: usize,
+    positions: Vec<PackedKernel>,
+    bias: Vec<f32>,
+}
+
+impl WinogradKernel {
+    /// Transforms `weight` (`[3, 3, ci, co]`) and keeps `bias` (`[co]`, zeros when `None`).
+    pub(crate) fn new(weight: &[f32], ci: usize, co: usize, bias: Option<&[f32]>) -> Self {
+        assert_eq!(weight.len(), 9 * ci * co, "winograd: weights");
+        // G g G^T with G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]], computed
+        // in f64 and rounded once.
+        const G: [[f64; 3]; 4] = [
+            [1.0, 0.0, 0.0],
+            [0.5, 0.5, 0.5],
+            [0.5, -0.5, 0.5],
+            [0.0, 0.0, 1.0],
+        ];
+        let pair = ci * co;
+        let mut u = vec![vec![0.0f32; pair]; 16];
+        for p in 0..pair {
+            let g = |ky: usize, kx: usize| weight[(ky * 3 + kx) * pair + p] as f64;
+            for xi in 0..4 {
+                // (G g) row xi.
+                let gg: [f64; 3] =
+                    std::array::from_fn(|kx| (0..3).map(|ky| G[xi][ky] * g(ky, kx)).sum());
+                for nu in 0..4 {
+                    let v: f64 = (0..3).map(|kx| gg[kx] * G[nu][kx]).sum();
+                    u[xi * 4 + nu][p] = v as f32;
+                }
+            }
+        }
+        let positions = u
+            .iter()
+            .map(|plane| PackedKernel::new(plane, co, None))
+            .collect();
+        Self {
+            ci,
+            co,
+            positions,
+            bias: bias.map_or_else(|| vec![0.0; co], <[f32]>::to_vec),
+        }
+    }
+}
+
+/// The channel blocks of a packed 1x1 kernel (`co >= MIN_OUT_CHANNELS > 1`, so never
+/// [`Packed::Single`]).
+fn blocks(kernel: &PackedKernel) -> &[(usize, Vec<f32>, Vec<f32>)] {
+    match &kernel.layout {
+        Packed::Blocks(blocks) => blocks,
+        Packed::Single(..) => unreachable!("winograd kernels have at least 16 output channels"),
+    }
+}
+
+/// The forward pass of a 3x3 stride-1 convolution of `n` NHWC samples with a transformed kernel:
+/// `[n, oh, ow, co]`, equal to [`super::conv_packed`] with the untransformed kernel up to
+/// rounding.
+///
+/// Samples run on rayon's threads; with fewer samples than threads and a large layer (see
+/// [`crate::parallel::inner_parallelism_for`]), each sample's blocks of tile rows do. Every
+/// output value is computed by the same operations either way.
+pub(crate) fn conv(
+    x: &[f32],
+    n: usize,
+    input: Dims,
+    kernel: &WinogradKernel,
+    win: &Stride1,
+) -> Vec<f32> {
+    let (ci, co) = (kernel.ci, kernel.co);
+    assert_eq!(input.c, ci, "winograd: input channels");
+    assert_eq!((win.kh, win.kw), (3, 3), "winograd: 3x3 windows only");
+    assert_eq!(x.len(), n * input.len(), "winograd: input length");
+    let out_len = win.oh * win.ow * co;
+    let mut out = vec![0.0f32; n * out_len];
+    if out_len == 0 {
+        return out;
+    }
+    // The frame covers whole tiles: one more zero row (column) where the output height (width)
+    // is odd.
+    let (th, tw) = (win.oh.div_ceil(2), win.ow.div_ceil(2));
+    let tiled = Stride1 {
+        oh: 2 * th,
+        ow: 2 * tw,
+        ..*win
+    };
+    let frame_len = tiled.padded_h() * tiled.padded_w() * ci;
+    // Whole tile rows per block, as many as fit in BLOCK_FLOATS (at least one).
+    let rows_per_block = (BLOCK_FLOATS / (16 * tw * (ci + co))).clamp(1, th);
+    let block_out = 2 * rows_per_block * win.ow * co;
+    let macs = win.oh * win.ow * co * 9 * ci;
+    if n < rayon::current_num_threads()
+        && macs >= super::ROW_SPLIT_MACS
+        && crate::parallel::inner_parallelism_for(macs)
+        && th > rows_per_block
+    {
+        for (out_n, x_n) in out.chunks_mut(out_len).zip(x.chunks(input.len())) {
+            with_frame(frame_len, |frame| {
+                pad_into(frame, x_n, input, &tiled);
+                let frame = &*frame;
+                out_n
+                    .par_chunks_mut(block_out)
+                    .enumerate()
+                    .for_each(|(b, rows)| {
+                        tile_rows(frame, kernel, &tiled, win.ow, b * rows_per_block, rows)
+                    });
+            });
+        }
+        return out;
+    }
+    let one = |(out_n, x_n): (&mut [f32], &[f32])| {
+        with_frame(frame_len, |frame| {
+            pad_into(frame, x_n, input, &tiled);
+            for (b, rows) in out_n.chunks_mut(block_out).enumerate() {
+                tile_rows(frame, kernel, &tiled, win.ow, b * rows_per_block, rows);
+            }
+        });
+    };
+    super::for_each_sample(&mut out, out_len, x, input.len(), one);
+    out
+}
+
+/// The output rows `2 * ty0..` of one sample (`out_rows`: whole rows of `ow x co`, the last
+/// block's possibly one short of a whole tile row) from its zero-padded `frame` (`tiled`: the
+/// window widened to whole tiles).
+fn tile_rows(
+    frame: &[f32],
+    kernel: &WinogradKernel,
+    tiled: &Stride1,
+    ow: usize,
+    ty0: usize,
+    out_rows: &mut [f32],
+) {
+    let (ci, co) = (kernel.ci, kernel.co);
+    let tw = tiled.ow / 2;
+    let rows = out_rows.len() / (ow * co);
+    let tile_rows = rows.div_ceil(2);
+    let tiles = tile_rows * tw;
+    let (v_len, m_len) = (16 * tiles * ci, 16 * tiles * co);
+    let mut run = |buf: &mut Vec<f32>| {
+        buf.resize(v_len + m_len, 0.0);
+        let (v, m) = buf.split_at_mut(v_len);
+        input_transform(frame, tiled.padded_w(), ci, (ty0, tile_rows, tw), v);
+        // The 16 products V[ξν] U[ξν] as 1x1 convolutions over a one-row image of `tiles`
+        // pixels.
+        let one_row = Stride1 {
+            kh: 1,
+            kw: 1,
+            top: 0,
+            left: 0,
+            oh: 1,
+            ow: tiles,
+        };
+        for ((v_pos, m_pos), u) in v
+            .chunks_exact(tiles * ci)
+            .zip(m.chunks_exact_mut(tiles * co))
+            .zip(&kernel.positions)
+        {
+            channel_blocks(v_pos, blocks(u), ci, co, &one_row, 0, m_pos);
+        }
+        output_transform(m, &kernel.bias, (rows, ow, tw), out_rows);
+    };
+    TILES.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => run(&mut buf),
+        // Not reachable (no transform runs inside another on one thread); a fresh buffer is
+        // always correct.
+        Err(_) => run(&mut Vec::new()),
+    });
+}
+
+/// `V = B^T d B` of the tiles in tile rows `ty0..ty0 + tile_rows` (`tw` per row) of a frame
+/// `pw` pixels wide, into `v` (`[16][tiles][ci]`), with
+/// `B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
+fn input_transform(
+    frame: &[f32],
+    pw: usize,
+    ci: usize,
+    (ty0, tile_rows, tw): (usize, usize, usize),
+    v: &mut [f32],
+) {
+    let tiles = tile_rows * tw;
+    let plane = tiles * ci;
+    for t in 0..tiles {
+        let (ty, tx) = (ty0 + t / tw, t % tw);
+        let corner = (2 * ty * pw + 2 * tx) * ci;
+        let mut c0 = 0;
+        while c0 < ci {
+            let len = LANES.min(ci - c0);
+            let mut d = [[0.0f32; LANES]; 16];
+            for (k, dk) in d.iter_mut().enumerate() {
+                let at = corner + ((k / 4) * pw + k % 4) * ci + c0;
+                dk[..len].copy_from_slice(&frame[at..at + len]);
+            }
+            let out = transform_4x4_in(&d);
+            for (k, ok) in out.iter().enumerate() {
+                let at = k * plane + t * ci + c0;
+                v[at..at + len].copy_from_slice(&ok[..len]);
+            }
+            c0 += len;
+        }
+    }
+}
+
+/// `B^T d B` for [`LANES`] channels at once (`d[4 i + j]`: patch row `i`, column `j`).
+#[inline(always)]
+fn transform_4x4_in(d: &[[f32; LANES]; 16]) -> [[f32; LANES]; 16] {
+    let mut t = [[0.0f32; LANES]; 16];
+    // Rows: t = B^T d.
+    for j in 0..4 {
+        for l in 0..LANES {
+            let (d0, d1, d2, d3) = (d[j][l], d[4 + j][l], d[8 + j][l], d[12 + j][l]);
+            t[j][l] = d0 - d2;
+            t[4 + j][l] = d1 + d2;
+            t[8 + j][l] = d2 - d1;
+            t[12 + j][l] = d1 - d3;
+        }
+    }
+    // Columns: V = t B.
+    let mut v = [[0.0f32; LANES]; 16];
+    for i in 0..4 {
+        for l in 0..LANES {
+            let (t0, t1, t2, t3) = (
+                t[4 * i][l],
+                t[4 * i + 1][l],
+                t[4 * i + 2][l],
+                t[4 * i + 3][l],
+            );
+            v[4 * i][l] = t0 - t2;
+            v[4 * i + 1][l] = t1 + t2;
+            v[4 * i + 2][l] = t2 - t1;
+            v[4 * i + 3][l] = t1 - t3;
+        }
+    }
+    v
+}
+
+/// `Y = A^T M A + bias` of each tile, with `A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]`, written to the
+/// output rows it covers (`rows` of `ow` pixels; a tile's pixels past them are dropped).
+fn output_transform(
+    m: &[f32],
+    bias: &[f32],
+    (rows, ow, tw): (usize, usize, usize),
+    out_rows: &mut [f32],
+) {
+    let co = bias.len();
+    let tiles = rows.div_ceil(2) * tw;
+    let plane = tiles * co;
+    for t in 0..tiles {
+        let (ty, tx) = (t / tw, t % tw);
+        let mut c0 = 0;
+        while c0 < co {
+            let len = LANES.min(co - c0);
+            let mut mk = [[0.0f32; LANES]; 16];
+            for (k, mk) in mk.iter_mut().enumerate() {
+                let at = k * plane + t * co + c0;
+                mk[..len].copy_from_slice(&m[at..at + len]);
+            }
+            let mut b = [0.0f32; LANES];
+            b[..len].copy_from_slice(&bias[c0..c0 + len]);
+            let y = transform_4x4_out(&mk, &b);
+            for (k, yk) in y.iter().enumerate() {
+                let (oy, ox) = (2 * ty + k / 2, 2 * tx + k % 2);
+                if oy < rows && ox < ow {
+                    let at = (oy * ow + ox) * co + c0;
+                    out_rows[at..at + len].copy_from_slice(&yk[..len]);
+                }
+            }
+            c0 += len;
+        }
+    }
+}
+
+/// `A^T M A + bias` for [`LANES`] channels at once: the tile's pixels (0,0), (0,1), (1,0), (1,1).
+#[inline(always)]
+fn transform_4x4_out(m: &[[f32; LANES]; 16], bias: &[f32; LANES]) -> [[f32; LANES]; 4] {
+    // Rows: s = A^T M (2 x 4).
+    let mut s = [[0.0f32; LANES]; 8];
+    for j in 0..4 {
+        for l in 0..LANES {
+            let (m0, m1, m2, m3) = (m[j][l], m[4 + j][l], m[8 + j][l], m[12 + j][l]);
+            s[j][l] = m0 + m1 + m2;
+            s[4 + j][l] = m1 - m2 - m3;
+        }
+    }
+    // Columns: Y = s A.
+    let mut y = [[0.0f32; LANES]; 4];
+    for i in 0..2 {
+        for l in 0..LANES {
+            let (s0, s1, s2, s3) = (
+                s[4 * i][l],
+                s[4 * i + 1][l],
+                s[4 * i + 2][l],
+                s[4 * i + 3][l],
+            );
+            y[2 * i][l] = s0 + s1 + s2 + bias[l];
+            y[2 * i + 1][l] = s1 - s2 - s3 + bias[l];
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    fn random(len: usize, rng: &mut StdRng) -> Vec<f32> {
+        (0..len).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
+    }
+
+    /// Every window shape the layers produce (odd and even outputs, padding on any side, crops)
+    /// and channel counts that are and are not multiples of the vector width: Winograd equals
+    /// the direct convolution up to rounding.
+    #[test]
+    fn winograd_equals_the_direct_convolution() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for &(h, w, ci, co, top, left, oh, ow, n) in &[
+            (26, 26, 32, 64, 0, 0, 24, 24, 3),
+            (28, 28, 16, 16, 1, 1, 28, 28, 2),
+            (7, 9, 17, 33, 1, 0, 7, 7, 1),
+            (5, 5, 16, 40, 0, 1, 4, 5, 2),
+            (1, 1, 24, 16, 1, 1, 1, 1, 2),
+            (9, 6, 20, 19, 2, 1, 9, 6, 1),
+            (6, 6, 16, 16, -1, -1, 2, 2, 1),
+        ] {
+            let input = Dims::new(h, w, ci);
+            let win = Stride1 {
+                kh: 3,
+                kw: 3,
+                top,
+                left,
+                oh,
+                ow,
+            };
+            let x = random(n * input.len(), &mut rng);
+            let weight = random(9 * ci * co, &mut rng);
+            let bias = random(co, &mut rng);
+            let direct = super::super::conv(&x, n, input, &weight, co, Some(&bias), &win);
+            let wino = conv(
+                &x,
+                n,
+                input,
+                &WinogradKernel::new(&weight, ci, co, Some(&bias)),
+                &win,
+            );
+            assert_eq!(direct.len(), wino.len());
+            let scale = direct.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            for (i, (a, b)) in direct.iter().zip(&wino).enumerate() {
+                assert!(
+                    (a - b).abs() <= 2e-6 * scale.max(1.0) * (ci as f32).sqrt(),
+                    "{h}x{w}x{ci}->{co} at {i}: direct {a}, winograd {b}"
+                );
+            }
+        }
+    }
+
+    /// A one-image pass split by tile rows across the threads gives the same bits as the same
+    /// pass on one thread.
+    #[test]
+    fn one_image_split_by_tile_rows_equals_one_thread() {
+        let mut rng = StdRng::seed_from_u64(5);
+        // 40 x 40 x 64 -> 64: 59 M multiply-adds (above LARGE_LAYER_MACS), 20 tile rows of 20
+        // tiles, 3 per block.
+        let (ci, co) = (64, 64);
+        let input = Dims::new(40, 40, ci);
+        let win = Stride1 {
+            kh: 3,
+            kw: 3,
+            top: 1,
+            left: 1,
+            oh: 40,
+            ow: 40,
+        };
+        let x = random(input.len(), &mut rng);
+        let kernel = WinogradKernel::new(&random(9 * ci * co, &mut rng), ci, co, None);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("pool");
+        let split = pool.install(|| conv(&x, 1, input, &kernel, &win));
+        let serial = crate::parallel::serial(|| conv(&x, 1, input, &kernel, &win));
+        assert!(split == serial, "the split pass differs from one thread");
+    }
+
+    #[test]
+    fn small_kernels_and_channel_counts_keep_the_direct_path() {
+        assert!(applies((3, 3), 16, 16));
+        assert!(!applies((3, 3), 15, 64));
+        assert!(!applies((3, 3), 64, 8));
+        assert!(!applies((2, 2), 64, 64));
+        assert!(!applies((3, 1), 64, 64));
+    }
+}

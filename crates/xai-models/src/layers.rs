@@ -340,6 +340,8 @@ pub(crate) struct ConvKernels {
     /// The forward kernel transformed for Winograd's F(2x2, 3x3) ([`direct::winograd`]), for
     /// 3x3 convolutions with enough channels.
     winograd: std::sync::OnceLock<direct::winograd::WinogradKernel>,
+    /// The transposed kernel transformed for Winograd, for the input gradient of those layers.
+    winograd_transposed: std::sync::OnceLock<direct::winograd::WinogradKernel>,
 }
 
 /// One [`ConvKernels`] per layer of a network. Cloning gives empty slots (the clone packs its
@@ -1065,6 +1067,33 @@ impl Layer {
     ) -> Result<Vec<f32>, ModelError> {
         let out_dims = self.output_dims(input)?;
         Ok(match self {
+            // The transposed convolution of a 3x3 one is 3x3 too: Winograd where the forward
+            // pass would take it with the channel counts swapped.
+            Layer::Conv2d(conv)
+                if conv.stride == (1, 1)
+                    && 4 * input.h * input.w <= 5 * out_dims.h * out_dims.w
+                    && direct::winograd::applies(
+                        conv.kernel,
+                        conv.out_channels,
+                        conv.in_channels,
+                    ) =>
+            {
+                let win = conv.window(input)?;
+                let kernel = kernels.winograd_transposed.get_or_init(|| {
+                    direct::winograd::WinogradKernel::new(
+                        &direct::flip_transpose(
+                            &conv.weight,
+                            conv.kernel,
+                            conv.in_channels,
+                            conv.out_channels,
+                        ),
+                        conv.out_channels,
+                        conv.in_channels,
+                        None,
+                    )
+                });
+                direct::winograd::conv(dy, n, out_dims, kernel, &win.stride1().transposed(input))
+            }
             Layer::Conv2d(conv)
                 if conv.stride == (1, 1)
                     && 4 * input.h * input.w <= 5 * out_dims.h * out_dims.w =>

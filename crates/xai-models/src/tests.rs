@@ -316,6 +316,70 @@ fn input_gradient_of_nchw_multichannel_matches_finite_differences() {
 }
 
 #[test]
+fn winograd_convolutions_match_the_definition_and_finite_differences() {
+    // 3x3 stride-1 convolutions with at least 16 channels each way take Winograd's F(2x2, 3x3)
+    // forward and for the input gradient: the outputs equal the definition, and the input
+    // gradient of a linear network (no kinks) equals central differences.
+    let mut rng = StdRng::seed_from_u64(21);
+    let mut c1 = Conv2d::new(16, 20, (3, 3), (1, 1), Padding::Same, &mut rng);
+    c1.bias = (0..20).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let pads = Padding::Explicit {
+        top: 0,
+        bottom: 1,
+        left: 2,
+        right: 0,
+    };
+    let c2 = Conv2d::new(20, 16, (3, 3), (1, 1), pads, &mut rng);
+    let x = random_images(&mut rng, 2, 16, 7, 6);
+    let one = Network::new(
+        "winograd1",
+        [16, 7, 6],
+        vec![named("c1", Layer::Conv2d(c1.clone()))],
+    )
+    .unwrap();
+    let got = one.predict(x.view().into_dyn()).unwrap();
+    let want = naive_conv(&x, &c1);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want.iter()) {
+        assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{g} vs {w}");
+    }
+    let net = Network::new(
+        "winograd2",
+        [16, 7, 6],
+        vec![
+            named("c1", Layer::Conv2d(c1)),
+            named("c2", Layer::Conv2d(c2)),
+            named("f", Layer::Flatten),
+        ],
+    )
+    .unwrap();
+    let wts = Array2::from_shape_fn((2, net.n_outputs()), |(i, j)| {
+        ((i * 17 + j * 5) % 11) as f32 / 11.0 - 0.5
+    });
+    let g = net.input_gradient(x.view().into_dyn(), wts.view()).unwrap();
+    let f = |x: &Array4<f32>| -> f64 {
+        let o = net.predict(x.view().into_dyn()).unwrap();
+        o.iter()
+            .zip(wts.iter())
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum()
+    };
+    let h = 1e-2;
+    for idx in (0..x.len()).step_by(37) {
+        let mut xp = x.clone();
+        let mut xm = x.clone();
+        xp.as_slice_mut().unwrap()[idx] += h;
+        xm.as_slice_mut().unwrap()[idx] -= h;
+        let fd = (f(&xp) - f(&xm)) / (2.0 * h as f64);
+        let an = g.as_slice().unwrap()[idx] as f64;
+        assert!(
+            (fd - an).abs() < 2e-3 * (1.0 + fd.abs()),
+            "{idx}: {fd} vs {an}"
+        );
+    }
+}
+
+#[test]
 fn packed_kernels_follow_every_change_of_the_weights() {
     // A network packs its stride-1 convolution kernels on first use and keeps them; every way
     // of changing the weights (set_params, param_slices_mut, layers_mut, a clone then changed)

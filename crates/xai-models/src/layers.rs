@@ -903,6 +903,7 @@ impl Layer {
                         conv.kernel,
                         conv.in_channels,
                         conv.out_channels,
+                        (out_dims.h, out_dims.w),
                     ) =>
             {
                 let win = conv.window(input)?;
@@ -1076,6 +1077,7 @@ impl Layer {
                         conv.kernel,
                         conv.out_channels,
                         conv.in_channels,
+                        (input.h, input.w),
                     ) =>
             {
                 let win = conv.window(input)?;

@@ -26,6 +26,15 @@ use crate::layers::Dims;
 const MIN_IN_CHANNELS: usize = 16;
 /// Output channels from which a 3x3 convolution takes this path.
 const MIN_OUT_CHANNELS: usize = 16;
+/// Output tiles (2 x 2 pixels) per sample from which a convolution of many channels takes this
+/// path. The transformed kernel is 16/9 the size of the kernel, and a small image (a ResNet's
+/// 8 x 8 and 4 x 4 stages, 16 and 4 tiles) reads all of it for few multiply-adds: with 256 or 512
+/// channels, one image at a time, those layers are bound by reading weights and Winograd made a
+/// ResNet-18 slower (measured, docs/BENCHMARKS.md).
+const MIN_TILES: usize = 64;
+/// Channel pairs (`ci * co`) up to which the transformed kernel (16 `ci x co` planes, 1 MiB at
+/// this size) stays in L2, so that the path pays at any image size.
+const MAX_CHANNEL_PAIRS_ANY_SIZE: usize = 128 * 128;
 /// Floats of transformed input and products (`16 x tiles x (ci + co)`) one block of tiles may
 /// hold: about 512 KiB, half of a Zen 4/5 core's L2 cache.
 const BLOCK_FLOATS: usize = 1 << 17;
@@ -38,10 +47,22 @@ thread_local! {
     static TILES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Whether a convolution with this kernel size and these channel counts (groups 1, stride 1,
-/// dilation 1) takes the Winograd path in its forward pass.
-pub(crate) fn applies(kernel: (usize, usize), ci: usize, co: usize) -> bool {
-    kernel == (3, 3) && ci >= MIN_IN_CHANNELS && co >= MIN_OUT_CHANNELS && enabled()
+/// Whether a convolution (groups 1, stride 1, dilation 1) with this kernel size, these channel
+/// counts and an output of `oh x ow` pixels takes the Winograd path: 3x3, at least
+/// [`MIN_IN_CHANNELS`] and [`MIN_OUT_CHANNELS`], and either [`MIN_TILES`] output tiles or at most
+/// [`MAX_CHANNEL_PAIRS_ANY_SIZE`] channel pairs. Geometry only, never the batch size, so that an
+/// image gives the same bits alone and in any batch.
+pub(crate) fn applies(
+    kernel: (usize, usize),
+    ci: usize,
+    co: usize,
+    (oh, ow): (usize, usize),
+) -> bool {
+    kernel == (3, 3)
+        && ci >= MIN_IN_CHANNELS
+        && co >= MIN_OUT_CHANNELS
+        && (oh.div_ceil(2) * ow.div_ceil(2) >= MIN_TILES || ci * co <= MAX_CHANNEL_PAIRS_ANY_SIZE)
+        && enabled()
 }
 
 /// Whether the Winograd path is on: unless the environment variable `XAI_WINOGRAD` is `0` or
@@ -152,20 +173,25 @@ pub(crate) fn conv(
     let rows_per_block = (BLOCK_FLOATS / (16 * tw * (ci + co))).clamp(1, th);
     let block_out = 2 * rows_per_block * win.ow * co;
     let macs = win.oh * win.ow * co * 9 * ci;
-    if n < rayon::current_num_threads()
+    let threads = rayon::current_num_threads();
+    if n < threads
         && macs >= super::ROW_SPLIT_MACS
         && crate::parallel::inner_parallelism_for(macs)
-        && th > rows_per_block
+        && th > 1
     {
+        // At least two blocks per thread, also for the deep layers of a ResNet (4 x 4 tiles of
+        // 512 channels fit one block). Blocking does not change any value (each tile's sums run
+        // in the same order), so the split pass equals the serial one.
+        let rows_per_task = rows_per_block.min(th.div_ceil(2 * threads)).max(1);
         for (out_n, x_n) in out.chunks_mut(out_len).zip(x.chunks(input.len())) {
             with_frame(frame_len, |frame| {
                 pad_into(frame, x_n, input, &tiled);
                 let frame = &*frame;
                 out_n
-                    .par_chunks_mut(block_out)
+                    .par_chunks_mut(2 * rows_per_task * win.ow * co)
                     .enumerate()
                     .for_each(|(b, rows)| {
-                        tile_rows(frame, kernel, &tiled, win.ow, b * rows_per_block, rows)
+                        tile_rows(frame, kernel, &tiled, win.ow, b * rows_per_task, rows)
                     });
             });
         }
@@ -569,39 +595,46 @@ mod tests {
     }
 
     /// A one-image pass split by tile rows across the threads gives the same bits as the same
-    /// pass on one thread.
+    /// pass on one thread: a wide layer (40 x 40 x 64, 20 tile rows, 3 per block), a deep one
+    /// whose tiles fit one block (8 x 8 x 256, split into 4 blocks of one tile row) and an odd
+    /// output height (7 x 7, the last block one row short).
     #[test]
     fn one_image_split_by_tile_rows_equals_one_thread() {
         let mut rng = StdRng::seed_from_u64(5);
-        // 40 x 40 x 64 -> 64: 59 M multiply-adds (above LARGE_LAYER_MACS), 20 tile rows of 20
-        // tiles, 3 per block.
-        let (ci, co) = (64, 64);
-        let input = Dims::new(40, 40, ci);
-        let win = Stride1 {
-            kh: 3,
-            kw: 3,
-            top: 1,
-            left: 1,
-            oh: 40,
-            ow: 40,
-        };
-        let x = random(input.len(), &mut rng);
-        let kernel = WinogradKernel::new(&random(9 * ci * co, &mut rng), ci, co, None);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)
             .build()
             .expect("pool");
-        let split = pool.install(|| conv(&x, 1, input, &kernel, &win));
-        let serial = crate::parallel::serial(|| conv(&x, 1, input, &kernel, &win));
-        assert!(split == serial, "the split pass differs from one thread");
+        for &(side, ci, co) in &[(40, 64, 64), (8, 256, 256), (7, 96, 80)] {
+            let input = Dims::new(side, side, ci);
+            let win = Stride1 {
+                kh: 3,
+                kw: 3,
+                top: 1,
+                left: 1,
+                oh: side,
+                ow: side,
+            };
+            let x = random(input.len(), &mut rng);
+            let kernel = WinogradKernel::new(&random(9 * ci * co, &mut rng), ci, co, None);
+            let split = pool.install(|| conv(&x, 1, input, &kernel, &win));
+            let serial = crate::parallel::serial(|| conv(&x, 1, input, &kernel, &win));
+            assert!(
+                split == serial,
+                "{side}x{side}x{ci}: the split pass differs"
+            );
+        }
     }
 
     #[test]
     fn small_kernels_and_channel_counts_keep_the_direct_path() {
-        assert!(applies((3, 3), 16, 16));
-        assert!(!applies((3, 3), 15, 64));
-        assert!(!applies((3, 3), 64, 8));
-        assert!(!applies((2, 2), 64, 64));
-        assert!(!applies((3, 1), 64, 64));
+        assert!(applies((3, 3), 16, 16, (8, 8)));
+        assert!(applies((3, 3), 256, 256, (16, 16)));
+        // Many channels on a small image: reading the weights dominates; the direct path.
+        assert!(!applies((3, 3), 256, 256, (8, 8)));
+        assert!(!applies((3, 3), 15, 64, (8, 8)));
+        assert!(!applies((3, 3), 64, 8, (8, 8)));
+        assert!(!applies((2, 2), 64, 64, (8, 8)));
+        assert!(!applies((3, 1), 64, 64, (8, 8)));
     }
 }

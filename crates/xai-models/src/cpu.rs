@@ -139,6 +139,36 @@ macro_rules! dispatched {
 
 pub(crate) use dispatched;
 
+/// As [`dispatched!`], with a third path first: the kernel compiled for AVX-512F (with AVX2 and
+/// FMA) and called with the [`Avx512`] token where [`Avx512::detect`] finds it (the direct
+/// convolution's channel blocks and the Winograd transforms).
+macro_rules! dispatched_avx512 {
+    (
+        $(#[$attr:meta])*
+        $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $kernel:path;
+    ) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(isa) = $crate::cpu::Avx512::detect() {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512(isa: $crate::cpu::Avx512, $($arg: $ty),*) $(-> $ret)? {
+                    $kernel(isa, $($arg),*)
+                }
+                // SAFETY: `avx512` only enables AVX-512F, AVX2 and FMA, and the `Avx512` token
+                // exists because `detect` found all three on this CPU.
+                return unsafe { avx512(isa, $($arg),*) };
+            }
+            $crate::cpu::dispatched! {
+                fn avx2_or_portable($($arg: $ty),*) $(-> $ret)? = $kernel;
+            }
+            avx2_or_portable($($arg),*)
+        }
+    };
+}
+
+pub(crate) use dispatched_avx512;
+
 #[cfg(test)]
 mod tests {
     use super::*;

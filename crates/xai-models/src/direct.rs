@@ -14,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use crate::cpu::{dispatched, fma, Isa};
+use crate::cpu::{dispatched, dispatched_avx512, fma, Isa};
 use crate::gemm::{dot, dots4};
 use crate::layers::Dims;
 
@@ -543,42 +543,10 @@ fn generic_row<I: Isa, const L: usize, const B: usize>(
     );
 }
 
-/// [`channel_blocks_with`] for this CPU: AVX-512 where [`crate::cpu::Avx512::detect`] finds it,
-/// otherwise AVX2 + FMA or the portable compilation ([`dispatched!`]).
-fn channel_blocks(
-    frame: &[f32],
-    blocks: &[(usize, Vec<f32>, Vec<f32>)],
-    ci: usize,
-    co: usize,
-    win: &Stride1,
-    oy0: usize,
-    out_rows: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(isa) = crate::cpu::Avx512::detect() {
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn avx512(
-            isa: crate::cpu::Avx512,
-            frame: &[f32],
-            blocks: &[(usize, Vec<f32>, Vec<f32>)],
-            ci: usize,
-            co: usize,
-            win: &Stride1,
-            oy0: usize,
-            out_rows: &mut [f32],
-        ) {
-            channel_blocks_with(isa, frame, blocks, ci, co, win, oy0, out_rows)
-        }
-        // SAFETY: `avx512` only enables AVX-512F, AVX2 and FMA, and the `Avx512` token exists
-        // because `detect` found all three on this CPU.
-        return unsafe { avx512(isa, frame, blocks, ci, co, win, oy0, out_rows) };
-    }
-    channel_blocks_avx2_or_portable(frame, blocks, ci, co, win, oy0, out_rows)
-}
-
-dispatched! {
-    /// [`channel_blocks_with`] compiled for AVX2 + FMA or portably.
-    fn channel_blocks_avx2_or_portable(
+dispatched_avx512! {
+    /// [`channel_blocks_with`] for this CPU: AVX-512 where [`crate::cpu::Avx512::detect`] finds
+    /// it, otherwise AVX2 + FMA or the portable compilation.
+    fn channel_blocks(
         frame: &[f32],
         blocks: &[(usize, Vec<f32>, Vec<f32>)],
         ci: usize,

@@ -275,6 +275,38 @@ proptest! {
     }
 }
 
+/// The input gradient of `<wts, net(x)>` at the coordinates `at` against central differences
+/// with a step of 1e-2, within `tol * (1 + |difference quotient|)`.
+fn assert_input_gradient_matches_central_differences(
+    net: &Network,
+    x: &Array4<f32>,
+    wts: &Array2<f32>,
+    at: impl IntoIterator<Item = usize>,
+    tol: f64,
+) {
+    let g = net.input_gradient(x.view().into_dyn(), wts.view()).unwrap();
+    let f = |x: &Array4<f32>| -> f64 {
+        let o = net.predict(x.view().into_dyn()).unwrap();
+        o.iter()
+            .zip(wts.iter())
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum()
+    };
+    let h = 1e-2;
+    for idx in at {
+        let mut xp = x.clone();
+        let mut xm = x.clone();
+        xp.as_slice_mut().unwrap()[idx] += h;
+        xm.as_slice_mut().unwrap()[idx] -= h;
+        let fd = (f(&xp) - f(&xm)) / (2.0 * h as f64);
+        let an = g.as_slice().unwrap()[idx] as f64;
+        assert!(
+            (fd - an).abs() < tol * (1.0 + fd.abs()),
+            "{idx}: {fd} vs {an}"
+        );
+    }
+}
+
 #[test]
 fn input_gradient_of_nchw_multichannel_matches_finite_differences() {
     // Checks the NCHW <-> NHWC conversions with 3 channels and a flattened image output.
@@ -292,27 +324,13 @@ fn input_gradient_of_nchw_multichannel_matches_finite_differences() {
     let wts = Array2::from_shape_fn((2, n_out), |(i, j)| {
         ((i * 31 + j * 7) % 13) as f32 / 13.0 - 0.5
     });
-    let g = net.input_gradient(x.view().into_dyn(), wts.view()).unwrap();
-    let f = |x: &Array4<f32>| -> f64 {
-        let o = net.predict(x.view().into_dyn()).unwrap();
-        o.iter()
-            .zip(wts.iter())
-            .map(|(a, b)| (*a as f64) * (*b as f64))
-            .sum()
-    };
-    let h = 1e-2;
-    for idx in [0usize, 7, 19, 33, 59, 100, 119] {
-        let mut xp = x.clone();
-        let mut xm = x.clone();
-        xp.as_slice_mut().unwrap()[idx] += h;
-        xm.as_slice_mut().unwrap()[idx] -= h;
-        let fd = (f(&xp) - f(&xm)) / (2.0 * h as f64);
-        let an = g.as_slice().unwrap()[idx] as f64;
-        assert!(
-            (fd - an).abs() < 1e-3 * (1.0 + fd.abs()),
-            "{idx}: {fd} vs {an}"
-        );
-    }
+    assert_input_gradient_matches_central_differences(
+        &net,
+        &x,
+        &wts,
+        [0usize, 7, 19, 33, 59, 100, 119],
+        1e-3,
+    );
 }
 
 #[test]
@@ -356,27 +374,13 @@ fn winograd_convolutions_match_the_definition_and_finite_differences() {
     let wts = Array2::from_shape_fn((2, net.n_outputs()), |(i, j)| {
         ((i * 17 + j * 5) % 11) as f32 / 11.0 - 0.5
     });
-    let g = net.input_gradient(x.view().into_dyn(), wts.view()).unwrap();
-    let f = |x: &Array4<f32>| -> f64 {
-        let o = net.predict(x.view().into_dyn()).unwrap();
-        o.iter()
-            .zip(wts.iter())
-            .map(|(a, b)| (*a as f64) * (*b as f64))
-            .sum()
-    };
-    let h = 1e-2;
-    for idx in (0..x.len()).step_by(37) {
-        let mut xp = x.clone();
-        let mut xm = x.clone();
-        xp.as_slice_mut().unwrap()[idx] += h;
-        xm.as_slice_mut().unwrap()[idx] -= h;
-        let fd = (f(&xp) - f(&xm)) / (2.0 * h as f64);
-        let an = g.as_slice().unwrap()[idx] as f64;
-        assert!(
-            (fd - an).abs() < 2e-3 * (1.0 + fd.abs()),
-            "{idx}: {fd} vs {an}"
-        );
-    }
+    assert_input_gradient_matches_central_differences(
+        &net,
+        &x,
+        &wts,
+        (0..x.len()).step_by(37),
+        2e-3,
+    );
 }
 
 #[test]

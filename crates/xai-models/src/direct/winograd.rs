@@ -18,7 +18,7 @@
 use rayon::prelude::*;
 
 use super::{channel_blocks, pad_into, with_frame, Packed, PackedKernel, Stride1};
-use crate::cpu::{dispatched, Isa};
+use crate::cpu::{dispatched_avx512, Isa};
 use crate::layers::Dims;
 
 /// Input channels from which a 3x3 convolution takes this path: below, the transforms cost
@@ -339,37 +339,9 @@ fn store_lanes(s: &mut [f32], at: usize, v: &[f32; LANES]) {
     *dst = *v;
 }
 
-/// [`input_transform_with`] for this CPU: AVX-512 where it is, otherwise AVX2 or portable.
-fn input_transform(
-    frame: &[f32],
-    pw: usize,
-    ci: usize,
-    tiles: (usize, usize, usize),
-    v: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(isa) = crate::cpu::Avx512::detect() {
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn avx512(
-            isa: crate::cpu::Avx512,
-            frame: &[f32],
-            pw: usize,
-            ci: usize,
-            tiles: (usize, usize, usize),
-            v: &mut [f32],
-        ) {
-            input_transform_with(isa, frame, pw, ci, tiles, v)
-        }
-        // SAFETY: `avx512` only enables AVX-512F, AVX2 and FMA, and the `Avx512` token exists
-        // because `detect` found all three on this CPU.
-        return unsafe { avx512(isa, frame, pw, ci, tiles, v) };
-    }
-    input_transform_avx2_or_portable(frame, pw, ci, tiles, v)
-}
-
-dispatched! {
-    /// [`input_transform_with`] compiled for AVX2 + FMA or portably.
-    fn input_transform_avx2_or_portable(
+dispatched_avx512! {
+    /// [`input_transform_with`] for this CPU: AVX-512 where it is, otherwise AVX2 or portable.
+    fn input_transform(
         frame: &[f32],
         pw: usize,
         ci: usize,
@@ -479,30 +451,9 @@ fn output_transform_with<I: Isa>(
     }
 }
 
-/// [`output_transform_with`] for this CPU: AVX-512 where it is, otherwise AVX2 or portable.
-fn output_transform(m: &[f32], bias: &[f32], shape: (usize, usize, usize), out_rows: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(isa) = crate::cpu::Avx512::detect() {
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn avx512(
-            isa: crate::cpu::Avx512,
-            m: &[f32],
-            bias: &[f32],
-            shape: (usize, usize, usize),
-            out_rows: &mut [f32],
-        ) {
-            output_transform_with(isa, m, bias, shape, out_rows)
-        }
-        // SAFETY: `avx512` only enables AVX-512F, AVX2 and FMA, and the `Avx512` token exists
-        // because `detect` found all three on this CPU.
-        return unsafe { avx512(isa, m, bias, shape, out_rows) };
-    }
-    output_transform_avx2_or_portable(m, bias, shape, out_rows)
-}
-
-dispatched! {
-    /// [`output_transform_with`] compiled for AVX2 + FMA or portably.
-    fn output_transform_avx2_or_portable(
+dispatched_avx512! {
+    /// [`output_transform_with`] for this CPU: AVX-512 where it is, otherwise AVX2 or portable.
+    fn output_transform(
         m: &[f32],
         bias: &[f32],
         shape: (usize, usize, usize),

@@ -1,6 +1,7 @@
-//! Winograd's minimal filtering F(2x2, 3x3) for the forward pass of 3x3 stride-1 convolutions
-//! (Lavin & Gray 2016, "Fast Algorithms for Convolutional Neural Networks", CVPR, section 4 and
-//! eq. 8: `Y = A^T [ (G g G^T) ⊙ (B^T d B) ] A`).
+//! Winograd's minimal filtering F(2x2, 3x3) for 3x3 stride-1 convolutions, in the forward pass
+//! and for the input gradient (itself a 3x3 stride-1 convolution with the flipped, transposed
+//! kernel) (Lavin & Gray 2016, "Fast Algorithms for Convolutional Neural Networks", CVPR,
+//! section 4 and eq. 8: `Y = A^T [ (G g G^T) ⊙ (B^T d B) ] A`).
 //!
 //! Each 2x2 block of output pixels (a *tile*) is computed from the 4x4 input patch `d` above it:
 //! the patch is transformed to `V = B^T d B` and the kernel to `U = G g G^T` (4x4 each, per input
@@ -93,6 +94,10 @@ impl WinogradKernel {
     /// Transforms `weight` (`[3, 3, ci, co]`) and keeps `bias` (`[co]`, zeros when `None`).
     pub(crate) fn new(weight: &[f32], ci: usize, co: usize, bias: Option<&[f32]>) -> Self {
         assert_eq!(weight.len(), 9 * ci * co, "winograd: weights");
+        assert!(
+            co >= MIN_OUT_CHANNELS,
+            "winograd: at least 16 output channels"
+        );
         // G g G^T with G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]], computed
         // in f64 and rounded once.
         const G: [[f64; 3]; 4] = [

@@ -1,20 +1,24 @@
-//! Winograd's minimal filtering F(2x2, 3x3) for 3x3 stride-1 convolutions, in the forward pass
-//! and for the input gradient (itself a 3x3 stride-1 convolution with the flipped, transposed
-//! kernel) (Lavin & Gray 2016, "Fast Algorithms for Convolutional Neural Networks", CVPR,
-//! section 4 and eq. 8: `Y = A^T [ (G g G^T) ⊙ (B^T d B) ] A`).
+//! Winograd's minimal filtering F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 convolutions, in
+//! the forward pass and for the input gradient (itself a 3x3 stride-1 convolution with the
+//! flipped, transposed kernel) (Lavin & Gray 2016, "Fast Algorithms for Convolutional Neural
+//! Networks", CVPR, section 4 and eq. 8: `Y = A^T [ (G g G^T) ⊙ (B^T d B) ] A`; the matrices of
+//! F(4x4, 3x3) are those of their section 5).
 //!
-//! Each 2x2 block of output pixels (a *tile*) is computed from the 4x4 input patch `d` above it:
-//! the patch is transformed to `V = B^T d B` and the kernel to `U = G g G^T` (4x4 each, per input
-//! and output channel), the 16 positions `ξν` of the tile multiply as 16 independent matrix
-//! products over the channels, `M[ξν] = V[ξν] U[ξν]` (tiles x ci times ci x co), and the output
-//! tile is `A^T M A`. That is 16 multiply-adds per input/output channel pair for 4 output pixels
-//! instead of 36, 2.25x fewer, for a few additions per tile and channel in the transforms.
+//! Each `m x m` block of output pixels (a *tile*, `m` = 2 or 4) is computed from the
+//! `(m + 2) x (m + 2)` input patch `d` above it: the patch is transformed to `V = B^T d B` and the
+//! kernel to `U = G g G^T` (per input and output channel), the `(m + 2)^2` positions `ξν` of the
+//! tile multiply as independent matrix products over the channels, `M[ξν] = V[ξν] U[ξν]`
+//! (tiles x ci times ci x co), and the output tile is `A^T M A`. F(2x2, 3x3) takes 16
+//! multiply-adds per input/output channel pair for 4 output pixels instead of 36 (2.25x fewer);
+//! F(4x4, 3x3) takes 36 for 16 (4x fewer), for a few more operations per tile and channel in
+//! the transforms and a transformed kernel 4x the size of the kernel (16/9 for F(2x2, 3x3)).
 //!
-//! The 16 products are 1x1 convolutions of the transformed tiles, so they run on the direct
+//! The products are 1x1 convolutions of the transformed tiles, so they run on the direct
 //! convolution's kernels ([`super::channel_blocks`]), which run at the CPU's multiply-add peak.
-//! The transforms of `B` and `A` have entries 0 and ±1 and are exact in floating point; `G` has
-//! entries ±1/2, so results differ from the direct convolution only in rounding (relative
-//! differences of about 1e-6, tested against the definition).
+//! F(2x2, 3x3)'s `B` and `A` have entries 0 and ±1 and its `G` entries ±1/2; F(4x4, 3x3)'s have
+//! entries up to 8 and 1/24, so its rounding error is larger (about 1e-6 of the largest output
+//! against about 2e-7; both tested against the direct convolution and the definition). Which one
+//! a layer takes depends on its channel counts only ([`Tile::for_channels`]).
 
 use rayon::prelude::*;
 
@@ -41,6 +45,50 @@ const MAX_CHANNEL_PAIRS_ANY_SIZE: usize = 128 * 128;
 const BLOCK_FLOATS: usize = 1 << 17;
 /// Channels transformed together (one 512-bit vector, or two 256-bit ones).
 const LANES: usize = 16;
+/// Channel pairs (`ci * co`) up to which a layer takes F(4x4, 3x3): its transformed kernel (36
+/// `ci x co` planes, 576 KiB at this size) and a block of tiles then share a core's L2 cache. A
+/// larger kernel is read from L3 once per block of tiles, and F(2x2, 3x3)'s smaller one pays more.
+const F4_MAX_CHANNEL_PAIRS: usize = 64 * 64;
+
+/// The output tile of a Winograd convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tile {
+    /// F(2x2, 3x3): 2 x 2 output pixels from a 4 x 4 patch, 16 products.
+    F2,
+    /// F(4x4, 3x3): 4 x 4 output pixels from a 6 x 6 patch, 36 products.
+    F4,
+}
+
+impl Tile {
+    /// The tile for a layer of `ci` input and `co` output channels: F(4x4, 3x3) up to
+    /// [`F4_MAX_CHANNEL_PAIRS`], F(2x2, 3x3) above. Channel counts only, so a layer's cached
+    /// kernel serves every image size and batch.
+    pub(crate) fn for_channels(ci: usize, co: usize) -> Self {
+        if ci * co <= F4_MAX_CHANNEL_PAIRS && setting() != Setting::OnlyF2 {
+            Tile::F4
+        } else {
+            Tile::F2
+        }
+    }
+
+    /// Output pixels per tile side (`m`).
+    fn side(self) -> usize {
+        match self {
+            Tile::F2 => 2,
+            Tile::F4 => 4,
+        }
+    }
+
+    /// Input pixels per patch side (`m + 2`).
+    fn patch(self) -> usize {
+        self.side() + 2
+    }
+
+    /// Products per tile, `(m + 2)^2`.
+    fn positions(self) -> usize {
+        self.patch() * self.patch()
+    }
+}
 
 thread_local! {
     /// Each thread's transformed tiles and products, kept between calls as the direct
@@ -66,57 +114,98 @@ pub(crate) fn applies(
         && enabled()
 }
 
-/// Whether the Winograd path is on: unless the environment variable `XAI_WINOGRAD` is `0` or
-/// `off` when the first convolution runs (read once per process; for measuring the direct
-/// convolution against it in one binary, as `XAI_MAX_CPU_ISA` caps the instruction set).
-fn enabled() -> bool {
-    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ENABLED.get_or_init(|| {
-        !matches!(
-            std::env::var("XAI_WINOGRAD").as_deref(),
-            Ok("0") | Ok("off") | Ok("OFF")
-        )
+/// The setting of the environment variable `XAI_WINOGRAD` when the first convolution runs (read
+/// once per process): `0` or `off` runs the direct convolution, `f2` F(2x2, 3x3) on every
+/// qualifying layer; unset or anything else, the default. For measuring the paths against each
+/// other in one binary, as `XAI_MAX_CPU_ISA` caps the instruction set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setting {
+    Default,
+    Off,
+    OnlyF2,
+}
+
+fn setting() -> Setting {
+    static SETTING: std::sync::OnceLock<Setting> = std::sync::OnceLock::new();
+    *SETTING.get_or_init(|| match std::env::var("XAI_WINOGRAD").as_deref() {
+        Ok("0") | Ok("off") | Ok("OFF") => Setting::Off,
+        Ok("f2") | Ok("F2") => Setting::OnlyF2,
+        _ => Setting::Default,
     })
 }
 
-/// A 3x3 kernel transformed for [`conv`]: `U[ξν] = G g G^T` for each of the 16 positions, each
-/// packed as a 1x1 kernel (`ci -> co`) for the direct convolution's channel blocks, and the
+/// Whether the Winograd path is on (see [`Setting`]).
+fn enabled() -> bool {
+    setting() != Setting::Off
+}
+
+/// A 3x3 kernel transformed for [`conv`]: `U[ξν] = G g G^T` for each of the tile's positions,
+/// each packed as a 1x1 kernel (`ci -> co`) for the direct convolution's channel blocks, and the
 /// bias, added after the output transform.
 #[derive(Debug, Clone)]
 pub(crate) struct WinogradKernel {
+    tile: Tile,
     ci: usize,
     co: usize,
     positions: Vec<PackedKernel>,
     bias: Vec<f32>,
 }
 
+/// `G` of F(2x2, 3x3), rows `[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]`.
+const G2: [[f64; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0.0, 0.0, 1.0],
+];
+
+/// `G` of F(4x4, 3x3) (Lavin & Gray 2016, section 5).
+const G4: [[f64; 3]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
 impl WinogradKernel {
-    /// Transforms `weight` (`[3, 3, ci, co]`) and keeps `bias` (`[co]`, zeros when `None`).
+    /// Transforms `weight` (`[3, 3, ci, co]`) for the tile of [`Tile::for_channels`] and keeps
+    /// `bias` (`[co]`, zeros when `None`).
     pub(crate) fn new(weight: &[f32], ci: usize, co: usize, bias: Option<&[f32]>) -> Self {
+        Self::with_tile(Tile::for_channels(ci, co), weight, ci, co, bias)
+    }
+
+    /// As [`WinogradKernel::new`] with the tile given.
+    pub(crate) fn with_tile(
+        tile: Tile,
+        weight: &[f32],
+        ci: usize,
+        co: usize,
+        bias: Option<&[f32]>,
+    ) -> Self {
         assert_eq!(weight.len(), 9 * ci * co, "winograd: weights");
         assert!(
             co >= MIN_OUT_CHANNELS,
             "winograd: at least 16 output channels"
         );
-        // G g G^T with G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]], computed
-        // in f64 and rounded once.
-        const G: [[f64; 3]; 4] = [
-            [1.0, 0.0, 0.0],
-            [0.5, 0.5, 0.5],
-            [0.5, -0.5, 0.5],
-            [0.0, 0.0, 1.0],
-        ];
+        // G g G^T, computed in f64 and rounded once.
+        let g_rows: &[[f64; 3]] = match tile {
+            Tile::F2 => &G2,
+            Tile::F4 => &G4,
+        };
+        let a = tile.patch();
         let pair = ci * co;
-        let mut u = vec![vec![0.0f32; pair]; 16];
+        let mut u = vec![vec![0.0f32; pair]; a * a];
         for p in 0..pair {
             let g = |ky: usize, kx: usize| weight[(ky * 3 + kx) * pair + p] as f64;
-            for xi in 0..4 {
+            for (xi, g_xi) in g_rows.iter().enumerate() {
                 // (G g) row xi.
                 let gg: [f64; 3] =
-                    std::array::from_fn(|kx| (0..3).map(|ky| G[xi][ky] * g(ky, kx)).sum());
-                for nu in 0..4 {
-                    let v: f64 = (0..3).map(|kx| gg[kx] * G[nu][kx]).sum();
-                    u[xi * 4 + nu][p] = v as f32;
+                    std::array::from_fn(|kx| (0..3).map(|ky| g_xi[ky] * g(ky, kx)).sum());
+                for (nu, g_nu) in g_rows.iter().enumerate() {
+                    let v: f64 = (0..3).map(|kx| gg[kx] * g_nu[kx]).sum();
+                    u[xi * a + nu][p] = v as f32;
                 }
             }
         }
@@ -125,6 +214,7 @@ impl WinogradKernel {
             .map(|plane| PackedKernel::new(plane, co, None))
             .collect();
         Self {
+            tile,
             ci,
             co,
             positions,
@@ -157,6 +247,7 @@ pub(crate) fn conv(
     win: &Stride1,
 ) -> Vec<f32> {
     let (ci, co) = (kernel.ci, kernel.co);
+    let (side, positions) = (kernel.tile.side(), kernel.tile.positions());
     assert_eq!(input.c, ci, "winograd: input channels");
     assert_eq!((win.kh, win.kw), (3, 3), "winograd: 3x3 windows only");
     assert_eq!(x.len(), n * input.len(), "winograd: input length");
@@ -165,18 +256,18 @@ pub(crate) fn conv(
     if out_len == 0 {
         return out;
     }
-    // The frame covers whole tiles: one more zero row (column) where the output height (width)
-    // is odd.
-    let (th, tw) = (win.oh.div_ceil(2), win.ow.div_ceil(2));
+    // The frame covers whole tiles: zero rows (columns) below (right of) the input where the
+    // output height (width) is not a multiple of the tile side.
+    let (th, tw) = (win.oh.div_ceil(side), win.ow.div_ceil(side));
     let tiled = Stride1 {
-        oh: 2 * th,
-        ow: 2 * tw,
+        oh: side * th,
+        ow: side * tw,
         ..*win
     };
     let frame_len = tiled.padded_h() * tiled.padded_w() * ci;
     // Whole tile rows per block, as many as fit in BLOCK_FLOATS (at least one).
-    let rows_per_block = (BLOCK_FLOATS / (16 * tw * (ci + co))).clamp(1, th);
-    let block_out = 2 * rows_per_block * win.ow * co;
+    let rows_per_block = (BLOCK_FLOATS / (positions * tw * (ci + co))).clamp(1, th);
+    let block_out = side * rows_per_block * win.ow * co;
     let macs = win.oh * win.ow * co * 9 * ci;
     let threads = rayon::current_num_threads();
     if n < threads
@@ -193,7 +284,7 @@ pub(crate) fn conv(
                 pad_into(frame, x_n, input, &tiled);
                 let frame = &*frame;
                 out_n
-                    .par_chunks_mut(2 * rows_per_task * win.ow * co)
+                    .par_chunks_mut(side * rows_per_task * win.ow * co)
                     .enumerate()
                     .for_each(|(b, rows)| {
                         tile_rows(frame, kernel, &tiled, win.ow, b * rows_per_task, rows)
@@ -214,9 +305,9 @@ pub(crate) fn conv(
     out
 }
 
-/// The output rows `2 * ty0..` of one sample (`out_rows`: whole rows of `ow x co`, the last
-/// block's possibly one short of a whole tile row) from its zero-padded `frame` (`tiled`: the
-/// window widened to whole tiles).
+/// The output rows `side * ty0..` of one sample (`out_rows`: whole rows of `ow x co`, the last
+/// block's possibly short of a whole tile row) from its zero-padded `frame` (`tiled`: the window
+/// widened to whole tiles).
 fn tile_rows(
     frame: &[f32],
     kernel: &WinogradKernel,
@@ -225,18 +316,21 @@ fn tile_rows(
     ty0: usize,
     out_rows: &mut [f32],
 ) {
-    let (ci, co) = (kernel.ci, kernel.co);
-    let tw = tiled.ow / 2;
+    let (ci, co, tile) = (kernel.ci, kernel.co, kernel.tile);
+    let tw = tiled.ow / tile.side();
     let rows = out_rows.len() / (ow * co);
-    let tile_rows = rows.div_ceil(2);
+    let tile_rows = rows.div_ceil(tile.side());
     let tiles = tile_rows * tw;
-    let (v_len, m_len) = (16 * tiles * ci, 16 * tiles * co);
+    let (v_len, m_len) = (tile.positions() * tiles * ci, tile.positions() * tiles * co);
     let mut run = |buf: &mut Vec<f32>| {
         buf.resize(v_len + m_len, 0.0);
         let (v, m) = buf.split_at_mut(v_len);
-        input_transform(frame, tiled.padded_w(), ci, (ty0, tile_rows, tw), v);
-        // The 16 products V[ξν] U[ξν] as 1x1 convolutions over a one-row image of `tiles`
-        // pixels.
+        let shape = (ty0, tile_rows, tw);
+        match tile {
+            Tile::F2 => input_transform(frame, tiled.padded_w(), ci, shape, v),
+            Tile::F4 => input_transform_f4(frame, tiled.padded_w(), ci, shape, v),
+        }
+        // The products V[ξν] U[ξν] as 1x1 convolutions over a one-row image of `tiles` pixels.
         let one_row = Stride1 {
             kh: 1,
             kw: 1,
@@ -252,7 +346,10 @@ fn tile_rows(
         {
             channel_blocks(v_pos, blocks(u), ci, co, &one_row, 0, m_pos);
         }
-        output_transform(m, &kernel.bias, (rows, ow, tw), out_rows);
+        match tile {
+            Tile::F2 => output_transform(m, &kernel.bias, (rows, ow, tw), out_rows),
+            Tile::F4 => output_transform_f4(m, &kernel.bias, (rows, ow, tw), out_rows),
+        }
     };
     TILES.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => run(&mut buf),
@@ -495,6 +592,278 @@ fn transform_4x4_out(m: &[[f32; LANES]; 16], bias: &[f32; LANES]) -> [[f32; LANE
     y
 }
 
+/// Runs `$body` six times with `$i` bound to 0, 1, ..., 5: a loop unrolled in the source, so that
+/// the 6x6 transforms index their arrays with constants and keep them in registers (LLVM keeps
+/// the loops of [`input_transform_f4_with`] and [`output_transform_f4_with`] rolled, with every
+/// intermediate vector stored to and reloaded from the stack).
+macro_rules! unroll6 {
+    ($i:ident => $body:block) => {{
+        {
+            let $i: usize = 0;
+            $body
+        }
+        {
+            let $i: usize = 1;
+            $body
+        }
+        {
+            let $i: usize = 2;
+            $body
+        }
+        {
+            let $i: usize = 3;
+            $body
+        }
+        {
+            let $i: usize = 4;
+            $body
+        }
+        {
+            let $i: usize = 5;
+            $body
+        }
+    }};
+}
+
+/// `B^T d` of F(4x4, 3x3) on six values, with
+/// `B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+/// [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]` (Lavin & Gray 2016, section 5), in an operation
+/// order every instruction-set path repeats (Rust never fuses a multiply and an add on its own),
+/// so all give the same bits.
+#[inline(always)]
+fn bt6(d0: f32, d1: f32, d2: f32, d3: f32, d4: f32, d5: f32) -> [f32; 6] {
+    let (a, b) = (d4 - 4.0 * d2, d3 - 4.0 * d1);
+    let (c, e) = (d4 - d2, 2.0 * (d3 - d1));
+    [
+        4.0 * d0 - 5.0 * d2 + d4,
+        a + b,
+        a - b,
+        c + e,
+        c - e,
+        4.0 * d1 - 5.0 * d3 + d5,
+    ]
+}
+
+/// `A^T m` of F(4x4, 3x3) on six values, with
+/// `A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]`.
+#[inline(always)]
+fn at6(m0: f32, m1: f32, m2: f32, m3: f32, m4: f32, m5: f32) -> [f32; 4] {
+    let (s12, d12, s34, d34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+    [
+        m0 + s12 + s34,
+        d12 + 2.0 * d34,
+        s12 + 4.0 * s34,
+        d12 + 8.0 * d34 + m5,
+    ]
+}
+
+/// `B^T d B` of one 6x6 patch for [`LANES`] channels (`d[6 i + j]`: patch row `i`, column `j`),
+/// `V[6 k + j]`.
+#[inline(always)]
+fn transform_6x6_in(d: &[[f32; LANES]; 36]) -> [[f32; LANES]; 36] {
+    let mut t = [[0.0f32; LANES]; 36];
+    for j in 0..6 {
+        for l in 0..LANES {
+            let c = |i: usize| d[6 * i + j][l];
+            for (k, o) in bt6(c(0), c(1), c(2), c(3), c(4), c(5)).iter().enumerate() {
+                t[6 * k + j][l] = *o;
+            }
+        }
+    }
+    let mut v = [[0.0f32; LANES]; 36];
+    for k in 0..6 {
+        for l in 0..LANES {
+            let r = |j: usize| t[6 * k + j][l];
+            for (j, o) in bt6(r(0), r(1), r(2), r(3), r(4), r(5)).iter().enumerate() {
+                v[6 * k + j][l] = *o;
+            }
+        }
+    }
+    v
+}
+
+/// `A^T M A + bias` of one tile for [`LANES`] channels (`m[6 i + j]`), the 4x4 pixels row by
+/// row.
+#[inline(always)]
+fn transform_6x6_out(m: &[[f32; LANES]; 36], bias: &[f32; LANES]) -> [[f32; LANES]; 16] {
+    let mut s = [[0.0f32; LANES]; 24];
+    for j in 0..6 {
+        for l in 0..LANES {
+            let c = |i: usize| m[6 * i + j][l];
+            for (r, o) in at6(c(0), c(1), c(2), c(3), c(4), c(5)).iter().enumerate() {
+                s[6 * r + j][l] = *o;
+            }
+        }
+    }
+    let mut y = [[0.0f32; LANES]; 16];
+    for r in 0..4 {
+        for l in 0..LANES {
+            let q = |j: usize| s[6 * r + j][l];
+            for (c, o) in at6(q(0), q(1), q(2), q(3), q(4), q(5)).iter().enumerate() {
+                y[4 * r + c][l] = *o + bias[l];
+            }
+        }
+    }
+    y
+}
+
+/// `V = B^T d B` of F(4x4, 3x3) (see [`bt6`]) of the tiles in tile rows `ty0..ty0 + tile_rows`
+/// (`tw` per row) of a frame `pw` pixels wide, into `v` (`[36][tiles][ci]`).
+#[inline(always)]
+fn input_transform_f4_with<I: Isa>(
+    _: I,
+    frame: &[f32],
+    pw: usize,
+    ci: usize,
+    (ty0, tile_rows, tw): (usize, usize, usize),
+    v: &mut [f32],
+) {
+    let tiles = tile_rows * tw;
+    let plane = tiles * ci;
+    for t in 0..tiles {
+        let (ty, tx) = (ty0 + t / tw, t % tw);
+        let corner = (4 * ty * pw + 4 * tx) * ci;
+        let at = |i: usize, j: usize| corner + (i * pw + j) * ci;
+        let mut c0 = 0;
+        // Whole vectors of channels: straight-line code, a column of the patch at a time.
+        while c0 + LANES <= ci {
+            let mut bt_d = [[0.0f32; LANES]; 36];
+            unroll6!(j => {
+                let d = |i: usize| lanes(frame, at(i, j) + c0);
+                let (d0, d1, d2, d3, d4, d5) = (d(0), d(1), d(2), d(3), d(4), d(5));
+                for l in 0..LANES {
+                    let o = bt6(d0[l], d1[l], d2[l], d3[l], d4[l], d5[l]);
+                    for k in 0..6 {
+                        bt_d[6 * k + j][l] = o[k];
+                    }
+                }
+            });
+            unroll6!(k => {
+                let mut out = [[0.0f32; LANES]; 6];
+                for l in 0..LANES {
+                    let r = |j: usize| bt_d[6 * k + j][l];
+                    let o = bt6(r(0), r(1), r(2), r(3), r(4), r(5));
+                    for j in 0..6 {
+                        out[j][l] = o[j];
+                    }
+                }
+                for (j, o) in out.iter().enumerate() {
+                    store_lanes(v, (6 * k + j) * plane + t * ci + c0, o);
+                }
+            });
+            c0 += LANES;
+        }
+        // The last channels, fewer than a vector.
+        if c0 < ci {
+            let len = ci - c0;
+            let mut d = [[0.0f32; LANES]; 36];
+            for (k, dk) in d.iter_mut().enumerate() {
+                let from = at(k / 6, k % 6) + c0;
+                dk[..len].copy_from_slice(&frame[from..from + len]);
+            }
+            for (k, ok) in transform_6x6_in(&d).iter().enumerate() {
+                let to = k * plane + t * ci + c0;
+                v[to..to + len].copy_from_slice(&ok[..len]);
+            }
+        }
+    }
+}
+
+dispatched_avx512! {
+    /// [`input_transform_f4_with`] for this CPU: AVX-512 where it is, otherwise AVX2 or
+    /// portable.
+    fn input_transform_f4(
+        frame: &[f32],
+        pw: usize,
+        ci: usize,
+        tiles: (usize, usize, usize),
+        v: &mut [f32],
+    ) = input_transform_f4_with;
+}
+
+/// `Y = A^T M A + bias` of F(4x4, 3x3) (see [`at6`]) of each tile, written to the output rows it
+/// covers (`rows` of `ow` pixels; a tile's pixels past them are dropped).
+#[inline(always)]
+fn output_transform_f4_with<I: Isa>(
+    _: I,
+    m: &[f32],
+    bias: &[f32],
+    (rows, ow, tw): (usize, usize, usize),
+    out_rows: &mut [f32],
+) {
+    let co = bias.len();
+    let tiles = rows.div_ceil(4) * tw;
+    let plane = tiles * co;
+    for t in 0..tiles {
+        let (ty, tx) = (t / tw, t % tw);
+        let mut c0 = 0;
+        // Whole vectors of channels: straight-line code, a column of the tile at a time.
+        while c0 + LANES <= co {
+            let b = lanes(bias, c0);
+            let mut at_m = [[0.0f32; LANES]; 24];
+            unroll6!(j => {
+                let mv = |i: usize| lanes(m, (6 * i + j) * plane + t * co + c0);
+                let (m0, m1, m2, m3, m4, m5) = (mv(0), mv(1), mv(2), mv(3), mv(4), mv(5));
+                for l in 0..LANES {
+                    let o = at6(m0[l], m1[l], m2[l], m3[l], m4[l], m5[l]);
+                    for r in 0..4 {
+                        at_m[6 * r + j][l] = o[r];
+                    }
+                }
+            });
+            for r in 0..4 {
+                let mut y = [[0.0f32; LANES]; 4];
+                for l in 0..LANES {
+                    let q = |j: usize| at_m[6 * r + j][l];
+                    let o = at6(q(0), q(1), q(2), q(3), q(4), q(5));
+                    for c in 0..4 {
+                        y[c][l] = o[c] + b[l];
+                    }
+                }
+                let oy = 4 * ty + r;
+                if oy < rows {
+                    for (c, yc) in y.iter().enumerate() {
+                        let ox = 4 * tx + c;
+                        if ox < ow {
+                            store_lanes(out_rows, (oy * ow + ox) * co + c0, yc);
+                        }
+                    }
+                }
+            }
+            c0 += LANES;
+        }
+        // The last channels, fewer than a vector.
+        if c0 < co {
+            let len = co - c0;
+            let mut mk = [[0.0f32; LANES]; 36];
+            for (k, mk) in mk.iter_mut().enumerate() {
+                let from = k * plane + t * co + c0;
+                mk[..len].copy_from_slice(&m[from..from + len]);
+            }
+            let mut b = [0.0f32; LANES];
+            b[..len].copy_from_slice(&bias[c0..c0 + len]);
+            for (k, yk) in transform_6x6_out(&mk, &b).iter().enumerate() {
+                let (oy, ox) = (4 * ty + k / 4, 4 * tx + k % 4);
+                if oy < rows && ox < ow {
+                    let to = (oy * ow + ox) * co + c0;
+                    out_rows[to..to + len].copy_from_slice(&yk[..len]);
+                }
+            }
+        }
+    }
+}
+
+dispatched_avx512! {
+    /// [`output_transform_f4_with`] for this CPU: AVX-512 where it is, otherwise AVX2 or
+    /// portable.
+    fn output_transform_f4(
+        m: &[f32],
+        bias: &[f32],
+        shape: (usize, usize, usize),
+        out_rows: &mut [f32],
+    ) = output_transform_f4_with;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,28 +901,25 @@ mod tests {
             let weight = random(9 * ci * co, &mut rng);
             let bias = random(co, &mut rng);
             let direct = super::super::conv(&x, n, input, &weight, co, Some(&bias), &win);
-            let wino = conv(
-                &x,
-                n,
-                input,
-                &WinogradKernel::new(&weight, ci, co, Some(&bias)),
-                &win,
-            );
-            assert_eq!(direct.len(), wino.len());
             let scale = direct.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-            for (i, (a, b)) in direct.iter().zip(&wino).enumerate() {
-                assert!(
-                    (a - b).abs() <= 2e-6 * scale.max(1.0) * (ci as f32).sqrt(),
-                    "{h}x{w}x{ci}->{co} at {i}: direct {a}, winograd {b}"
-                );
+            for (tile, tol) in [(Tile::F2, 4e-7), (Tile::F4, 2e-6)] {
+                let kernel = WinogradKernel::with_tile(tile, &weight, ci, co, Some(&bias));
+                let wino = conv(&x, n, input, &kernel, &win);
+                assert_eq!(direct.len(), wino.len());
+                for (i, (a, b)) in direct.iter().zip(&wino).enumerate() {
+                    assert!(
+                        (a - b).abs() <= tol * scale.max(1.0) * (ci as f32).sqrt(),
+                        "{tile:?} {h}x{w}x{ci}->{co} at {i}: direct {a}, winograd {b}"
+                    );
+                }
             }
         }
     }
 
     /// A one-image pass split by tile rows across the threads gives the same bits as the same
-    /// pass on one thread: a wide layer (40 x 40 x 64, 20 tile rows, 3 per block), a deep one
-    /// whose tiles fit one block (8 x 8 x 256, split into 4 blocks of one tile row) and an odd
-    /// output height (7 x 7, the last block one row short).
+    /// pass on one thread, with either tile: a wide layer (40 x 40 x 64), a deep one whose tiles
+    /// fit one block (8 x 8 x 256, split into blocks of one tile row) and odd output heights
+    /// (7 x 7 and 11 x 11, the last block short of a whole tile row).
     #[test]
     fn one_image_split_by_tile_rows_equals_one_thread() {
         let mut rng = StdRng::seed_from_u64(5);
@@ -561,7 +927,7 @@ mod tests {
             .num_threads(2)
             .build()
             .expect("pool");
-        for &(side, ci, co) in &[(40, 64, 64), (8, 256, 256), (7, 96, 80)] {
+        for &(side, ci, co) in &[(40, 64, 64), (8, 256, 256), (7, 96, 80), (11, 48, 64)] {
             let input = Dims::new(side, side, ci);
             let win = Stride1 {
                 kh: 3,
@@ -572,14 +938,25 @@ mod tests {
                 ow: side,
             };
             let x = random(input.len(), &mut rng);
-            let kernel = WinogradKernel::new(&random(9 * ci * co, &mut rng), ci, co, None);
-            let split = pool.install(|| conv(&x, 1, input, &kernel, &win));
-            let serial = crate::parallel::serial(|| conv(&x, 1, input, &kernel, &win));
-            assert!(
-                split == serial,
-                "{side}x{side}x{ci}: the split pass differs"
-            );
+            let weight = random(9 * ci * co, &mut rng);
+            for tile in [Tile::F2, Tile::F4] {
+                let kernel = WinogradKernel::with_tile(tile, &weight, ci, co, None);
+                let split = pool.install(|| conv(&x, 1, input, &kernel, &win));
+                let serial = crate::parallel::serial(|| conv(&x, 1, input, &kernel, &win));
+                assert!(
+                    split == serial,
+                    "{tile:?} {side}x{side}x{ci}: the split pass differs"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn small_channel_counts_take_the_larger_tile() {
+        assert_eq!(Tile::for_channels(32, 64), Tile::F4);
+        assert_eq!(Tile::for_channels(64, 64), Tile::F4);
+        assert_eq!(Tile::for_channels(64, 128), Tile::F2);
+        assert_eq!(Tile::for_channels(256, 256), Tile::F2);
     }
 
     #[test]

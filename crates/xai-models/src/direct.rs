@@ -346,7 +346,8 @@ pub(crate) fn conv_packed(
         "direct conv: weights"
     );
     let out_len = win.oh * win.ow * co;
-    let mut out = vec![0.0f32; n * out_len];
+    // Every path below writes every output value.
+    let mut out = crate::buffers::overwritten(n * out_len);
     if out_len == 0 || input.is_empty() {
         let mut bias = vec![0.0f32; co];
         match &kernel.layout {

@@ -1418,7 +1418,8 @@ fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
 fn max_pool_forward(x: &[f32], n: usize, input: Dims, win: &Window) -> Vec<f32> {
     let c = input.c;
     let per_out = win.oh * win.ow * c;
-    let mut out = vec![0.0f32; n * per_out];
+    // `max_pool_sample` writes every output value.
+    let mut out = crate::buffers::overwritten(n * per_out);
     for_each_sample(&mut out, per_out, x, input.len(), |(out_n, x_n)| {
         max_pool_sample(out_n, x_n, input, win);
     });
@@ -1444,6 +1445,10 @@ fn max_pool_sample_with<I: Isa>(_: I, out_n: &mut [f32], x_n: &[f32], input: Dim
                     o.iter_mut().zip(v).for_each(|(a, b)| *a = a.max(*b));
                 }
             });
+            if first {
+                // A window wholly in the padding: 0, as before outputs were recycled.
+                o.fill(0.0);
+            }
         }
     }
 }

@@ -35,6 +35,7 @@
 //! assert_eq!(probs.shape(), &[2, 10]);
 //! ```
 
+mod buffers;
 mod cpu;
 mod direct;
 mod error;

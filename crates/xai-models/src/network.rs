@@ -613,7 +613,7 @@ impl Network {
             };
             for &j in ins {
                 if last_use[j] == i {
-                    acts[j] = Vec::new();
+                    crate::buffers::recycle(std::mem::take(&mut acts[j]));
                 }
             }
             acts.push(out);
@@ -628,14 +628,16 @@ impl Network {
             let chunk = x.slice(ndarray::s![start..end, .., .., ..]);
             if let Some(inputs) = &self.inputs {
                 let act = self.graph_eval_chunk(inputs, self.to_internal(chunk), end - start)?;
-                return Ok(self.output_order(&act, end - start, true));
+                let out = self.output_order(&act, end - start, true);
+                crate::buffers::recycle(act);
+                return Ok(out);
             }
             let mut act = self.to_internal(chunk);
             for (i, l) in self.layers.iter().enumerate() {
                 if l.layer.is_elementwise() {
                     l.layer.forward_in_place(&mut act, &mut Mode::Eval);
                 } else {
-                    act = l
+                    let next = l
                         .layer
                         .forward(
                             &act,
@@ -646,9 +648,12 @@ impl Network {
                             self.kernels.get(i).unwrap_or(&ConvKernels::default()),
                         )?
                         .0;
+                    crate::buffers::recycle(std::mem::replace(&mut act, next));
                 }
             }
-            Ok(self.output_order(&act, end - start, true))
+            let out = self.output_order(&act, end - start, true);
+            crate::buffers::recycle(act);
+            Ok(out)
         };
         map_chunks(x.shape()[0], run)
     }

@@ -252,10 +252,11 @@ pub(crate) fn conv(
     assert_eq!((win.kh, win.kw), (3, 3), "winograd: 3x3 windows only");
     assert_eq!(x.len(), n * input.len(), "winograd: input length");
     let out_len = win.oh * win.ow * co;
-    let mut out = vec![0.0f32; n * out_len];
     if out_len == 0 {
-        return out;
+        return Vec::new();
     }
+    // The output transforms write every output value.
+    let mut out = crate::buffers::overwritten(n * out_len);
     // The frame covers whole tiles: zero rows (columns) below (right of) the input where the
     // output height (width) is not a multiple of the tile side.
     let (th, tw) = (win.oh.div_ceil(side), win.ow.div_ceil(side));
@@ -592,36 +593,16 @@ fn transform_4x4_out(m: &[[f32; LANES]; 16], bias: &[f32; LANES]) -> [[f32; LANE
     y
 }
 
-/// Runs `$body` six times with `$i` bound to 0, 1, ..., 5: a loop unrolled in the source, so that
-/// the 6x6 transforms index their arrays with constants and keep them in registers (LLVM keeps
-/// the loops of [`input_transform_f4_with`] and [`output_transform_f4_with`] rolled, with every
-/// intermediate vector stored to and reloaded from the stack).
-macro_rules! unroll6 {
-    ($i:ident => $body:block) => {{
-        {
-            let $i: usize = 0;
+/// Runs `$body` once for each index listed, with `$i` bound to it: a loop unrolled in the
+/// source, so that the 6x6 transforms index their arrays with constants and keep them in
+/// registers (LLVM keeps these loops rolled, with every intermediate vector zeroed, stored to
+/// and reloaded from the stack).
+macro_rules! unroll {
+    ($i:ident in [$($n:literal),*] => $body:block) => {{
+        $({
+            let $i: usize = $n;
             $body
-        }
-        {
-            let $i: usize = 1;
-            $body
-        }
-        {
-            let $i: usize = 2;
-            $body
-        }
-        {
-            let $i: usize = 3;
-            $body
-        }
-        {
-            let $i: usize = 4;
-            $body
-        }
-        {
-            let $i: usize = 5;
-            $body
-        }
+        })*
     }};
 }
 
@@ -728,7 +709,7 @@ fn input_transform_f4_with<I: Isa>(
         // Whole vectors of channels: straight-line code, a column of the patch at a time.
         while c0 + LANES <= ci {
             let mut bt_d = [[0.0f32; LANES]; 36];
-            unroll6!(j => {
+            unroll!(j in [0, 1, 2, 3, 4, 5] => {
                 let d = |i: usize| lanes(frame, at(i, j) + c0);
                 let (d0, d1, d2, d3, d4, d5) = (d(0), d(1), d(2), d(3), d(4), d(5));
                 for l in 0..LANES {
@@ -738,7 +719,7 @@ fn input_transform_f4_with<I: Isa>(
                     }
                 }
             });
-            unroll6!(k => {
+            unroll!(k in [0, 1, 2, 3, 4, 5] => {
                 let mut out = [[0.0f32; LANES]; 6];
                 for l in 0..LANES {
                     let r = |j: usize| bt_d[6 * k + j][l];
@@ -801,7 +782,7 @@ fn output_transform_f4_with<I: Isa>(
         while c0 + LANES <= co {
             let b = lanes(bias, c0);
             let mut at_m = [[0.0f32; LANES]; 24];
-            unroll6!(j => {
+            unroll!(j in [0, 1, 2, 3, 4, 5] => {
                 let mv = |i: usize| lanes(m, (6 * i + j) * plane + t * co + c0);
                 let (m0, m1, m2, m3, m4, m5) = (mv(0), mv(1), mv(2), mv(3), mv(4), mv(5));
                 for l in 0..LANES {
@@ -811,7 +792,7 @@ fn output_transform_f4_with<I: Isa>(
                     }
                 }
             });
-            for r in 0..4 {
+            unroll!(r in [0, 1, 2, 3] => {
                 let mut y = [[0.0f32; LANES]; 4];
                 for l in 0..LANES {
                     let q = |j: usize| at_m[6 * r + j][l];
@@ -829,7 +810,7 @@ fn output_transform_f4_with<I: Isa>(
                         }
                     }
                 }
-            }
+            });
             c0 += LANES;
         }
         // The last channels, fewer than a vector.

@@ -337,8 +337,8 @@ pub(crate) enum Cache {
 pub(crate) struct ConvKernels {
     forward: std::sync::OnceLock<direct::PackedKernel>,
     transposed: std::sync::OnceLock<direct::PackedKernel>,
-    /// The forward kernel transformed for Winograd's F(2x2, 3x3) ([`direct::winograd`]), for
-    /// 3x3 convolutions with enough channels.
+    /// The forward kernel transformed for Winograd's F(2x2, 3x3) or F(4x4, 3x3)
+    /// ([`direct::winograd`]), for 3x3 convolutions with enough channels.
     winograd: std::sync::OnceLock<direct::winograd::WinogradKernel>,
     /// The transposed kernel transformed for Winograd, for the input gradient of those layers.
     winograd_transposed: std::sync::OnceLock<direct::winograd::WinogradKernel>,
@@ -878,6 +878,58 @@ impl Layer {
             }
             _ => {}
         }
+    }
+
+    /// Inference of a `Conv2d -> Relu -> MaxPool2d` run (2x2 windows, stride 2, no padding) in
+    /// one pass, when the convolution takes Winograd's F(4x4, 3x3)
+    /// ([`direct::winograd::conv_relu_max_pool2`]): the same bits as the three layers one after
+    /// another, without writing and reading back the convolution's output (PyTorch's MNIST
+    /// example's `conv2 -> relu -> max_pool2d`). `None` when the layers are not such a run.
+    pub(crate) fn forward_conv_relu_max_pool(
+        layers: [&Layer; 3],
+        x: &[f32],
+        n: usize,
+        input: Dims,
+        kernels: &ConvKernels,
+    ) -> Result<Option<Vec<f32>>, ModelError> {
+        let [Layer::Conv2d(conv), Layer::Relu, Layer::MaxPool2d(pool)] = layers else {
+            return Ok(None);
+        };
+        let unpadded = matches!(
+            pool.padding,
+            Padding::Valid
+                | Padding::Explicit {
+                    top: 0,
+                    bottom: 0,
+                    left: 0,
+                    right: 0
+                }
+        );
+        if conv.stride != (1, 1) || pool.size != (2, 2) || pool.stride != (2, 2) || !unpadded {
+            return Ok(None);
+        }
+        let out_dims = layers[0].output_dims(input)?;
+        let (ci, co) = (conv.in_channels, conv.out_channels);
+        if !direct::winograd::applies(conv.kernel, ci, co, (out_dims.h, out_dims.w))
+            || direct::winograd::Tile::for_channels(ci, co) != direct::winograd::Tile::F4
+        {
+            return Ok(None);
+        }
+        let pooled = layers[2].output_dims(out_dims)?;
+        if (pooled.h, pooled.w) != (out_dims.h / 2, out_dims.w / 2) {
+            return Ok(None);
+        }
+        let win = conv.window(input)?;
+        let kernel = kernels.winograd.get_or_init(|| {
+            direct::winograd::WinogradKernel::new(&conv.weight, ci, co, Some(&conv.bias))
+        });
+        Ok(Some(direct::winograd::conv_relu_max_pool2(
+            x,
+            n,
+            input,
+            kernel,
+            &win.stride1(),
+        )))
     }
 
     /// Forward pass of a batch of `n` samples. Returns the output and what backward needs.

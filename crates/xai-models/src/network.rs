@@ -601,8 +601,29 @@ impl Network {
         }
         let mut acts: Vec<Vec<f32>> = Vec::with_capacity(n_nodes);
         acts.push(x);
-        for (i, l) in self.layers.iter().enumerate() {
+        let mut i = 0;
+        while i < self.layers.len() {
             let ins = &inputs[i];
+            // A convolution read only by a ReLU read only by a 2x2 max pooling: one pass.
+            if i + 2 < self.layers.len()
+                && ins.len() == 1
+                && inputs[i + 1] == [i + 1]
+                && inputs[i + 2] == [i + 2]
+                && last_use[i + 1] == i + 1
+                && last_use[i + 2] == i + 2
+            {
+                if let Some(out) = self.conv_relu_max_pool(i, &acts[ins[0]], n)? {
+                    if last_use[ins[0]] == i {
+                        crate::buffers::recycle(std::mem::take(&mut acts[ins[0]]));
+                    }
+                    acts.push(Vec::new());
+                    acts.push(Vec::new());
+                    acts.push(out);
+                    i += 3;
+                    continue;
+                }
+            }
+            let l = &self.layers[i];
             let out = if l.layer.is_elementwise() && last_use[ins[0]] == i {
                 let mut buf = std::mem::take(&mut acts[ins[0]]);
                 l.layer.forward_in_place(&mut buf, &mut Mode::Eval);
@@ -617,8 +638,27 @@ impl Network {
                 }
             }
             acts.push(out);
+            i += 1;
         }
         Ok(acts.pop().unwrap_or_default())
+    }
+
+    /// Layers `i..i + 3` as one `Conv2d -> Relu -> MaxPool2d` pass on `x` when they are such a
+    /// run that fuses ([`Layer::forward_conv_relu_max_pool`]), for inference; `None` otherwise.
+    fn conv_relu_max_pool(
+        &self,
+        i: usize,
+        x: &[f32],
+        n: usize,
+    ) -> Result<Option<Vec<f32>>, ModelError> {
+        let layers = [
+            &self.layers[i].layer,
+            &self.layers[i + 1].layer,
+            &self.layers[i + 2].layer,
+        ];
+        let fresh = ConvKernels::default();
+        let kernels = self.kernels.get(i).unwrap_or(&fresh);
+        Layer::forward_conv_relu_max_pool(layers, x, n, self.dims[i], kernels)
     }
 
     /// Forward pass without keeping intermediate activations, in chunks of samples that run on
@@ -633,7 +673,16 @@ impl Network {
                 return Ok(out);
             }
             let mut act = self.to_internal(chunk);
-            for (i, l) in self.layers.iter().enumerate() {
+            let mut i = 0;
+            while i < self.layers.len() {
+                if i + 2 < self.layers.len() {
+                    if let Some(out) = self.conv_relu_max_pool(i, &act, end - start)? {
+                        crate::buffers::recycle(std::mem::replace(&mut act, out));
+                        i += 3;
+                        continue;
+                    }
+                }
+                let l = &self.layers[i];
                 if l.layer.is_elementwise() {
                     l.layer.forward_in_place(&mut act, &mut Mode::Eval);
                 } else {
@@ -650,6 +699,7 @@ impl Network {
                         .0;
                     crate::buffers::recycle(std::mem::replace(&mut act, next));
                 }
+                i += 1;
             }
             let out = self.output_order(&act, end - start, true);
             crate::buffers::recycle(act);

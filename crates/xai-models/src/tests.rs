@@ -335,8 +335,9 @@ fn input_gradient_of_nchw_multichannel_matches_finite_differences() {
 
 #[test]
 fn winograd_convolutions_match_the_definition_and_finite_differences() {
-    // 3x3 stride-1 convolutions with at least 16 channels each way take Winograd's F(2x2, 3x3)
-    // forward and for the input gradient: the outputs equal the definition, and the input
+    // 3x3 stride-1 convolutions with at least 16 channels each way take Winograd (F(4x4, 3x3)
+    // at these channel counts) forward and for the input gradient: the outputs equal the
+    // definition, and the input
     // gradient of a linear network (no kinks) equals central differences.
     let mut rng = StdRng::seed_from_u64(21);
     let mut c1 = Conv2d::new(16, 20, (3, 3), (1, 1), Padding::Same, &mut rng);
@@ -381,6 +382,43 @@ fn winograd_convolutions_match_the_definition_and_finite_differences() {
         (0..x.len()).step_by(37),
         2e-3,
     );
+}
+
+#[test]
+fn conv_relu_max_pool_runs_evaluate_fused_with_the_same_bits() {
+    // Inference runs `Conv2d (Winograd F(4x4)) -> Relu -> MaxPool2d(2, 2)` as one pass, in a
+    // chain and in a graph; a pass that keeps the activations (the gradients' trace) runs the
+    // layers one by one. Same bits, odd sizes included (the last row and column dropped).
+    let mut rng = StdRng::seed_from_u64(31);
+    let mut conv = Conv2d::new(16, 24, (3, 3), (1, 1), Padding::Same, &mut rng);
+    conv.bias = (0..24).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let layers = vec![
+        named("c", Layer::Conv2d(conv)),
+        named("r", Layer::Relu),
+        named(
+            "p",
+            Layer::MaxPool2d(MaxPool2d {
+                size: (2, 2),
+                stride: (2, 2),
+                padding: Padding::Valid,
+            }),
+        ),
+        named("f", Layer::Flatten),
+    ];
+    let x = random_images(&mut rng, 3, 16, 9, 7);
+    let chain = Network::new("fused_chain", [16, 9, 7], layers.clone()).unwrap();
+    let inputs = vec![vec![0], vec![1], vec![2], vec![3]];
+    let graph = Network::graph("fused_graph", [16, 9, 7], layers, inputs).unwrap();
+    for net in [&chain, &graph] {
+        let fused = net.forward(x.view()).unwrap();
+        let trace = net.forward_trace(x.view(), None).unwrap();
+        assert_eq!(fused.len(), 3 * 4 * 3 * 24);
+        assert!(
+            fused.as_slice().unwrap() == trace.output_flat(),
+            "{}: fused and layer by layer differ",
+            net.name()
+        );
+    }
 }
 
 #[test]

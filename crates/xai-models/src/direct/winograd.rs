@@ -246,12 +246,52 @@ pub(crate) fn conv(
     kernel: &WinogradKernel,
     win: &Stride1,
 ) -> Vec<f32> {
+    conv_with(x, n, input, kernel, win, false)
+}
+
+/// [`conv`] followed by ReLU and 2x2 max pooling with stride 2 and no padding, in one pass for
+/// inference: `[n, oh / 2, ow / 2, co]` (rows and columns rounded down), the same bits as the
+/// three layers one after another (ReLU's `max(v, 0)` leaves no NaN, and a maximum of numbers
+/// does not depend on its order), without writing and reading back the convolution's output.
+/// For [`Tile::F4`] kernels, whose 4 x 4 tiles hold whole pooling windows.
+pub(crate) fn conv_relu_max_pool2(
+    x: &[f32],
+    n: usize,
+    input: Dims,
+    kernel: &WinogradKernel,
+    win: &Stride1,
+) -> Vec<f32> {
+    assert_eq!(
+        kernel.tile,
+        Tile::F4,
+        "winograd: pooling in F(4x4) tiles only"
+    );
+    conv_with(x, n, input, kernel, win, true)
+}
+
+/// [`conv`], or with `pooled` [`conv_relu_max_pool2`].
+fn conv_with(
+    x: &[f32],
+    n: usize,
+    input: Dims,
+    kernel: &WinogradKernel,
+    win: &Stride1,
+    pooled: bool,
+) -> Vec<f32> {
     let (ci, co) = (kernel.ci, kernel.co);
     let (side, positions) = (kernel.tile.side(), kernel.tile.positions());
     assert_eq!(input.c, ci, "winograd: input channels");
     assert_eq!((win.kh, win.kw), (3, 3), "winograd: 3x3 windows only");
     assert_eq!(x.len(), n * input.len(), "winograd: input length");
-    let out_len = win.oh * win.ow * co;
+    // Output rows and columns, and the convolution's rows and columns they need.
+    let (out_h, out_w, conv_h) = if pooled {
+        (win.oh / 2, win.ow / 2, 2 * (win.oh / 2))
+    } else {
+        (win.oh, win.ow, win.oh)
+    };
+    // Output rows per tile row.
+    let rows_per_tile = if pooled { side / 2 } else { side };
+    let out_len = out_h * out_w * co;
     if out_len == 0 {
         return Vec::new();
     }
@@ -259,7 +299,7 @@ pub(crate) fn conv(
     let mut out = crate::buffers::overwritten(n * out_len);
     // The frame covers whole tiles: zero rows (columns) below (right of) the input where the
     // output height (width) is not a multiple of the tile side.
-    let (th, tw) = (win.oh.div_ceil(side), win.ow.div_ceil(side));
+    let (th, tw) = (conv_h.div_ceil(side), win.ow.div_ceil(side));
     let tiled = Stride1 {
         oh: side * th,
         ow: side * tw,
@@ -268,9 +308,10 @@ pub(crate) fn conv(
     let frame_len = tiled.padded_h() * tiled.padded_w() * ci;
     // Whole tile rows per block, as many as fit in BLOCK_FLOATS (at least one).
     let rows_per_block = (BLOCK_FLOATS / (positions * tw * (ci + co))).clamp(1, th);
-    let block_out = side * rows_per_block * win.ow * co;
+    let block_out = rows_per_tile * rows_per_block * out_w * co;
     let macs = win.oh * win.ow * co * 9 * ci;
     let threads = rayon::current_num_threads();
+    let shape = Shape { out_w, pooled };
     if n < threads
         && macs >= super::ROW_SPLIT_MACS
         && crate::parallel::inner_parallelism_for(macs)
@@ -285,10 +326,10 @@ pub(crate) fn conv(
                 pad_into(frame, x_n, input, &tiled);
                 let frame = &*frame;
                 out_n
-                    .par_chunks_mut(side * rows_per_task * win.ow * co)
+                    .par_chunks_mut(rows_per_tile * rows_per_task * out_w * co)
                     .enumerate()
                     .for_each(|(b, rows)| {
-                        tile_rows(frame, kernel, &tiled, win.ow, b * rows_per_task, rows)
+                        tile_rows(frame, kernel, &tiled, shape, b * rows_per_task, rows)
                     });
             });
         }
@@ -298,7 +339,7 @@ pub(crate) fn conv(
         with_frame(frame_len, |frame| {
             pad_into(frame, x_n, input, &tiled);
             for (b, rows) in out_n.chunks_mut(block_out).enumerate() {
-                tile_rows(frame, kernel, &tiled, win.ow, b * rows_per_block, rows);
+                tile_rows(frame, kernel, &tiled, shape, b * rows_per_block, rows);
             }
         });
     };
@@ -306,21 +347,30 @@ pub(crate) fn conv(
     out
 }
 
-/// The output rows `side * ty0..` of one sample (`out_rows`: whole rows of `ow x co`, the last
-/// block's possibly short of a whole tile row) from its zero-padded `frame` (`tiled`: the window
-/// widened to whole tiles).
+/// What [`tile_rows`] writes: rows of `out_w` pixels of the convolution, or with `pooled` of its
+/// ReLU's 2x2 maxima.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    out_w: usize,
+    pooled: bool,
+}
+
+/// The output rows of tile rows `ty0..` of one sample (`out_rows`: whole rows of `out_w x co`,
+/// the last block's possibly short of a whole tile row) from its zero-padded `frame` (`tiled`:
+/// the window widened to whole tiles).
 fn tile_rows(
     frame: &[f32],
     kernel: &WinogradKernel,
     tiled: &Stride1,
-    ow: usize,
+    Shape { out_w, pooled }: Shape,
     ty0: usize,
     out_rows: &mut [f32],
 ) {
     let (ci, co, tile) = (kernel.ci, kernel.co, kernel.tile);
     let tw = tiled.ow / tile.side();
-    let rows = out_rows.len() / (ow * co);
-    let tile_rows = rows.div_ceil(tile.side());
+    let rows = out_rows.len() / (out_w * co);
+    let conv_rows = if pooled { 2 * rows } else { rows };
+    let tile_rows = conv_rows.div_ceil(tile.side());
     let tiles = tile_rows * tw;
     let (v_len, m_len) = (tile.positions() * tiles * ci, tile.positions() * tiles * co);
     let mut run = |buf: &mut Vec<f32>| {
@@ -347,9 +397,14 @@ fn tile_rows(
         {
             channel_blocks(v_pos, blocks(u), ci, co, &one_row, 0, m_pos);
         }
-        match tile {
-            Tile::F2 => output_transform(m, &kernel.bias, (rows, ow, tw), out_rows),
-            Tile::F4 => output_transform_f4(m, &kernel.bias, (rows, ow, tw), out_rows),
+        let shape = (rows, out_w, tw);
+        match (tile, pooled) {
+            (Tile::F2, false) => output_transform(m, &kernel.bias, shape, out_rows),
+            (Tile::F4, false) => output_transform_f4(m, &kernel.bias, shape, out_rows),
+            (Tile::F4, true) => {
+                output_transform_f4_relu_max_pool2(m, &kernel.bias, shape, out_rows)
+            }
+            (Tile::F2, true) => unreachable!("pooling in F(4x4) tiles only"),
         }
     };
     TILES.with(|cell| match cell.try_borrow_mut() {
@@ -845,6 +900,102 @@ dispatched_avx512! {
     ) = output_transform_f4_with;
 }
 
+/// [`output_transform_f4_with`] followed by ReLU and 2x2 max pooling with stride 2: each tile's
+/// four windows (`rows x ow` pooled pixels; windows past them are dropped).
+#[inline(always)]
+fn output_transform_f4_relu_max_pool2_with<I: Isa>(
+    _: I,
+    m: &[f32],
+    bias: &[f32],
+    (rows, ow, tw): (usize, usize, usize),
+    out_rows: &mut [f32],
+) {
+    let co = bias.len();
+    let tiles = (2 * rows).div_ceil(4) * tw;
+    let plane = tiles * co;
+    for t in 0..tiles {
+        let (ty, tx) = (t / tw, t % tw);
+        let mut c0 = 0;
+        // Whole vectors of channels: straight-line code, a column of the tile at a time.
+        while c0 + LANES <= co {
+            let b = lanes(bias, c0);
+            let mut at_m = [[0.0f32; LANES]; 24];
+            unroll!(j in [0, 1, 2, 3, 4, 5] => {
+                let mv = |i: usize| lanes(m, (6 * i + j) * plane + t * co + c0);
+                let (m0, m1, m2, m3, m4, m5) = (mv(0), mv(1), mv(2), mv(3), mv(4), mv(5));
+                for l in 0..LANES {
+                    let o = at6(m0[l], m1[l], m2[l], m3[l], m4[l], m5[l]);
+                    for r in 0..4 {
+                        at_m[6 * r + j][l] = o[r];
+                    }
+                }
+            });
+            unroll!(pr in [0, 1] => {
+                let mut p = [[0.0f32; LANES]; 2];
+                for l in 0..LANES {
+                    let q = |r: usize, j: usize| at_m[6 * r + j][l];
+                    let (r0, r1) = (2 * pr, 2 * pr + 1);
+                    let y0 = at6(q(r0, 0), q(r0, 1), q(r0, 2), q(r0, 3), q(r0, 4), q(r0, 5));
+                    let y1 = at6(q(r1, 0), q(r1, 1), q(r1, 2), q(r1, 3), q(r1, 4), q(r1, 5));
+                    // ReLU as the layer computes it, then the window's maximum.
+                    let v = |y: f32| (y + b[l]).max(0.0);
+                    for pc in 0..2 {
+                        let (c0, c1) = (2 * pc, 2 * pc + 1);
+                        p[pc][l] = v(y0[c0]).max(v(y0[c1])).max(v(y1[c0])).max(v(y1[c1]));
+                    }
+                }
+                let py = 2 * ty + pr;
+                if py < rows {
+                    for (pc, pv) in p.iter().enumerate() {
+                        let px = 2 * tx + pc;
+                        if px < ow {
+                            store_lanes(out_rows, (py * ow + px) * co + c0, pv);
+                        }
+                    }
+                }
+            });
+            c0 += LANES;
+        }
+        // The last channels, fewer than a vector.
+        if c0 < co {
+            let len = co - c0;
+            let mut mk = [[0.0f32; LANES]; 36];
+            for (k, mk) in mk.iter_mut().enumerate() {
+                let from = k * plane + t * co + c0;
+                mk[..len].copy_from_slice(&m[from..from + len]);
+            }
+            let mut b = [0.0f32; LANES];
+            b[..len].copy_from_slice(&bias[c0..c0 + len]);
+            let y = transform_6x6_out(&mk, &b);
+            for k in 0..4 {
+                let (pr, pc) = (k / 2, k % 2);
+                let (py, px) = (2 * ty + pr, 2 * tx + pc);
+                if py < rows && px < ow {
+                    let at = |r: usize, c: usize| &y[4 * (2 * pr + r) + 2 * pc + c];
+                    let mut p = [0.0f32; LANES];
+                    for (l, pl) in p.iter_mut().enumerate() {
+                        let v = |r: usize, c: usize| at(r, c)[l].max(0.0);
+                        *pl = v(0, 0).max(v(0, 1)).max(v(1, 0)).max(v(1, 1));
+                    }
+                    let to = (py * ow + px) * co + c0;
+                    out_rows[to..to + len].copy_from_slice(&p[..len]);
+                }
+            }
+        }
+    }
+}
+
+dispatched_avx512! {
+    /// [`output_transform_f4_relu_max_pool2_with`] for this CPU: AVX-512 where it is, otherwise
+    /// AVX2 or portable.
+    fn output_transform_f4_relu_max_pool2(
+        m: &[f32],
+        bias: &[f32],
+        shape: (usize, usize, usize),
+        out_rows: &mut [f32],
+    ) = output_transform_f4_relu_max_pool2_with;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -897,6 +1048,57 @@ mod tests {
         }
     }
 
+    /// The fused convolution, ReLU and 2x2 max pooling gives the bits of the three one after
+    /// another (ReLU as `max(v, 0)`, then each window's maximum), for even and odd outputs
+    /// (the last row or column dropped) and channel tails.
+    #[test]
+    fn fused_relu_and_max_pooling_equal_the_layers_one_after_another() {
+        let mut rng = StdRng::seed_from_u64(8);
+        for &(h, w, ci, co, top, left, oh, ow, n) in &[
+            (26, 26, 32, 64, 0, 0, 24, 24, 2),
+            (7, 9, 17, 33, 1, 0, 7, 7, 1),
+            (5, 5, 16, 40, 0, 1, 4, 5, 2),
+            (9, 6, 20, 19, 2, 1, 9, 6, 1),
+            (3, 3, 16, 16, 0, 0, 1, 1, 1),
+        ] {
+            let input = Dims::new(h, w, ci);
+            let win = Stride1 {
+                kh: 3,
+                kw: 3,
+                top,
+                left,
+                oh,
+                ow,
+            };
+            let x = random(n * input.len(), &mut rng);
+            let kernel = WinogradKernel::with_tile(
+                Tile::F4,
+                &random(9 * ci * co, &mut rng),
+                ci,
+                co,
+                Some(&random(co, &mut rng)),
+            );
+            let y = conv(&x, n, input, &kernel, &win);
+            let (ph, pw) = (oh / 2, ow / 2);
+            let mut want = vec![0.0f32; n * ph * pw * co];
+            for s in 0..n {
+                for py in 0..ph {
+                    for px in 0..pw {
+                        for c in 0..co {
+                            let v = |dy: usize, dx: usize| {
+                                y[((s * oh + 2 * py + dy) * ow + 2 * px + dx) * co + c].max(0.0)
+                            };
+                            want[((s * ph + py) * pw + px) * co + c] =
+                                v(0, 0).max(v(0, 1)).max(v(1, 0)).max(v(1, 1));
+                        }
+                    }
+                }
+            }
+            let got = conv_relu_max_pool2(&x, n, input, &kernel, &win);
+            assert!(got == want, "{h}x{w}x{ci}->{co}: fused differs");
+        }
+    }
+
     /// A one-image pass split by tile rows across the threads gives the same bits as the same
     /// pass on one thread, with either tile: a wide layer (40 x 40 x 64), a deep one whose tiles
     /// fit one block (8 x 8 x 256, split into blocks of one tile row) and odd output heights
@@ -928,6 +1130,15 @@ mod tests {
                     split == serial,
                     "{tile:?} {side}x{side}x{ci}: the split pass differs"
                 );
+                if tile == Tile::F4 {
+                    let fused = |k: &WinogradKernel| conv_relu_max_pool2(&x, 1, input, k, &win);
+                    let split = pool.install(|| fused(&kernel));
+                    let serial = crate::parallel::serial(|| fused(&kernel));
+                    assert!(
+                        split == serial,
+                        "{side}x{side}x{ci}: the split fused pass differs"
+                    );
+                }
             }
         }
     }

@@ -497,6 +497,26 @@ fn store_lanes(s: &mut [f32], at: usize, v: &[f32; LANES]) {
     *dst = *v;
 }
 
+/// Writes the vectors `y` (channels `c0..c0 + LANES` of pixels `ox0..` of output row `oy`) into
+/// `rows x ow` pixels of `co` channels, dropping pixels past them.
+#[inline(always)]
+fn store_row(
+    y: &[[f32; LANES]],
+    (oy, ox0): (usize, usize),
+    (rows, ow, co): (usize, usize, usize),
+    c0: usize,
+    out_rows: &mut [f32],
+) {
+    if oy < rows {
+        for (j, yj) in y.iter().enumerate() {
+            let ox = ox0 + j;
+            if ox < ow {
+                store_lanes(out_rows, (oy * ow + ox) * co + c0, yj);
+            }
+        }
+    }
+}
+
 dispatched_avx512! {
     /// [`input_transform_with`] for this CPU: AVX-512 where it is, otherwise AVX2 or portable.
     fn input_transform(
@@ -576,35 +596,17 @@ fn output_transform_with<I: Isa>(
                     y[0][l] = s0[l] + s1[l] + s2[l] + b[l];
                     y[1][l] = s1[l] - s2[l] - s3[l] + b[l];
                 }
-                let oy = 2 * ty + i;
-                if oy < rows {
-                    for (j, yj) in y.iter().enumerate() {
-                        let ox = 2 * tx + j;
-                        if ox < ow {
-                            store_lanes(out_rows, (oy * ow + ox) * co + c0, yj);
-                        }
-                    }
-                }
+                store_row(&y, (2 * ty + i, 2 * tx), (rows, ow, co), c0, out_rows);
             }
             c0 += LANES;
         }
         // The last channels, fewer than a vector.
         if c0 < co {
             let len = co - c0;
-            let mut mk = [[0.0f32; LANES]; 16];
-            for (k, mk) in mk.iter_mut().enumerate() {
-                let at = k * plane + t * co + c0;
-                mk[..len].copy_from_slice(&m[at..at + len]);
-            }
-            let mut b = [0.0f32; LANES];
-            b[..len].copy_from_slice(&bias[c0..c0 + len]);
-            for (k, yk) in transform_4x4_out(&mk, &b).iter().enumerate() {
-                let (oy, ox) = (2 * ty + k / 2, 2 * tx + k % 2);
-                if oy < rows && ox < ow {
-                    let at = (oy * ow + ox) * co + c0;
-                    out_rows[at..at + len].copy_from_slice(&yk[..len]);
-                }
-            }
+            let mk: [_; 16] = gather_tail(m, plane, t * co + c0, len);
+            let b = gather_tail::<1>(bias, 0, c0, len)[0];
+            let y = transform_4x4_out(&mk, &b);
+            store_tile_tail(&y, 2, (ty, tx), (rows, ow, co), (c0, len), out_rows);
         }
     }
 }
@@ -743,6 +745,61 @@ fn transform_6x6_out(m: &[[f32; LANES]; 36], bias: &[f32; LANES]) -> [[f32; LANE
     y
 }
 
+/// `len` (at most [`LANES`]) values at `at + k * plane` for each of the `P` positions `k`, as
+/// vectors padded with zeros: the last channels of a tile, fewer than a vector.
+#[inline(always)]
+fn gather_tail<const P: usize>(
+    m: &[f32],
+    plane: usize,
+    at: usize,
+    len: usize,
+) -> [[f32; LANES]; P] {
+    std::array::from_fn(|k| {
+        let mut v = [0.0f32; LANES];
+        v[..len].copy_from_slice(&m[at + k * plane..at + k * plane + len]);
+        v
+    })
+}
+
+/// Writes the first `len` channels (from channel `c0`) of a `side x side` output tile `y` (row
+/// by row) at tile `(ty, tx)` of `rows x ow` pixels of `co` channels; pixels past them are
+/// dropped.
+#[inline(always)]
+fn store_tile_tail(
+    y: &[[f32; LANES]],
+    side: usize,
+    (ty, tx): (usize, usize),
+    (rows, ow, co): (usize, usize, usize),
+    (c0, len): (usize, usize),
+    out_rows: &mut [f32],
+) {
+    for (k, yk) in y.iter().enumerate() {
+        let (oy, ox) = (side * ty + k / side, side * tx + k % side);
+        if oy < rows && ox < ow {
+            let to = (oy * ow + ox) * co + c0;
+            out_rows[to..to + len].copy_from_slice(&yk[..len]);
+        }
+    }
+}
+
+/// `A^T M` of F(4x4, 3x3) (see [`at6`]) for the [`LANES`] channels at `at` of one tile of `m`
+/// (`[36][tiles][co]`, `plane = tiles * co`): `[6 r + j]`, row `r` of 4, column `j` of 6.
+#[inline(always)]
+fn f4_columns(m: &[f32], plane: usize, at: usize) -> [[f32; LANES]; 24] {
+    let mut at_m = [[0.0f32; LANES]; 24];
+    unroll!(j in [0, 1, 2, 3, 4, 5] => {
+        let mv = |i: usize| lanes(m, (6 * i + j) * plane + at);
+        let (m0, m1, m2, m3, m4, m5) = (mv(0), mv(1), mv(2), mv(3), mv(4), mv(5));
+        for l in 0..LANES {
+            let o = at6(m0[l], m1[l], m2[l], m3[l], m4[l], m5[l]);
+            for r in 0..4 {
+                at_m[6 * r + j][l] = o[r];
+            }
+        }
+    });
+    at_m
+}
+
 /// `V = B^T d B` of F(4x4, 3x3) (see [`bt6`]) of the tiles in tile rows `ty0..ty0 + tile_rows`
 /// (`tw` per row) of a frame `pw` pixels wide, into `v` (`[36][tiles][ci]`).
 #[inline(always)]
@@ -836,17 +893,7 @@ fn output_transform_f4_with<I: Isa>(
         // Whole vectors of channels: straight-line code, a column of the tile at a time.
         while c0 + LANES <= co {
             let b = lanes(bias, c0);
-            let mut at_m = [[0.0f32; LANES]; 24];
-            unroll!(j in [0, 1, 2, 3, 4, 5] => {
-                let mv = |i: usize| lanes(m, (6 * i + j) * plane + t * co + c0);
-                let (m0, m1, m2, m3, m4, m5) = (mv(0), mv(1), mv(2), mv(3), mv(4), mv(5));
-                for l in 0..LANES {
-                    let o = at6(m0[l], m1[l], m2[l], m3[l], m4[l], m5[l]);
-                    for r in 0..4 {
-                        at_m[6 * r + j][l] = o[r];
-                    }
-                }
-            });
+            let at_m = f4_columns(m, plane, t * co + c0);
             unroll!(r in [0, 1, 2, 3] => {
                 let mut y = [[0.0f32; LANES]; 4];
                 for l in 0..LANES {
@@ -856,35 +903,17 @@ fn output_transform_f4_with<I: Isa>(
                         y[c][l] = o[c] + b[l];
                     }
                 }
-                let oy = 4 * ty + r;
-                if oy < rows {
-                    for (c, yc) in y.iter().enumerate() {
-                        let ox = 4 * tx + c;
-                        if ox < ow {
-                            store_lanes(out_rows, (oy * ow + ox) * co + c0, yc);
-                        }
-                    }
-                }
+                store_row(&y, (4 * ty + r, 4 * tx), (rows, ow, co), c0, out_rows);
             });
             c0 += LANES;
         }
         // The last channels, fewer than a vector.
         if c0 < co {
             let len = co - c0;
-            let mut mk = [[0.0f32; LANES]; 36];
-            for (k, mk) in mk.iter_mut().enumerate() {
-                let from = k * plane + t * co + c0;
-                mk[..len].copy_from_slice(&m[from..from + len]);
-            }
-            let mut b = [0.0f32; LANES];
-            b[..len].copy_from_slice(&bias[c0..c0 + len]);
-            for (k, yk) in transform_6x6_out(&mk, &b).iter().enumerate() {
-                let (oy, ox) = (4 * ty + k / 4, 4 * tx + k % 4);
-                if oy < rows && ox < ow {
-                    let to = (oy * ow + ox) * co + c0;
-                    out_rows[to..to + len].copy_from_slice(&yk[..len]);
-                }
-            }
+            let mk: [_; 36] = gather_tail(m, plane, t * co + c0, len);
+            let b = gather_tail::<1>(bias, 0, c0, len)[0];
+            let y = transform_6x6_out(&mk, &b);
+            store_tile_tail(&y, 4, (ty, tx), (rows, ow, co), (c0, len), out_rows);
         }
     }
 }
@@ -919,17 +948,7 @@ fn output_transform_f4_relu_max_pool2_with<I: Isa>(
         // Whole vectors of channels: straight-line code, a column of the tile at a time.
         while c0 + LANES <= co {
             let b = lanes(bias, c0);
-            let mut at_m = [[0.0f32; LANES]; 24];
-            unroll!(j in [0, 1, 2, 3, 4, 5] => {
-                let mv = |i: usize| lanes(m, (6 * i + j) * plane + t * co + c0);
-                let (m0, m1, m2, m3, m4, m5) = (mv(0), mv(1), mv(2), mv(3), mv(4), mv(5));
-                for l in 0..LANES {
-                    let o = at6(m0[l], m1[l], m2[l], m3[l], m4[l], m5[l]);
-                    for r in 0..4 {
-                        at_m[6 * r + j][l] = o[r];
-                    }
-                }
-            });
+            let at_m = f4_columns(m, plane, t * co + c0);
             unroll!(pr in [0, 1] => {
                 let mut p = [[0.0f32; LANES]; 2];
                 for l in 0..LANES {
@@ -944,28 +963,15 @@ fn output_transform_f4_relu_max_pool2_with<I: Isa>(
                         p[pc][l] = v(y0[c0]).max(v(y0[c1])).max(v(y1[c0])).max(v(y1[c1]));
                     }
                 }
-                let py = 2 * ty + pr;
-                if py < rows {
-                    for (pc, pv) in p.iter().enumerate() {
-                        let px = 2 * tx + pc;
-                        if px < ow {
-                            store_lanes(out_rows, (py * ow + px) * co + c0, pv);
-                        }
-                    }
-                }
+                store_row(&p, (2 * ty + pr, 2 * tx), (rows, ow, co), c0, out_rows);
             });
             c0 += LANES;
         }
         // The last channels, fewer than a vector.
         if c0 < co {
             let len = co - c0;
-            let mut mk = [[0.0f32; LANES]; 36];
-            for (k, mk) in mk.iter_mut().enumerate() {
-                let from = k * plane + t * co + c0;
-                mk[..len].copy_from_slice(&m[from..from + len]);
-            }
-            let mut b = [0.0f32; LANES];
-            b[..len].copy_from_slice(&bias[c0..c0 + len]);
+            let mk: [_; 36] = gather_tail(m, plane, t * co + c0, len);
+            let b = gather_tail::<1>(bias, 0, c0, len)[0];
             let y = transform_6x6_out(&mk, &b);
             for k in 0..4 {
                 let (pr, pc) = (k / 2, k % 2);

@@ -656,9 +656,16 @@ impl Network {
             &self.layers[i + 1].layer,
             &self.layers[i + 2].layer,
         ];
-        let fresh = ConvKernels::default();
-        let kernels = self.kernels.get(i).unwrap_or(&fresh);
-        Layer::forward_conv_relu_max_pool(layers, x, n, self.dims[i], kernels)
+        match self.kernels.get(i) {
+            Some(kernels) => Layer::forward_conv_relu_max_pool(layers, x, n, self.dims[i], kernels),
+            None => Layer::forward_conv_relu_max_pool(
+                layers,
+                x,
+                n,
+                self.dims[i],
+                &ConvKernels::default(),
+            ),
+        }
     }
 
     /// Forward pass without keeping intermediate activations, in chunks of samples that run on

@@ -626,9 +626,14 @@ impl Graph {
             let out_grads: Vec<Option<ArrayD<f32>>> =
                 node.outputs.iter().map(|&o| grads[o].take()).collect();
             let refs: Vec<Option<&ArrayD<f32>>> = out_grads.iter().map(|g| g.as_ref()).collect();
+            let wanted_inputs: Vec<bool> = node
+                .inputs
+                .iter()
+                .map(|s| s.is_some_and(|s| depends[s]))
+                .collect();
             let in_grads = node
                 .op
-                .backward(&ins, &outs, &refs)
+                .backward_wanted(&ins, &outs, &refs, &wanted_inputs)
                 .map_err(|e| node.error(e.0))?;
             if in_grads.len() != node.inputs.len() {
                 return Err(node.error(format!(

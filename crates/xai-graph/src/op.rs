@@ -192,6 +192,20 @@ pub trait Operator: Send + Sync + Debug {
         output_grads: &[Option<&ArrayD<f32>>],
     ) -> OpResult<Vec<Option<ArrayD<f32>>>>;
 
+    /// [`Operator::backward`] when only the inputs with `wanted[i]` need a gradient (the
+    /// others may be returned or not): operators whose parameter gradients cost extra work
+    /// (convolutions) skip it when only the input gradient is asked for, and vice versa.
+    fn backward_wanted(
+        &self,
+        inputs: &[Option<&Value>],
+        outputs: &[&Value],
+        output_grads: &[Option<&ArrayD<f32>>],
+        wanted: &[bool],
+    ) -> OpResult<Vec<Option<ArrayD<f32>>>> {
+        let _ = wanted;
+        self.backward(inputs, outputs, output_grads)
+    }
+
     /// Whether gradients flow through this operator at all (shape computations, comparisons
     /// and casts to integers say no; the backward pass then never calls [`Operator::backward`]).
     fn is_differentiable(&self) -> bool {

@@ -9,11 +9,12 @@ use std::sync::OnceLock;
 use crate::error::OpError;
 use crate::op::{Builder, NodeSpec, Operator};
 
+pub mod pad;
 pub mod shape;
 pub mod unary;
 
 /// Every family's table.
-const FAMILIES: &[&[(&str, Builder)]] = &[unary::OPS, shape::OPS];
+const FAMILIES: &[&[(&str, Builder)]] = &[unary::OPS, shape::OPS, pad::OPS];
 
 fn table() -> &'static HashMap<&'static str, Builder> {
     static TABLE: OnceLock<HashMap<&'static str, Builder>> = OnceLock::new();

@@ -10,11 +10,12 @@ use crate::error::OpError;
 use crate::op::{Builder, NodeSpec, Operator};
 
 pub mod pad;
+pub mod resize;
 pub mod shape;
 pub mod unary;
 
 /// Every family's table.
-const FAMILIES: &[&[(&str, Builder)]] = &[unary::OPS, shape::OPS, pad::OPS];
+const FAMILIES: &[&[(&str, Builder)]] = &[unary::OPS, shape::OPS, pad::OPS, resize::OPS];
 
 fn table() -> &'static HashMap<&'static str, Builder> {
     static TABLE: OnceLock<HashMap<&'static str, Builder>> = OnceLock::new();

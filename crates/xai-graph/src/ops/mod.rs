@@ -11,11 +11,22 @@ use crate::op::{Builder, NodeSpec, Operator};
 
 pub mod conv;
 pub mod norm;
+pub mod pad;
 pub mod pool;
+pub mod resize;
+pub mod shape;
 pub mod unary;
 
 /// Every family's table.
-const FAMILIES: &[&[(&str, Builder)]] = &[unary::OPS, conv::OPS, pool::OPS, norm::OPS];
+const FAMILIES: &[&[(&str, Builder)]] = &[
+    unary::OPS,
+    shape::OPS,
+    pad::OPS,
+    resize::OPS,
+    conv::OPS,
+    pool::OPS,
+    norm::OPS,
+];
 
 fn table() -> &'static HashMap<&'static str, Builder> {
     static TABLE: OnceLock<HashMap<&'static str, Builder>> = OnceLock::new();

@@ -52,6 +52,8 @@ mod value;
 
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use broadcast::{broadcast_shape, unbroadcast};
 pub use error::{GraphError, OpError, OpResult, Result};

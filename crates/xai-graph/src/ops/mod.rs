@@ -9,10 +9,17 @@ use std::sync::OnceLock;
 use crate::error::OpError;
 use crate::op::{Builder, NodeSpec, Operator};
 
+pub mod binary;
 pub mod unary;
 
 /// Every family's table.
-const FAMILIES: &[&[(&str, Builder)]] = &[unary::OPS];
+const FAMILIES: &[&[(&str, Builder)]] = &[
+    unary::OPS,
+    binary::OPS,
+    reduce::OPS,
+    softmax::OPS,
+    matmul::OPS,
+];
 
 fn table() -> &'static HashMap<&'static str, Builder> {
     static TABLE: OnceLock<HashMap<&'static str, Builder>> = OnceLock::new();

@@ -10,6 +10,7 @@ use crate::error::OpError;
 use crate::op::{Builder, NodeSpec, Operator};
 
 pub mod binary;
+pub mod reduce;
 pub mod unary;
 
 /// Every family's table.

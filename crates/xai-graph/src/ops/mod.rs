@@ -11,6 +11,7 @@ use crate::op::{Builder, NodeSpec, Operator};
 
 pub mod binary;
 pub mod reduce;
+pub mod softmax;
 pub mod unary;
 
 /// Every family's table.

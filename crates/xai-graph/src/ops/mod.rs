@@ -10,6 +10,7 @@ use crate::error::OpError;
 use crate::op::{Builder, NodeSpec, Operator};
 
 pub mod binary;
+pub mod matmul;
 pub mod reduce;
 pub mod softmax;
 pub mod unary;

@@ -9,17 +9,25 @@ use std::sync::OnceLock;
 use crate::error::OpError;
 use crate::op::{Builder, NodeSpec, Operator};
 
+pub mod binary;
 pub mod conv;
+pub mod matmul;
 pub mod norm;
 pub mod pad;
 pub mod pool;
+pub mod reduce;
 pub mod resize;
 pub mod shape;
+pub mod softmax;
 pub mod unary;
 
 /// Every family's table.
 const FAMILIES: &[&[(&str, Builder)]] = &[
     unary::OPS,
+    binary::OPS,
+    reduce::OPS,
+    softmax::OPS,
+    matmul::OPS,
     shape::OPS,
     pad::OPS,
     resize::OPS,

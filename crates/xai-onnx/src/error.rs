@@ -58,6 +58,20 @@ pub enum OnnxError {
         /// What about it is not supported.
         reason: String,
     },
+    /// A tensor's external data (ONNX `data_location = EXTERNAL`) could not be read: a location
+    /// outside the model's folder, a byte range past the end of the file or of the wrong size,
+    /// or a model with external data given as bytes.
+    #[error(
+        "cannot read the external data of tensor `{tensor}` (location `{location}`): {reason}"
+    )]
+    ExternalData {
+        /// The tensor's name.
+        tensor: String,
+        /// Its `location` key, as written in the model.
+        location: String,
+        /// What was wrong, and what was expected.
+        reason: String,
+    },
     /// A model-level feature the importer or exporter does not handle.
     #[error("unsupported ONNX model: {0}")]
     Unsupported(String),

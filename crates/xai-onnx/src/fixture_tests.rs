@@ -393,3 +393,119 @@ fn graphs_that_break_tract_are_typed_errors() {
         .expect_err("pads of the wrong length");
     assert!(matches!(err, crate::OnnxError::Tract { .. }), "{err}");
 }
+
+/// Models as a new user's exporters write them (`fixtures/make_torch_fixtures.py`, issue 25):
+/// torch's default (dynamo) export with its weights in `<name>.onnx.data` and a symbolic
+/// `batch`; a torch export with symbolic batch, height and width (and `value_info` in those
+/// symbols); an input declared `[-1, 3, ?, <unset>]` (paddle2onnx's form).
+const EXPORTED: [Fixture; 3] = [
+    Fixture {
+        name: "torch_dynamo_cnn",
+        shape: [3, 24, 24],
+        layout: Layout::Nchw,
+    },
+    Fixture {
+        name: "torch_dynamic_hw",
+        shape: [3, 13, 17],
+        layout: Layout::Nchw,
+    },
+    Fixture {
+        name: "paddle_dynamic",
+        shape: [3, 16, 40],
+        layout: Layout::Nchw,
+    },
+];
+
+#[test]
+fn exported_models_with_external_data_and_dynamic_dims_agree_with_onnxruntime() {
+    for f in &EXPORTED {
+        let (x, want) = io(f);
+        for backend in [Backend::Auto, Backend::Tract] {
+            let model = load(f, backend);
+            let y = model.predict(x.view().into_dyn()).unwrap();
+            assert_close(
+                &y,
+                &want,
+                1e-4,
+                &format!("{} on {} vs onnxruntime", f.name, model.engine()),
+            );
+            // One sample and an odd batch: the batch is symbolic whatever its name.
+            let one = x.slice(ndarray::s![..1, .., .., ..]).to_owned();
+            let y1 = model.predict(one.view().into_dyn()).unwrap();
+            assert_close(
+                &y1,
+                &want.slice(ndarray::s![..1, ..]).to_owned(),
+                1e-4,
+                f.name,
+            );
+        }
+    }
+    // The torch export is read by the importer (its external weights inlined), the paddle2onnx
+    // form too.
+    for name in ["torch_dynamo_cnn", "paddle_dynamic"] {
+        let f = EXPORTED.iter().find(|f| f.name == name).unwrap();
+        let m = load(f, Backend::Auto);
+        assert_eq!(
+            m.engine(),
+            Engine::Imported,
+            "{name}: {:?}",
+            m.fallback_reason()
+        );
+    }
+}
+
+#[test]
+fn dynamic_height_and_width_take_the_callers_shape() {
+    // The same files at other image sizes than their io.txt's (both engines), batch of 2.
+    for (f, hw) in [(&EXPORTED[1], [20, 9]), (&EXPORTED[2], [48, 192])] {
+        for backend in [Backend::Auto, Backend::Tract] {
+            let g = Fixture {
+                name: f.name,
+                shape: [3, hw[0], hw[1]],
+                layout: Layout::Nchw,
+            };
+            let model = load(&g, backend);
+            let x = Array4::<f32>::from_elem((2, 3, hw[0], hw[1]), 0.25);
+            let y = model.predict(x.view().into_dyn()).unwrap();
+            assert_eq!(y.nrows(), 2, "{}", f.name);
+            assert!(y.iter().all(|v| v.is_finite()), "{}", f.name);
+        }
+    }
+    // A fixed sample dimension must still match: torch_dynamo_cnn is 3 x 24 x 24.
+    let e = OnnxOptions::new()
+        .input_shape([3, 24, 25])
+        .check()
+        .unwrap()
+        .load(path("torch_dynamo_cnn", "onnx"))
+        .unwrap_err();
+    assert!(
+        matches!(e, crate::OnnxError::InputShapeMismatch { .. }),
+        "{e}"
+    );
+}
+
+/// The opsets of `fixtures/make_torch_fixtures.py`'s `opset<N>` models: one CNN written in each
+/// opset's forms of `BatchNormalization`, `Clip`, `Dropout`, `Slice`, `Squeeze`, `Unsqueeze`
+/// and `Softmax` (attributes that became inputs, changed defaults).
+const OPSETS: [&str; 9] = [
+    "opset7", "opset9", "opset10", "opset11", "opset12", "opset13", "opset17", "opset21", "opset23",
+];
+
+#[test]
+fn every_opset_form_imports_and_agrees_with_onnxruntime() {
+    for name in OPSETS {
+        let f = Fixture {
+            name,
+            shape: [2, 8, 8],
+            layout: Layout::Nchw,
+        };
+        let (x, want) = io(&f);
+        let ours = load(&f, Backend::Import);
+        assert_eq!(ours.engine(), Engine::Imported, "{name}");
+        let y = ours.predict(x.view().into_dyn()).unwrap();
+        assert_close(&y, &want, 1e-5, &format!("{name} imported vs onnxruntime"));
+        let tract = load(&f, Backend::Tract);
+        let yt = tract.predict(x.view().into_dyn()).unwrap();
+        assert_close(&yt, &want, 1e-5, &format!("{name} on tract vs onnxruntime"));
+    }
+}

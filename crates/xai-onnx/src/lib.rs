@@ -45,6 +45,7 @@
 
 mod error;
 mod export;
+mod external;
 mod import;
 mod model;
 mod options;

@@ -123,39 +123,46 @@ impl Head {
 impl ValidOnnxOptions {
     /// Loads the ONNX model at `path` with these options.
     ///
+    /// Tensors kept in external data files (the ONNX spec's `location`, `offset`, `length`,
+    /// relative to the model's folder) are read in.
+    ///
     /// Errors: [`OnnxError::FileNotFound`], [`OnnxError::NotOnnx`] for bytes that are not an
-    /// ONNX model, [`OnnxError::InputShapeMismatch`] when the model's declared input does not
+    /// ONNX model, [`OnnxError::ExternalData`] for external data outside the model's folder or
+    /// of the wrong size, [`OnnxError::InputShapeMismatch`] when the model's declared input does not
     /// fit the input shape and layout, [`OnnxError::UnsupportedOp`] (with [`Backend::Import`])
     /// naming the first operator the importer cannot read, [`OnnxError::Tract`] when tract
     /// cannot run the graph.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<OnnxModel> {
         let path = path.as_ref();
-        let proto = read_model(path)?;
+        let mut proto = read_model(path)?;
+        // Weights in external files (`<model>.onnx.data`) are read into the proto here, so that
+        // every engine sees inline data.
+        crate::external::resolve_external_data(&mut proto, path)?;
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "onnx".into());
-        self.load_proto(&proto, Some(path), name)
+        self.load_proto(&proto, name)
     }
 
-    /// Loads an ONNX model from its serialised bytes (see [`ValidOnnxOptions::load`]).
+    /// Loads an ONNX model from its serialised bytes (see [`ValidOnnxOptions::load`]). A model
+    /// whose weights are in external files gives [`OnnxError::ExternalData`]: load it from its
+    /// path instead.
     pub fn load_bytes(&self, bytes: &[u8]) -> Result<OnnxModel> {
         let proto = decode_model(bytes, "the given bytes")?;
+        if crate::external::has_external_data(&proto) {
+            return Err(crate::external::external_data_in_bytes(&proto));
+        }
         let name = proto
             .graph
             .as_ref()
             .map(|g| g.name.clone())
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "onnx".into());
-        self.load_proto(&proto, None, name)
+        self.load_proto(&proto, name)
     }
 
-    fn load_proto(
-        &self,
-        proto: &ModelProto,
-        path: Option<&Path>,
-        name: String,
-    ) -> Result<OnnxModel> {
+    fn load_proto(&self, proto: &ModelProto, name: String) -> Result<OnnxModel> {
         let input = graph_input(graph(proto)?)?;
         let fixed_batch = check_input(&input, self)?;
         let detected = detected_output_kind(proto).unwrap_or(OutputKind::Logits);
@@ -208,7 +215,6 @@ impl ValidOnnxOptions {
             None => {
                 let runner = TractRunner::load(
                     proto,
-                    path,
                     self.model_input_dims(),
                     fixed_batch,
                     self.tract_threads,

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
+use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
 use tract_onnx::pb::type_proto::Value as TypeValue;
 use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
@@ -165,14 +165,14 @@ pub(crate) fn graph_input(graph: &GraphProto) -> Result<GraphInput> {
     })
 }
 
-/// Checks the declared input against the options; returns the fixed batch size, if the model
-/// declares one.
 /// The largest fixed batch size a model's input may declare (a symbolic batch has no limit).
 pub const MAX_FIXED_BATCH: usize = 1 << 16;
 /// The largest number of values in one fixed batch (`batch × c × h × w`, 2^26: 256 MiB of
 /// `f32`), which tract allocates for every call.
 pub const MAX_FIXED_BATCH_VALUES: usize = 1 << 26;
 
+/// Checks the declared input against the options; returns the fixed batch size, if the model
+/// declares one.
 pub(crate) fn check_input(input: &GraphInput, opts: &ValidOnnxOptions) -> Result<Option<usize>> {
     let Some(dims) = &input.dims else {
         return Ok(None);
@@ -195,9 +195,11 @@ pub(crate) fn check_input(input: &GraphInput, opts: &ValidOnnxOptions) -> Result
     if dims.len() != 1 + expected.len() {
         return Err(mismatch());
     }
+    // Only a positive fixed size must match: a `dim_param` (any name), an unset dimension or a
+    // `dim_value <= 0` (paddle2onnx writes -1) is dynamic and takes the options' size.
     for (d, &e) in dims[1..].iter().zip(&expected) {
         if let Dim::Fixed(v) = d {
-            if *v != e as i64 {
+            if *v > 0 && *v != e as i64 {
                 return Err(mismatch());
             }
         }
@@ -221,8 +223,8 @@ pub(crate) fn check_input(input: &GraphInput, opts: &ValidOnnxOptions) -> Result
                 ))),
             }
         }
-        Dim::Fixed(_) => Err(mismatch()),
-        Dim::Symbolic(_) => Ok(None),
+        // A batch of -1 or 0 (paddle2onnx, some converters) or a `dim_param`: any batch.
+        Dim::Fixed(_) | Dim::Symbolic(_) => Ok(None),
     }
 }
 
@@ -230,17 +232,6 @@ pub(crate) fn data_type_name(t: i32) -> String {
     DataType::try_from(t)
         .map(|d| d.as_str_name().to_string())
         .unwrap_or_else(|_| format!("type {t}"))
-}
-
-fn check_location(t: &TensorProto) -> Result<()> {
-    if t.data_location == Some(DataLocation::External as i32) || !t.external_data.is_empty() {
-        return Err(OnnxError::Unsupported(format!(
-            "tensor `{}` keeps its data in an external file; the importer reads weights stored \
-             in the model (tract reads external data)",
-            t.name
-        )));
-    }
-    Ok(())
 }
 
 fn element_count(t: &TensorProto) -> Result<usize> {
@@ -265,7 +256,6 @@ fn wrong_length(t: &TensorProto, got: usize, expected: usize) -> OnnxError {
 
 /// A tensor's values as `f32` (from FLOAT or DOUBLE data).
 pub(crate) fn tensor_f32(t: &TensorProto) -> Result<Vec<f32>> {
-    check_location(t)?;
     let n = element_count(t)?;
     let values: Vec<f32> = if t.data_type == DataType::Float as i32 {
         if !t.raw_data.is_empty() {
@@ -302,7 +292,6 @@ pub(crate) fn tensor_f32(t: &TensorProto) -> Result<Vec<f32>> {
 
 /// A tensor's values as `i64` (from INT64 or INT32 data).
 pub(crate) fn tensor_i64(t: &TensorProto) -> Result<Vec<i64>> {
-    check_location(t)?;
     let n = element_count(t)?;
     let values: Vec<i64> = if t.data_type == DataType::Int64 as i32 {
         if !t.raw_data.is_empty() {

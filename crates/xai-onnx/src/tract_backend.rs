@@ -1,7 +1,5 @@
 //! The tract back end: any graph tract-onnx can run, outputs only.
 
-use std::path::Path;
-
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
 
@@ -86,6 +84,31 @@ fn check_for_tract(model: &ModelProto) -> Result<()> {
     Ok(())
 }
 
+/// The name of the graph input's batch `dim_param` when it is a plain identifier (`batch`,
+/// `s77`, `batch_size`), else `N`.
+pub(crate) fn batch_symbol(model: &ModelProto) -> String {
+    let declared = model
+        .graph
+        .as_ref()
+        .and_then(|g| crate::proto::graph_input(g).ok())
+        .and_then(|i| i.dims)
+        .and_then(|d| match d.first() {
+            Some(crate::proto::Dim::Symbolic(s)) => Some(s.clone()),
+            _ => None,
+        });
+    match declared {
+        Some(s)
+            if s.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            s
+        }
+        _ => "N".into(),
+    }
+}
+
 /// A tract plan for batches of samples (images in the model's own layout, or feature rows).
 pub(crate) struct TractRunner {
     plan: Arc<TypedRunnableModel>,
@@ -105,39 +128,42 @@ impl std::fmt::Debug for TractRunner {
 }
 
 impl TractRunner {
-    /// Loads `model` (from `path` when given, so that tract can find external weight files),
+    /// Loads `model` (whose external data, if any, has been read in: see [`crate::external`]),
     /// with input facts `[batch, dims..]` (a symbolic batch unless the model fixes one), and
     /// optimises it.
+    ///
+    /// The symbolic batch is named after the graph input's own batch `dim_param` (`batch`,
+    /// `s77`, ...; `N` when it has none), and the graph's output shapes and `value_info` are
+    /// not read: they may use other symbols (an exporter's names for the batch, height or
+    /// width), which tract would otherwise fail to unify with the input's concrete sizes.
     pub(crate) fn load(
         model: &ModelProto,
-        path: Option<&Path>,
         dims: Vec<usize>,
         fixed_batch: Option<usize>,
         threads: usize,
     ) -> Result<Self> {
         guard("load the model", || {
-            Self::load_unguarded(model, path, dims, fixed_batch, threads)
+            Self::load_unguarded(model, dims, fixed_batch, threads)
         })
     }
 
     fn load_unguarded(
         model: &ModelProto,
-        path: Option<&Path>,
         dims: Vec<usize>,
         fixed_batch: Option<usize>,
         threads: usize,
     ) -> Result<Self> {
         check_for_tract(model)?;
-        let mut onnx = tract_onnx::onnx().with_ignore_output_shapes(true);
+        let mut onnx = tract_onnx::onnx()
+            .with_ignore_output_shapes(true)
+            .with_ignore_value_info(true);
         crate::tract_ops::register(&mut onnx.op_register);
-        let mut inference = match path {
-            Some(p) => onnx.model_for_path(p),
-            None => onnx.model_for_proto_model(model),
-        }
-        .map_err(|e| OnnxError::tract("load the model", e))?;
+        let mut inference = onnx
+            .model_for_proto_model(model)
+            .map_err(|e| OnnxError::tract("load the model", e))?;
         let batch: TDim = match fixed_batch {
             Some(b) => b.to_dim(),
-            None => inference.sym("N").to_dim(),
+            None => inference.sym(&batch_symbol(model)).to_dim(),
         };
         let shape: TVec<TDim> = std::iter::once(batch)
             .chain(dims.iter().map(|&d| d.to_dim()))

@@ -12,6 +12,8 @@
 //! in the same layout and transposes it back. `ReduceMax`/`ReduceMin` send each gradient to the
 //! first element of its group equal to the result.
 
+use std::borrow::Cow;
+
 use ndarray::{ArrayD, Axis, IxDyn};
 use rayon::prelude::*;
 
@@ -200,19 +202,22 @@ impl Reduce {
 }
 
 /// The elements of `x` in the order of its axes permuted by `perm` (row-major).
-fn permuted<T: Clone>(x: &ArrayD<T>, perm: &[usize]) -> Vec<T> {
+/// Borrowed when `perm` is the identity and `x` is contiguous.
+fn permuted<'a, T: Clone>(x: &'a ArrayD<T>, perm: &[usize]) -> Cow<'a, [T]> {
     let identity = perm.iter().enumerate().all(|(i, &p)| i == p);
     if identity {
         if let Some(s) = x.as_slice() {
-            return s.to_vec();
+            return Cow::Borrowed(s);
         }
-        return x.iter().cloned().collect();
+        return Cow::Owned(x.iter().cloned().collect());
     }
-    x.view()
-        .permuted_axes(IxDyn(perm))
-        .iter()
-        .cloned()
-        .collect()
+    Cow::Owned(
+        x.view()
+            .permuted_axes(IxDyn(perm))
+            .iter()
+            .cloned()
+            .collect(),
+    )
 }
 
 /// `f` of each row of `inner` elements of `data` (`outer` rows).
@@ -283,11 +288,12 @@ impl Kind {
         }
     }
 
-    /// The gradient of one row given its result `y` and the output gradient `g`.
+    /// The gradient `dx` of one row `x` given its result `y` and the output gradient `g` (`x`
+    /// may be empty for `Sum`, `Mean` and `LogSum`, which do not read it).
     fn row_grad(self, x: &[f32], y: f32, g: f32, dx: &mut [f32]) {
         match self {
             Kind::Sum => dx.fill(g),
-            Kind::Mean => dx.fill(g / x.len() as f32),
+            Kind::Mean => dx.fill(g / dx.len() as f32),
             Kind::Max | Kind::Min => {
                 dx.fill(0.0);
                 if let Some(j) = x.iter().position(|&v| v == y) {
@@ -415,27 +421,23 @@ impl Operator for Reduce {
         let yv: Vec<f32> = y.iter().copied().collect();
         let kind = self.kind;
         let needs_x = !matches!(kind, Kind::Sum | Kind::Mean | Kind::LogSum);
-        let data = if needs_x {
+        // Sum, Mean and LogSum need only the row length and the result.
+        let data: Cow<[f32]> = if needs_x {
             permuted(x, perm)
         } else {
-            vec![0.0; x.len()]
+            Cow::Borrowed(&[])
         };
         let mut dx = vec![0.0f32; x.len()];
         let inner = plan.inner;
         if inner > 0 {
-            let job = |(o, (d, r)): (usize, (&mut [f32], &[f32]))| {
+            let job = |(o, d): (usize, &mut [f32])| {
+                let r = data.get(o * inner..(o + 1) * inner).unwrap_or(&[]);
                 kind.row_grad(r, yv[o], gv[o], d);
             };
             if dx.len() > PARALLEL_ABOVE {
-                dx.par_chunks_mut(inner)
-                    .zip(data.par_chunks(inner))
-                    .enumerate()
-                    .for_each(job);
+                dx.par_chunks_mut(inner).enumerate().for_each(job);
             } else {
-                dx.chunks_mut(inner)
-                    .zip(data.chunks(inner))
-                    .enumerate()
-                    .for_each(job);
+                dx.chunks_mut(inner).enumerate().for_each(job);
             }
         }
         let pshape: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
@@ -818,6 +820,35 @@ mod tests {
                 1e-2,
             );
         }
+    }
+
+    #[test]
+    fn large_tensors_take_the_parallel_paths() {
+        let x = random_input(&[4, 64, 16, 16], 5, -1.0, 1.0);
+        let xv = Value::F32(x.clone());
+        let gap = build(&NodeSpec::new("GlobalAveragePool", Attrs::new(), 1)).unwrap();
+        let y = gap.forward(&[Some(&xv)]).unwrap();
+        let g = ArrayD::from_elem(IxDyn(&[4, 64, 1, 1]), 1.0f32);
+        let d = gap.backward(&[Some(&xv)], &[&y[0]], &[Some(&g)]).unwrap();
+        assert!(d[0]
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|&v| (v - 1.0 / 256.0).abs() < 1e-9));
+        // Over axis 1 (a transposed layout): one gradient per group, at a maximum.
+        let mx = build(&attr_spec("ReduceMax", Some(&[1]), 0, 13)).unwrap();
+        let y = mx.forward(&[Some(&xv)]).unwrap();
+        let Value::F32(yv) = &y[0] else { panic!() };
+        let expect = x.fold_axis(Axis(1), f32::MIN, |m, &v| m.max(v));
+        assert_eq!(yv, &expect);
+        let g = ArrayD::from_elem(IxDyn(&[4, 16, 16]), 1.0f32);
+        let d = mx.backward(&[Some(&xv)], &[&y[0]], &[Some(&g)]).unwrap();
+        let d = d[0].as_ref().unwrap();
+        assert_eq!(d.sum_axis(Axis(1)), g);
+        assert!(ndarray::Zip::from(d)
+            .and(&x)
+            .and_broadcast(&expect.clone().insert_axis(Axis(1)))
+            .all(|&d, &x, &m| d == 0.0 || x == m));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo bench -p xai-burn --bench backends                    # CPU: ndarray + xai-models
+//! cargo bench -p xai-burn --bench backends --features flex     # + burn's flex CPU backend
 //! cargo bench -p xai-burn --bench backends --features cuda    # + burn's CUDA backend
 //! cargo bench -p xai-burn --bench backends --features wgpu    # + burn's wgpu backend
 //! ```
@@ -71,10 +72,12 @@ fn network() -> Network {
     .expect("a valid MLP")
 }
 
-/// The devices to compare: always the CPU, plus each GPU backend compiled in.
+/// The devices to compare: always burn-ndarray, plus flex and each GPU backend compiled in.
 fn devices() -> Vec<(&'static str, Device)> {
     #[allow(unused_mut)] // GPU backends are pushed when their features are on
     let mut d = vec![("burn-ndarray", Device::ndarray())];
+    #[cfg(feature = "flex")]
+    d.push(("burn-flex", Device::flex()));
     #[cfg(feature = "cuda")]
     d.push(("burn-cuda", Device::cuda(0)));
     #[cfg(feature = "wgpu")]

@@ -226,6 +226,7 @@ fn run(args: &Args) -> Result<()> {
     let cem = CemParams::alibi_mnist_example(Mode::PertinentNegative)
         .c_steps(1)
         .max_iterations(args.cem_iterations as usize)
+        .feature_range(0.0, 1.0)
         .check()?;
 
     // One set of weights: built once on the plain ndarray device, moved to each backend.

@@ -402,6 +402,9 @@ pub struct BurnModel<M, F, const D: usize> {
     module: M,
     /// Inference mode, on the device without autodiff: predictions.
     plain: M,
+    /// Inference mode, on the autodiff device, no parameter tracked: the factored pass, whose
+    /// backward pass then stops at the recorded layers' probes.
+    frozen: M,
     forward: F,
     taps_forward: Option<TapsForward<M, D>>,
     /// Parameter groups whose per-sample gradients come from the recorded dense layers.
@@ -456,11 +459,13 @@ where
         // On the autodiff device, with every parameter a tracked leaf (a module built on a
         // plain device keeps its parameters' values); running statistics stay untracked.
         let tracked = module.valid().to_device(&device).map(&mut Track);
+        let frozen = module.valid().to_device(&device).no_grad();
         let mut split = Split::default();
         tracked.visit(&mut split);
         let mut model = Self {
             module: tracked,
             plain,
+            frozen,
             forward,
             taps_forward: None,
             factored: Vec::new(),
@@ -505,7 +510,7 @@ where
         let want = (self.forward)(&self.module, self.to_tensor(&zero.view())?);
         let want = self.outputs(&want, 1)?;
         let mut taps = LinearTaps::recording();
-        let got = taps_forward(&self.module, self.to_tensor(&zero.view())?, &mut taps);
+        let got = taps_forward(&self.frozen, self.to_tensor(&zero.view())?, &mut taps);
         let got = self.outputs(&got, 1)?;
         if got != want {
             return Err(BurnError::Factored(format!(
@@ -749,9 +754,10 @@ where
         let mut blocks: Vec<GradBlock> = Vec::new();
         if !batched.is_empty() {
             let mut taps = LinearTaps::recording();
-            let y = taps_forward(&self.module, self.to_tensor(&x)?, &mut taps);
-            let mut w = |out: ArrayView2<'_, f32>| Ok(loss.value_and_grad(out, targets)?.1);
-            let (_, grads) = self.weighted_backward(y, n, &mut w)?;
+            // No parameter is tracked in `frozen`: the tape holds the probes and what follows
+            // them, so the backward pass computes the deltas and nothing else (no convolution
+            // weight gradients that the rows compute anyway).
+            let y = taps_forward(&self.frozen, self.to_tensor(&x)?, &mut taps);
             let covered = self.check_taps(&taps.taps)?;
             if covered != self.factored {
                 return Err(BurnError::Factored(format!(
@@ -760,6 +766,8 @@ where
                     self.factored
                 )));
             }
+            let mut w = |out: ArrayView2<'_, f32>| Ok(loss.value_and_grad(out, targets)?.1);
+            let (_, grads) = self.weighted_backward(y, n, &mut w)?;
             for tap in taps.taps {
                 let inputs = to_array2(&tap.inputs, n)?;
                 let out = tap.probe.dims()[1];

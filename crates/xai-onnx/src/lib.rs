@@ -46,6 +46,7 @@
 mod error;
 mod export;
 mod external;
+mod graph_engine;
 mod import;
 mod model;
 mod options;
@@ -64,4 +65,8 @@ pub use tract_onnx::pb;
 #[cfg(test)]
 mod fixture_tests;
 #[cfg(test)]
+mod node_conformance;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod torchvision_tests;

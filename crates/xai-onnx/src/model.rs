@@ -12,10 +12,12 @@ use xai_models::layers::Layer;
 use xai_models::{NamedLayer, Network};
 
 use crate::error::{OnnxError, Result};
+use crate::graph_engine::{graph_model, OutputMap};
 use crate::import::{import, Head, Imported};
 use crate::options::{Backend, Engine, Layout, OutputKind, ValidOnnxOptions};
 use crate::proto::{check_input, decode_model, graph, graph_input, read_model};
 use crate::tract_backend::TractRunner;
+use xai_graph::GraphModel;
 
 /// A loaded ONNX model: a [`Predictor`] on NCHW image batches `[n, c, h, w]` (or on rows of
 /// features `[n, n_features]`, see [`crate::OnnxOptions::input_features`]), and a
@@ -45,6 +47,9 @@ enum Inner {
         scale: f32,
         offset: f32,
     },
+    /// The general graph engine; the input transform and the conversion to probabilities are
+    /// nodes of its graph.
+    Graph(GraphModel),
     Tract {
         runner: TractRunner,
         /// Output conversion to probabilities: none, softmax or exp.
@@ -190,24 +195,57 @@ impl ValidOnnxOptions {
         } else {
             model_output_kind
         };
-        let mut fallback_reason = None;
-        let imported = match self.backend {
-            Backend::Tract => None,
-            Backend::Import => Some(import(proto, self, &input.name, fixed_batch)?),
-            Backend::Auto => match import(proto, self, &input.name, fixed_batch) {
-                Ok(i) => Some(i),
-                Err(e @ (OnnxError::UnsupportedOp { .. } | OnnxError::Unsupported(_))) => {
-                    fallback_reason = Some(e.to_string());
-                    None
-                }
-                Err(e) => return Err(e),
-            },
+        let post = match (self.probabilities, model_output_kind) {
+            (false, _) | (true, OutputKind::Probabilities) => Post::None,
+            (true, OutputKind::Logits) => Post::Softmax,
+            (true, OutputKind::LogProbabilities) => Post::Exp,
         };
-        let (inner, n_outputs) = match imported {
-            Some(imp) => {
-                let inner = self.imported_inner(imp, model_output_kind)?;
+        let graph_engine = || {
+            let map = match post {
+                Post::None => OutputMap::AsIs,
+                Post::Softmax => OutputMap::Softmax,
+                Post::Exp => OutputMap::Exp,
+            };
+            graph_model(proto, self, &input.name, fixed_batch, map, &name)
+        };
+        let mut reasons: Vec<String> = Vec::new();
+        let declined = |e: &OnnxError| {
+            matches!(
+                e,
+                OnnxError::UnsupportedOp { .. } | OnnxError::Unsupported(_) | OnnxError::Model(_)
+            )
+        };
+        let mut inner = None;
+        match self.backend {
+            Backend::Tract => {}
+            Backend::Import => {
+                let imp = import(proto, self, &input.name, fixed_batch)?;
+                inner = Some(self.imported_inner(imp, model_output_kind)?);
+            }
+            Backend::Graph => inner = Some(Inner::Graph(graph_engine()?)),
+            Backend::Auto => {
+                match import(proto, self, &input.name, fixed_batch) {
+                    Ok(imp) => inner = Some(self.imported_inner(imp, model_output_kind)?),
+                    Err(e) if declined(&e) => reasons.push(format!("the importer: {e}")),
+                    Err(e) => return Err(e),
+                }
+                if inner.is_none() {
+                    match graph_engine() {
+                        Ok(m) => inner = Some(Inner::Graph(m)),
+                        Err(e) if declined(&e) => reasons.push(format!("the graph engine: {e}")),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        // With Auto, the reason the importer declined stays on record when the graph engine
+        // runs the model; both reasons when tract does.
+        let fallback_reason = (!reasons.is_empty()).then(|| reasons.join("; "));
+        let (inner, n_outputs) = match inner {
+            Some(inner) => {
                 let n = match &inner {
                     Inner::Imported { net, .. } => net.n_outputs(),
+                    Inner::Graph(m) => m.n_outputs(),
                     Inner::Tract { .. } => 0,
                 };
                 (inner, n)
@@ -218,15 +256,17 @@ impl ValidOnnxOptions {
                     self.model_input_dims(),
                     fixed_batch,
                     self.tract_threads,
-                )?;
+                )
+                .map_err(|e| match &fallback_reason {
+                    // Neither engine can run it: one line with every reason.
+                    Some(r) => OnnxError::Unsupported(format!(
+                        "{name}: no engine runs this model ({r}; tract: {e})"
+                    )),
+                    None => e,
+                })?;
                 // One zero sample tells the number of outputs (and that the plan runs).
                 let probe = vec![0.0f32; self.model_input_dims().iter().product()];
                 let (_, k) = runner.run(&probe, 1)?;
-                let post = match (self.probabilities, model_output_kind) {
-                    (false, _) | (true, OutputKind::Probabilities) => Post::None,
-                    (true, OutputKind::Logits) => Post::Softmax,
-                    (true, OutputKind::LogProbabilities) => Post::Exp,
-                };
                 (Inner::Tract { runner, post }, k)
             }
         };
@@ -295,6 +335,7 @@ impl OnnxModel {
     pub fn engine(&self) -> Engine {
         match self.inner {
             Inner::Imported { .. } => Engine::Imported,
+            Inner::Graph(_) => Engine::Graph,
             Inner::Tract { .. } => Engine::Tract,
         }
     }
@@ -346,7 +387,15 @@ impl OnnxModel {
     pub fn network(&self) -> Option<&Network> {
         match &self.inner {
             Inner::Imported { net, .. } => Some(net),
-            Inner::Tract { .. } => None,
+            Inner::Graph(_) | Inner::Tract { .. } => None,
+        }
+    }
+
+    /// The graph engine's model, when it runs this one.
+    pub fn graph_model(&self) -> Option<&GraphModel> {
+        match &self.inner {
+            Inner::Graph(m) => Some(m),
+            _ => None,
         }
     }
 
@@ -474,6 +523,7 @@ impl Predictor for OnnxModel {
                     };
                 Ok(head.forward(z))
             }
+            Inner::Graph(m) => m.predict(x),
             Inner::Tract { runner, post } => {
                 let mut out = self.run_tract(runner, &x, n)?;
                 match post {
@@ -493,6 +543,9 @@ impl DifferentiableModel for OnnxModel {
         x: ArrayViewD<'_, f32>,
         output_weights: ArrayView2<'_, f32>,
     ) -> xai_core::Result<ArrayD<f32>> {
+        if let Inner::Graph(m) = &self.inner {
+            return m.input_gradient(x, output_weights);
+        }
         let (net, head, scale, n, xt) = self.imported_input(&x)?;
         if output_weights.dim() != (n, self.n_outputs) {
             return Err(CoreError::shape(
@@ -520,6 +573,9 @@ impl DifferentiableModel for OnnxModel {
         x: ArrayViewD<'_, f32>,
         output_weights: &mut dyn FnMut(ArrayView2<'_, f32>) -> xai_core::Result<Array2<f32>>,
     ) -> xai_core::Result<(Array2<f32>, ArrayD<f32>)> {
+        if let Inner::Graph(m) = &self.inner {
+            return m.predict_and_input_gradient(x, output_weights);
+        }
         let (net, head, scale, _, xt) = self.imported_input(&x)?;
         // One forward pass of the network: the pullback maps its outputs z through the head,
         // asks the caller for weights on the head's outputs and pulls them back to z.
@@ -550,6 +606,7 @@ impl DifferentiableModel for OnnxModel {
     fn parameter_groups(&self) -> Vec<ParamGroup> {
         match &self.inner {
             Inner::Imported { net, .. } => net.parameter_groups(),
+            Inner::Graph(m) => m.parameter_groups(),
             Inner::Tract { .. } => Vec::new(),
         }
     }
@@ -561,6 +618,9 @@ impl DifferentiableModel for OnnxModel {
         loss: &Loss,
         selection: &ParamSelection,
     ) -> xai_core::Result<PerSampleGrads> {
+        if let Inner::Graph(m) = &self.inner {
+            return m.per_sample_grads(x, targets, loss, selection);
+        }
         let (net, head, _, _, xt) = self.imported_input(&x)?;
         if *head == Head::Identity {
             return net.per_sample_grads(xt.view(), targets, loss, selection);

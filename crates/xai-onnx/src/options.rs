@@ -52,11 +52,15 @@ pub enum OutputKind {
 /// Which engine runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Backend {
-    /// The importer when every node is one it knows, otherwise tract.
+    /// The importer when every node is one it knows, otherwise the graph engine when it reads
+    /// every node, otherwise tract.
     #[default]
     Auto,
     /// Only the importer (our own layers; fast and differentiable); an error for other graphs.
     Import,
+    /// Only the general graph engine (`xai-graph`: N-D tensors, every operator it reads,
+    /// differentiable); an error naming the node for other graphs.
+    Graph,
     /// Only tract (any graph tract supports; outputs only, no gradients).
     Tract,
 }
@@ -66,6 +70,8 @@ pub enum Backend {
 pub enum Engine {
     /// Imported into an [`xai_models::Network`].
     Imported,
+    /// Run by the general graph engine ([`xai_graph::GraphModel`]; differentiable).
+    Graph,
     /// Run by tract-onnx.
     Tract,
 }
@@ -94,6 +100,7 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Backend::Auto => "auto",
             Backend::Import => "import",
+            Backend::Graph => "graph",
             Backend::Tract => "tract",
         })
     }
@@ -103,6 +110,7 @@ impl fmt::Display for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Engine::Imported => "imported (xai-models layers)",
+            Engine::Graph => "graph engine (xai-graph)",
             Engine::Tract => "tract",
         })
     }
@@ -143,11 +151,12 @@ impl FromStr for Backend {
         match s.to_ascii_lowercase().as_str() {
             "auto" => Ok(Backend::Auto),
             "import" => Ok(Backend::Import),
+            "graph" => Ok(Backend::Graph),
             "tract" => Ok(Backend::Tract),
             _ => Err(OnnxError::option(
                 "backend",
                 s,
-                "`auto`, `import` or `tract`",
+                "`auto`, `import`, `graph` or `tract`",
             )),
         }
     }

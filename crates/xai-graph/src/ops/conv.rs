@@ -636,7 +636,13 @@ impl ConvTranspose {
                 let tw = fw as isize - ow as isize;
                 // The spec: SAME_UPPER puts the smaller half first, otherwise the larger.
                 let upper = matches!(pad, AutoPad::Same { upper: true });
-                let first = |t: isize| if upper { t / 2 } else { t - t / 2 };
+                let first = |t: isize| {
+                    if upper {
+                        t.div_euclid(2)
+                    } else {
+                        t - t.div_euclid(2)
+                    }
+                };
                 (oh, ow, first(th), first(tw))
             }
             (None, AutoPad::Explicit([t, l, b, r])) => {
@@ -649,7 +655,13 @@ impl ConvTranspose {
                 let (oh, ow) = (h * g.stride.0, w * g.stride.1);
                 let th = fh as isize - oh as isize;
                 let tw = fw as isize - ow as isize;
-                let first = |t: isize| if *upper { t / 2 } else { t - t / 2 };
+                let first = |t: isize| {
+                    if *upper {
+                        t.div_euclid(2)
+                    } else {
+                        t - t.div_euclid(2)
+                    }
+                };
                 (oh, ow, first(th), first(tw))
             }
         };

@@ -17,6 +17,7 @@ pub mod pad;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
+pub mod scatter;
 pub mod shape;
 pub mod softmax;
 pub mod unary;
@@ -34,6 +35,7 @@ const FAMILIES: &[&[(&str, Builder)]] = &[
     conv::OPS,
     pool::OPS,
     norm::OPS,
+    scatter::OPS,
 ];
 
 fn table() -> &'static HashMap<&'static str, Builder> {

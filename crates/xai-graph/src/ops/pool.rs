@@ -35,6 +35,8 @@ struct Pool {
     ceil: bool,
     count_include_pad: bool,
     indices_output: bool,
+    /// `Indices` in column-major order within a plane (`storage_order = 1`).
+    column_major: bool,
 }
 
 /// One axis's geometry on a given input size.
@@ -213,6 +215,7 @@ fn build(spec: &NodeSpec) -> OpResult<Box<dyn Operator>> {
         ceil: a.int_or("ceil_mode", 0)? != 0,
         count_include_pad: a.int_or("count_include_pad", 0)? != 0,
         indices_output: max && spec.n_outputs > 1,
+        column_major: a.int_or("storage_order", 0)? == 1,
     }))
 }
 
@@ -342,7 +345,14 @@ impl Operator for Pool {
             let idx: Vec<i64> = arg
                 .iter()
                 .enumerate()
-                .map(|(o, &a)| ((o / out_plane.max(1)) * in_plane + a) as i64)
+                .map(|(o, &a)| {
+                    let within = if self.column_major {
+                        (a % g.w.size) * g.h.size + a / g.w.size
+                    } else {
+                        a
+                    };
+                    ((o / out_plane.max(1)) * in_plane + within) as i64
+                })
                 .collect();
             outs.push(Value::I64(ArrayD::from_shape_vec(IxDyn(&shape), idx)?));
         }

@@ -120,6 +120,8 @@ struct Unary {
     clip_inputs: bool,
     /// `Dropout` declares a mask output too.
     mask_output: bool,
+    /// `Dropout` (whose `training_mode` input, when true, asks for random masks).
+    dropout: bool,
 }
 
 fn round_half_even(x: f32) -> f32 {
@@ -191,6 +193,7 @@ fn build(spec: &NodeSpec) -> OpResult<Box<dyn Operator>> {
         kind,
         clip_inputs: spec.op_type == "Clip" && spec.opset >= 11,
         mask_output: spec.op_type == "Dropout" && spec.n_outputs > 1,
+        dropout: spec.op_type == "Dropout",
     }))
 }
 
@@ -397,6 +400,23 @@ impl Unary {
 impl Operator for Unary {
     fn forward(&self, inputs: &[Option<&Value>]) -> OpResult<Vec<Value>> {
         let x = required(inputs, 0, "X")?;
+        if self.dropout {
+            // Opset 12+: `training_mode` (input 2) true means random masks; explanations
+            // evaluate the model as it predicts, so that is refused rather than ignored.
+            let training = optional(inputs, 2)
+                .map(|v| v.to_f32_vec().iter().any(|&t| t != 0.0))
+                .unwrap_or(false);
+            let ratio = optional(inputs, 1)
+                .map(|v| v.to_f32_vec().first().copied().unwrap_or(0.5))
+                .unwrap_or(0.5);
+            if training && ratio > 0.0 {
+                return Err(OpError(
+                    "Dropout with training_mode = true draws random masks; export the model in \
+                     evaluation mode (model.eval()) so that it predicts deterministically"
+                        .into(),
+                ));
+            }
+        }
         let kind = self.kind_with_bounds(inputs)?;
         let y = match (kind, x) {
             (Kind::Identity, v) => v.clone(),

@@ -93,7 +93,7 @@ pub struct OnnxDemoArgs {
     /// the graph's last node).
     #[arg(long, requires = "onnx")]
     pub output: Option<OutputKind>,
-    /// auto (the importer, else tract), import, or tract.
+    /// auto (the importer, else the graph engine, else tract), import, graph, or tract.
     #[arg(long, requires = "onnx")]
     pub backend: Option<Backend>,
 }

@@ -6,7 +6,7 @@
 //! test images in [0, 1]: `--layout nchw|nhwc`, `--input-scale <f>` / `--input-offset <f>` (the
 //! model sees `x * scale + offset`, e.g. 255 for raw pixels), `--output
 //! logits|probabilities|log-probabilities` (default: read from the graph's last node; outputs
-//! are converted to probabilities before they are explained) and `--backend auto|import|tract`.
+//! are converted to probabilities before they are explained) and `--backend auto|import|graph|tract`.
 //! A 2-output model is explained on test digits 0 and 1 (labels 0, 1), any other on the first
 //! test digit for every output. A model whose input is not `1 x 28 x 28` (e.g. a 3-channel
 //! ResNet on 32 x 32) gets the digit resized bilinearly to its height and width and repeated

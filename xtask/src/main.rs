@@ -6,7 +6,7 @@
 //! cargo xtask demo [<method>|all] [--out DIR] [--smoke]
 //! cargo xtask demo kernelshap --onnx <file> [--layout nchw|nhwc] [--input-scale <f>]
 //!     [--input-offset <f>] [--output logits|probabilities|log-probabilities]
-//!     [--backend auto|import|tract]
+//!     [--backend auto|import|graph|tract]
 //! cargo xtask demo l2x [--epochs N] [--train-size N]
 //! ```
 

@@ -39,8 +39,9 @@ pub struct ModelArgs {
     /// read from the graph's last node).
     #[arg(long, value_name = "KIND")]
     pub output: Option<OutputKind>,
-    /// ONNX only: auto (the importer, else tract), import (our layers: fast, differentiable),
-    /// or tract (any graph tract runs; outputs only, no gradients).
+    /// ONNX only: auto (the importer, else the graph engine, else tract), import (our layers:
+    /// fast, differentiable), graph (the general graph engine: any operator it reads,
+    /// differentiable), or tract (any graph tract runs; outputs only, no gradients).
     #[arg(long, value_name = "BACKEND")]
     pub backend: Option<Backend>,
 }
@@ -306,14 +307,13 @@ impl LoadedModel {
     pub fn differentiable(&self, method: &str, hint: &str) -> Result<&dyn DifferentiableModel> {
         match &self.inner {
             Inner::Shipped(_, net, _) => Ok(net),
-            Inner::Onnx(m) if m.engine() == Engine::Imported => Ok(m),
+            Inner::Onnx(m) if m.engine() != Engine::Tract => Ok(m),
             Inner::Onnx(m) => Err(usage(format!(
                 "`xai {method}` needs the model's gradients, but `{}` runs on tract, which gives \
-                 outputs only{}; use a model of Conv/MaxPool/Gemm/MatMul/Relu/Flatten/Softmax \
-                 nodes (--backend import shows why the importer declines it){hint}",
+                 outputs only{}; --backend graph shows why the graph engine declines it{hint}",
                 m.name(),
                 m.fallback_reason()
-                    .map(|r| format!(" (the importer declined it: {r})"))
+                    .map(|r| format!(" ({r})"))
                     .unwrap_or_default()
             ))),
         }

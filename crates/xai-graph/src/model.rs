@@ -139,8 +139,8 @@ impl GraphModel {
         let k = out.len() / rows.max(1);
         let mut g = Array2::<f32>::zeros((rows, k));
         g.slice_mut(s![..w.nrows(), ..]).assign(&w);
-        Ok(g.into_shape_with_order(IxDyn(&shape))
-            .map_err(|e| GraphError::Invalid(e.to_string()))?)
+        g.into_shape_with_order(IxDyn(&shape))
+            .map_err(|e| GraphError::Invalid(e.to_string()))
     }
 
     fn chunk_input_gradient(

@@ -8,8 +8,8 @@
 //!   (logits, probabilities, log-probabilities; read from the graph's last node unless stated),
 //!   optional conversion to probabilities (what KernelSHAP explains), and the [`Backend`].
 //! * [`OnnxModel`] — the loaded model: a [`xai_core::Predictor`], and a
-//!   [`xai_core::DifferentiableModel`] when imported.
-//! * Two engines behind one loader ([`Engine`]):
+//!   [`xai_core::DifferentiableModel`] when the importer or the graph engine runs it.
+//! * Three engines behind one loader ([`Engine`]):
 //!   the **importer** turns graphs as PyTorch and tf2onnx export them — `Conv` (grouped,
 //!   depthwise, dilated), `BatchNormalization`, `MaxPool` / `AveragePool` /
 //!   `GlobalAveragePool`, `Gemm` / `MatMul` + `Add`, `Relu` / `Clip` / `Sigmoid` / `Tanh` /
@@ -17,8 +17,14 @@
 //!   `Reshape` (PyTorch's runtime `Shape -> Gather -> Unsqueeze -> Concat -> Reshape` flatten is
 //!   constant-folded), `Transpose` (layout only), `Softmax` / `LogSoftmax` — into an
 //!   [`xai_models::Network`] of our own layers (fast, and differentiable for the white-box
-//!   methods); **tract** (tract-onnx) runs any other graph, outputs only. [`Backend::Auto`]
-//!   imports when it can and reports why not otherwise ([`OnnxModel::fallback_reason`]).
+//!   methods); the **graph engine** ([`xai_graph`]: N-D tensors, ~100 operators with their
+//!   gradients, the tier for dynamo exports, vision transformers and the ONNX model zoo) runs
+//!   the graphs the importer declines; **tract** (tract-onnx) runs any other graph, outputs
+//!   only. [`Backend::Auto`] tries them in that order and reports why an engine declined
+//!   ([`OnnxModel::fallback_reason`]).
+//! * Loading reads weights kept in external data files (`location` / `offset` / `length`,
+//!   inside the model's folder) and takes symbolic or dynamic dimensions (any batch symbol;
+//!   height and width from [`OnnxOptions::input_shape`]).
 //! * [`to_onnx`] / [`save_onnx`] — write a `Network` as an ONNX model (opset 13, dynamic batch),
 //!   optionally with an NHWC input, an input scale, or another output kind ([`ExportOptions`]).
 //! * [`OnnxError`] — typed errors: missing file, bytes that are not ONNX, an input shape that does

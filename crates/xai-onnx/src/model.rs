@@ -49,7 +49,7 @@ enum Inner {
     },
     /// The general graph engine; the input transform and the conversion to probabilities are
     /// nodes of its graph.
-    Graph(GraphModel),
+    Graph(Box<GraphModel>),
     Tract {
         runner: TractRunner,
         /// Output conversion to probabilities: none, softmax or exp.
@@ -222,7 +222,7 @@ impl ValidOnnxOptions {
                 let imp = import(proto, self, &input.name, fixed_batch)?;
                 inner = Some(self.imported_inner(imp, model_output_kind)?);
             }
-            Backend::Graph => inner = Some(Inner::Graph(graph_engine()?)),
+            Backend::Graph => inner = Some(Inner::Graph(Box::new(graph_engine()?))),
             Backend::Auto => {
                 match import(proto, self, &input.name, fixed_batch) {
                     Ok(imp) => inner = Some(self.imported_inner(imp, model_output_kind)?),
@@ -231,7 +231,7 @@ impl ValidOnnxOptions {
                 }
                 if inner.is_none() {
                     match graph_engine() {
-                        Ok(m) => inner = Some(Inner::Graph(m)),
+                        Ok(m) => inner = Some(Inner::Graph(Box::new(m))),
                         Err(e) if declined(&e) => reasons.push(format!("the graph engine: {e}")),
                         Err(e) => return Err(e),
                     }

@@ -4,7 +4,7 @@
 //! cargo run --release -p xai-shap --example tabular -- --model <file.onnx> \
 //!     --background <file.csv> --explain <file.csv> [--nsamples N] [--kmeans K] [--seed S] \
 //!     [--estimator default|shap] [--l1-reg none|aic|bic|num_features(k)|<alpha>|auto] \
-//!     [--batch-size B] [--backend auto|import|tract] --out <file.json>
+//!     [--batch-size B] [--backend auto|import|graph|tract] --out <file.json>
 //! ```
 //!
 //! CSV files have a header row of feature names. Writes, per explained row, the SHAP values per
@@ -95,7 +95,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let usage = "usage: tabular --model <file.onnx> --background <file.csv> --explain <file.csv> \
                  [--nsamples N] [--kmeans K] [--seed S] [--estimator default|shap] \
                  [--l1-reg none|aic|bic|auto|num_features(k)|<alpha>] [--batch-size B] \
-                 [--backend auto|import|tract] --out <file.json>";
+                 [--backend auto|import|graph|tract] --out <file.json>";
     let (Some(model_path), Some(bg_path), Some(ex_path), Some(out_path)) =
         (model, background, explain, out)
     else {

@@ -229,7 +229,7 @@ fn check_weight(geom: &Geometry, w: &[usize]) -> OpResult<()> {
     } else {
         w.len() == 4 && w[2] == geom.kernel.0 && w[3] == geom.kernel.1
     };
-    if w.len() != rank || !kernel_ok || w[0] == 0 || w[1] == 0 || w[0] % geom.group != 0 {
+    if w.len() != rank || !kernel_ok || w[0] == 0 || w[1] == 0 || !w[0].is_multiple_of(geom.group) {
         return Err(OpError(format!(
             "the weight has shape {w:?}, expected rank {rank} [M, C/group, {}] with M a multiple of group = {}",
             if geom.one_d { format!("{}", geom.kernel.1) } else { format!("{}, {}", geom.kernel.0, geom.kernel.1) },
@@ -495,8 +495,8 @@ impl Operator for Conv {
 }
 
 fn reshape_like(a: ArrayD<f32>, shape: &[usize]) -> OpResult<ArrayD<f32>> {
-    Ok(a.into_shape_with_order(IxDyn(shape))
-        .map_err(|e| OpError(e.to_string()))?)
+    a.into_shape_with_order(IxDyn(shape))
+        .map_err(|e| OpError(e.to_string()))
 }
 
 /// `ConvTranspose` (2-D): `y[n, o, ih·s − pad + kh·d, iw·s − pad + kw·d] += x[n, i, ih, iw] ·

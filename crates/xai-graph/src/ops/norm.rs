@@ -634,7 +634,8 @@ mod tests {
         let refs: Vec<Option<&Value>> = ins.iter().map(Some).collect();
         let y = op.forward(&refs).unwrap().remove(0).to_f32_vec();
         let k = 1;
-        let i = (0 * 3 + k) * 4 + 2;
+        // Sample 0, channel k, position 2.
+        let i = k * 4 + 2;
         let expect =
             gamma[k] * (x.as_slice().unwrap()[i] - mean[k]) / (var[k] + 1e-5).sqrt() + beta[k];
         assert!((y[i] - expect).abs() < 1e-6);

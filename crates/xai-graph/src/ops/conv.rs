@@ -418,6 +418,7 @@ impl Operator for Conv {
         let (n, c, h, w) = x4.dim();
         let net = self.network(inputs, c, h, w)?;
         let shape = self.output_shape(geom.one_d, &net, n)?;
+        crate::ops::shape::checked_elements(&shape, "the convolution's output")?;
         let y = if n == 0 {
             Array2::zeros((0, shape[1..].iter().product()))
         } else {
@@ -726,6 +727,10 @@ impl Operator for ConvTranspose {
             }
         }
         let (kh_n, kw_n) = geom.kernel;
+        crate::ops::shape::checked_elements(
+            &[t.n, t.m, t.oh, t.ow],
+            "the transposed convolution's output",
+        )?;
         let xs = x.as_slice().expect("standard layout");
         let ws = wt.as_slice().expect("standard layout");
         let plane = t.oh * t.ow;

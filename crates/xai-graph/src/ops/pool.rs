@@ -320,6 +320,9 @@ impl Operator for Pool {
             .as_standard_layout()
             .into_owned();
         let g = self.geometry(&x)?;
+        // Pads read from a file can make the output far larger than the input: bounded
+        // before anything is allocated.
+        crate::ops::shape::checked_elements(&[g.n, g.c, g.h.out, g.w.out], "the pooled output")?;
         let xs = x.as_slice().expect("standard layout");
         let in_plane = g.h.size * g.w.size;
         let out_plane = g.h.out * g.w.out;
@@ -525,6 +528,15 @@ mod tests {
         assert_eq!(out[0].to_f32_vec(), vec![4.0, 8.0]);
         assert_eq!(out[1].to_i64_vec("i").unwrap(), vec![1, 6]);
         assert!(build(&NodeSpec::new("MaxPool", Attrs::new(), 1)).is_err());
+        // Pads that would make an output of 2^34 values are refused before allocating.
+        let huge = Attrs::new()
+            .with("kernel_shape", Attr::Ints(vec![1, 1]))
+            .with("pads", Attr::Ints(vec![65536; 4]));
+        let op = build(&NodeSpec::new("MaxPool", huge, 1)).unwrap();
+        let e = op
+            .forward(&[Some(&Value::F32(ArrayD::zeros(IxDyn(&[1, 1, 2, 2]))))])
+            .unwrap_err();
+        assert!(e.0.contains("more than"), "{e}");
         let big = Attrs::new().with("kernel_shape", Attr::Ints(vec![5, 5]));
         let op = build(&NodeSpec::new("MaxPool", big, 1)).unwrap();
         assert!(op

@@ -509,3 +509,70 @@ fn every_opset_form_imports_and_agrees_with_onnxruntime() {
         assert_close(&yt, &want, 1e-5, &format!("{name} on tract vs onnxruntime"));
     }
 }
+
+/// Per-channel normalization ([`OnnxOptions::normalize`]) on every engine: predictions on pixels
+/// `x` equal the plain model's on `(x * scale + offset - mean) / std`, and input gradients are
+/// the plain model's gradient divided by the channel's std (times the scale).
+#[test]
+fn per_channel_normalization_is_the_models_input_transform_on_every_engine() {
+    let mean = [0.485f32, 0.456, 0.406];
+    let std = [0.229f32, 0.224, 0.225];
+    let (scale, offset) = (2.0f32, -0.25f32);
+    for f in [&FIXTURES[1], &FIXTURES[2]] {
+        let (x, _) = io(f);
+        let normalized = {
+            let mut z = x.clone();
+            for (c, mut plane) in z.axis_iter_mut(ndarray::Axis(1)).enumerate() {
+                plane.mapv_inplace(|v| (v * scale + offset - mean[c]) / std[c]);
+            }
+            z
+        };
+        for backend in [Backend::Import, Backend::Graph, Backend::Tract] {
+            let plain = load(f, backend);
+            let with = OnnxOptions::new()
+                .input_shape(f.shape)
+                .backend(backend)
+                .input_scale(scale)
+                .input_offset(offset)
+                .normalize(mean, std)
+                .check()
+                .unwrap()
+                .load(path(f.name, "onnx"))
+                .unwrap();
+            assert!(
+                with.describe().contains("normalized"),
+                "{}",
+                with.describe()
+            );
+            let y = with.predict(x.view().into_dyn()).unwrap();
+            let want = plain.predict(normalized.view().into_dyn()).unwrap();
+            assert_close(&y, &want, 1e-5, &format!("{} on {backend:?}", f.name));
+            if backend == Backend::Tract {
+                continue;
+            }
+            let w = Array2::from_shape_fn(y.raw_dim(), |(i, j)| (i + 2 * j) as f32 - 1.5);
+            let g = with.input_gradient(x.view().into_dyn(), w.view()).unwrap();
+            let mut g_plain = plain
+                .input_gradient(normalized.view().into_dyn(), w.view())
+                .unwrap();
+            for (c, mut plane) in g_plain.axis_iter_mut(ndarray::Axis(1)).enumerate() {
+                plane.mapv_inplace(|v| v * scale / std[c]);
+            }
+            for (a, b) in g.iter().zip(&g_plain) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{}: {a} vs {b}",
+                    f.name
+                );
+            }
+        }
+    }
+    // One value per channel, finite, std > 0; images only.
+    let bad = |o: OnnxOptions| o.check().unwrap_err().to_string();
+    let shaped = OnnxOptions::new().input_shape([3, 4, 4]);
+    assert!(bad(shaped.clone().normalize([0.5, 0.5], std)).contains("one value per channel"));
+    assert!(bad(shaped.clone().normalize(mean, [0.2, 0.0, 0.2])).contains("greater than 0"));
+    assert!(bad(shaped.clone().normalize([f32::NAN, 0.0, 0.0], std)).contains("finite"));
+    assert!(bad(OnnxOptions::new().input_features(3).normalize(mean, std)).contains("features"));
+    assert!(shaped.imagenet_normalization().check().is_ok());
+}

@@ -312,9 +312,19 @@ pub(crate) fn graph_model(
     let api = "xai::input";
     b = b.input(api);
     let mut current = api.to_string();
-    let (scale, offset) = (opts.input_scale(), opts.input_offset());
-    if scale != 1.0 {
-        b = b.constant("xai::scale", scalar(scale)).node(simple_node(
+    let affine = opts.channel_affine();
+    // One scale and offset for every value, or one per channel ([1, c, 1, 1] constants).
+    let (scale, offset) = match affine.uniform() {
+        Some((s, o)) => (scalar(s), scalar(o)),
+        None => {
+            let c = affine.scale.len();
+            let per_channel =
+                |v: &[f32]| Value::F32(ArrayD::from_shape_fn(IxDyn(&[1, c, 1, 1]), |i| v[i[1]]));
+            (per_channel(&affine.scale), per_channel(&affine.offset))
+        }
+    };
+    if affine.scale.iter().any(|s| *s != 1.0) {
+        b = b.constant("xai::scale", scale).node(simple_node(
             "Mul",
             "xai::input_scale",
             &[&current, "xai::scale"],
@@ -323,8 +333,8 @@ pub(crate) fn graph_model(
         ));
         current = "xai::scaled".into();
     }
-    if offset != 0.0 {
-        b = b.constant("xai::offset", scalar(offset)).node(simple_node(
+    if affine.offset.iter().any(|o| *o != 0.0) {
+        b = b.constant("xai::offset", offset).node(simple_node(
             "Add",
             "xai::input_offset",
             &[&current, "xai::offset"],

@@ -63,7 +63,9 @@ mod tract_ops;
 pub use error::{OnnxError, Result};
 pub use export::{save_onnx, to_onnx, to_onnx_bytes, ExportOptions, EXPORT_OPSET};
 pub use model::OnnxModel;
-pub use options::{Backend, Engine, Layout, OnnxOptions, OutputKind, ValidOnnxOptions};
+pub use options::{
+    Backend, Engine, Layout, OnnxOptions, OutputKind, ValidOnnxOptions, IMAGENET_MEAN, IMAGENET_STD,
+};
 pub use proto::{declared_input, DeclaredInput, MAX_FIXED_BATCH, MAX_FIXED_BATCH_VALUES};
 /// tract-onnx's protobuf types of the ONNX format (`ModelProto`, ...), as [`to_onnx`] returns.
 pub use tract_onnx::pb;

@@ -14,7 +14,7 @@ use xai_models::{NamedLayer, Network};
 use crate::error::{OnnxError, Result};
 use crate::graph_engine::{graph_model, OutputMap};
 use crate::import::{import, Head, Imported};
-use crate::options::{Backend, Engine, Layout, OutputKind, ValidOnnxOptions};
+use crate::options::{Backend, ChannelAffine, Engine, Layout, OutputKind, ValidOnnxOptions};
 use crate::proto::{check_input, decode_model, graph, graph_input, read_model};
 use crate::tract_backend::TractRunner;
 use xai_graph::GraphModel;
@@ -23,7 +23,9 @@ use xai_graph::GraphModel;
 /// features `[n, n_features]`, see [`crate::OnnxOptions::input_features`]), and a
 /// [`DifferentiableModel`] when the importer could read it ([`Engine::Imported`]).
 ///
-/// Inputs go through `x * input_scale + input_offset` and, for an NHWC model, a transpose; the
+/// Inputs go through `x * input_scale + input_offset`, the per-channel normalization
+/// `(· - mean[c]) / std[c]` when one is set ([`crate::OnnxOptions::normalize`]) and, for an NHWC
+/// model, a transpose; the
 /// outputs are the model's, or probabilities when [`crate::OnnxOptions::probabilities`] was
 /// set ([`OnnxModel::output_kind`] says which).
 #[derive(Debug)]
@@ -44,8 +46,7 @@ enum Inner {
         net: Network,
         head: Head,
         /// Input transform, the options' and the graph's own scaling combined.
-        scale: f32,
-        offset: f32,
+        affine: ChannelAffine,
     },
     /// The general graph engine; the input transform and the conversion to probabilities are
     /// nodes of its graph.
@@ -314,8 +315,7 @@ impl ValidOnnxOptions {
         Ok(Inner::Imported {
             net,
             head,
-            scale: pre_scale * self.input_scale,
-            offset: pre_scale * self.input_offset + pre_offset,
+            affine: self.channel_affine().then(pre_scale, pre_offset),
         })
     }
 }
@@ -361,6 +361,9 @@ impl OnnxModel {
             self.n_outputs,
             self.output_kind
         );
+        if let Some((mean, std)) = self.options.normalization() {
+            s.push_str(&format!(", normalized by mean {mean:?} and std {std:?}"));
+        }
         if let Some(r) = &self.fallback_reason {
             s.push_str(&format!("; the importer declined it: {r}"));
         }
@@ -410,25 +413,18 @@ impl OnnxModel {
         .into()
     }
 
-    /// `x * scale + offset` as a new array (a copy even when the map is the identity).
     /// The imported network, its head and input scale, the batch size and the batch scaled as the
     /// network expects, or an error for a tract-run model or a batch of the wrong shape.
     fn imported_input(
         &self,
         x: &ArrayViewD<'_, f32>,
-    ) -> xai_core::Result<(&Network, &Head, f32, usize, ArrayD<f32>)> {
-        let Inner::Imported {
-            net,
-            head,
-            scale,
-            offset,
-        } = &self.inner
-        else {
+    ) -> xai_core::Result<(&Network, &Head, &ChannelAffine, usize, ArrayD<f32>)> {
+        let Inner::Imported { net, head, affine } = &self.inner else {
             return Err(self.not_differentiable());
         };
         let n = check_batch("input", x, &self.input_shape)?;
-        let xt = self.network_shape_batch(Self::transformed(x, *scale, *offset), n)?;
-        Ok((net, head, *scale, n, xt))
+        let xt = self.network_shape_batch(affine.apply(x), n)?;
+        Ok((net, head, affine, n, xt))
     }
 
     /// A batch in the network's `[n, c, h, w]` shape: rows of features `[n, f]` become
@@ -455,30 +451,22 @@ impl OnnxModel {
         }
     }
 
-    fn transformed(x: &ArrayViewD<'_, f32>, scale: f32, offset: f32) -> ArrayD<f32> {
-        if scale == 1.0 && offset == 0.0 {
-            x.to_owned()
-        } else {
-            x.mapv(|v| v * scale + offset)
-        }
-    }
-
     fn run_tract(
         &self,
         runner: &TractRunner,
         x: &ArrayViewD<'_, f32>,
         n: usize,
     ) -> Result<Array2<f32>> {
-        let (scale, offset) = (self.options.input_scale(), self.options.input_offset());
+        let xt = self.options.channel_affine().apply(x);
         let data: Vec<f32> = match (self.options.input_features(), self.options.layout()) {
-            (Some(_), _) | (None, Layout::Nchw) => x.iter().map(|&v| v * scale + offset).collect(),
-            (None, Layout::Nhwc) => x
+            (Some(_), _) | (None, Layout::Nchw) => xt.iter().copied().collect(),
+            (None, Layout::Nhwc) => xt
                 .view()
                 .into_dimensionality::<Ix4>()
                 .map_err(|e| CoreError::Model(e.to_string()))?
                 .permuted_axes([0, 2, 3, 1])
                 .iter()
-                .map(|&v| v * scale + offset)
+                .copied()
                 .collect(),
         };
         if n == 0 {
@@ -507,20 +495,13 @@ impl Predictor for OnnxModel {
     fn predict(&self, x: ArrayViewD<'_, f32>) -> xai_core::Result<Array2<f32>> {
         let n = check_batch("input", &x, &self.input_shape)?;
         match &self.inner {
-            Inner::Imported {
-                net,
-                head,
-                scale,
-                offset,
-            } => {
-                let z =
-                    if *scale == 1.0 && *offset == 0.0 && self.options.input_features().is_none() {
-                        net.predict(x)?
-                    } else {
-                        let xt =
-                            self.network_shape_batch(Self::transformed(&x, *scale, *offset), n)?;
-                        net.predict(xt.view())?
-                    };
+            Inner::Imported { net, head, affine } => {
+                let z = if affine.is_identity() && self.options.input_features().is_none() {
+                    net.predict(x)?
+                } else {
+                    let xt = self.network_shape_batch(affine.apply(&x), n)?;
+                    net.predict(xt.view())?
+                };
                 Ok(head.forward(z))
             }
             Inner::Graph(m) => m.predict(x),
@@ -546,7 +527,7 @@ impl DifferentiableModel for OnnxModel {
         if let Inner::Graph(m) = &self.inner {
             return m.input_gradient(x, output_weights);
         }
-        let (net, head, scale, n, xt) = self.imported_input(&x)?;
+        let (net, head, affine, n, xt) = self.imported_input(&x)?;
         if output_weights.dim() != (n, self.n_outputs) {
             return Err(CoreError::shape(
                 "output weights",
@@ -562,9 +543,7 @@ impl DifferentiableModel for OnnxModel {
             }
         };
         let mut grad = self.api_shape_gradient(net.input_gradient(xt.view(), g.view())?)?;
-        if scale != 1.0 {
-            grad.mapv_inplace(|v| v * scale);
-        }
+        affine.pull_back(&mut grad);
         Ok(grad)
     }
 
@@ -576,7 +555,7 @@ impl DifferentiableModel for OnnxModel {
         if let Inner::Graph(m) = &self.inner {
             return m.predict_and_input_gradient(x, output_weights);
         }
-        let (net, head, scale, _, xt) = self.imported_input(&x)?;
+        let (net, head, affine, _, xt) = self.imported_input(&x)?;
         // One forward pass of the network: the pullback maps its outputs z through the head,
         // asks the caller for weights on the head's outputs and pulls them back to z.
         let mut outputs = None;
@@ -597,9 +576,7 @@ impl DifferentiableModel for OnnxModel {
         let outputs =
             outputs.ok_or_else(|| CoreError::Model("the network returned no outputs".into()))?;
         let mut grad = self.api_shape_gradient(grad)?;
-        if scale != 1.0 {
-            grad.mapv_inplace(|v| v * scale);
-        }
+        affine.pull_back(&mut grad);
         Ok((outputs, grad))
     }
 

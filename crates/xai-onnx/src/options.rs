@@ -162,6 +162,77 @@ impl FromStr for Backend {
     }
 }
 
+/// ImageNet's per-channel mean of RGB pixels in [0, 1] (torchvision's `Normalize` constants).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's per-channel standard deviation of RGB pixels in [0, 1].
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// An affine input transform per channel (axis 1 of a batch `[n, c, ...]`): `x * scale[c] +
+/// offset[c]`; a single entry applies to every value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ChannelAffine {
+    pub(crate) scale: Vec<f32>,
+    pub(crate) offset: Vec<f32>,
+}
+
+impl ChannelAffine {
+    /// Whether the transform leaves every value as it is.
+    pub(crate) fn is_identity(&self) -> bool {
+        self.scale.iter().all(|s| *s == 1.0) && self.offset.iter().all(|o| *o == 0.0)
+    }
+
+    /// `(scale, offset)` when every channel has the same map.
+    pub(crate) fn uniform(&self) -> Option<(f32, f32)> {
+        let (s, o) = (*self.scale.first()?, *self.offset.first()?);
+        (self.scale.iter().all(|v| *v == s) && self.offset.iter().all(|v| *v == o))
+            .then_some((s, o))
+    }
+
+    /// `self` followed by `y -> y * scale + offset`: `(x * a + b) * scale + offset`.
+    pub(crate) fn then(&self, scale: f32, offset: f32) -> ChannelAffine {
+        ChannelAffine {
+            scale: self.scale.iter().map(|a| a * scale).collect(),
+            offset: self.offset.iter().map(|b| b * scale + offset).collect(),
+        }
+    }
+
+    /// The transformed batch (a copy even for the identity).
+    pub(crate) fn apply(&self, x: &ndarray::ArrayViewD<'_, f32>) -> ndarray::ArrayD<f32> {
+        let mut y = x.to_owned();
+        self.for_each_channel(&mut y, |v, s, o| *v = *v * s + o);
+        y
+    }
+
+    /// Multiplies a gradient with respect to the transformed batch by the scales: the gradient
+    /// with respect to the caller's batch.
+    pub(crate) fn pull_back(&self, g: &mut ndarray::ArrayD<f32>) {
+        if self.scale.iter().all(|s| *s == 1.0) {
+            return;
+        }
+        self.for_each_channel(g, |v, s, _| *v *= s);
+    }
+
+    fn for_each_channel(&self, y: &mut ndarray::ArrayD<f32>, f: impl Fn(&mut f32, f32, f32)) {
+        match self.uniform() {
+            Some((s, o)) => y.iter_mut().for_each(|v| f(v, s, o)),
+            None => {
+                if y.ndim() < 2 {
+                    return;
+                }
+                for mut sample in y.axis_iter_mut(ndarray::Axis(0)) {
+                    for (c, mut plane) in sample.axis_iter_mut(ndarray::Axis(0)).enumerate() {
+                        let (s, o) = (
+                            self.scale[c % self.scale.len()],
+                            self.offset[c % self.offset.len()],
+                        );
+                        plane.iter_mut().for_each(|v| f(v, s, o));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// How to feed an ONNX classifier or regressor and read its outputs.
 ///
 /// Samples are images `[channels, height, width]` ([`OnnxOptions::input_shape`]) or rows of
@@ -177,6 +248,7 @@ pub struct OnnxOptions {
     layout: Layout,
     input_scale: f32,
     input_offset: f32,
+    normalization: Option<(Vec<f32>, Vec<f32>)>,
     output_kind: Option<OutputKind>,
     probabilities: bool,
     backend: Backend,
@@ -190,6 +262,7 @@ impl Default for OnnxOptions {
             layout: Layout::Nchw,
             input_scale: 1.0,
             input_offset: 0.0,
+            normalization: None,
             output_kind: None,
             probabilities: false,
             backend: Backend::Auto,
@@ -236,6 +309,23 @@ impl OnnxOptions {
     pub fn input_offset(mut self, offset: f32) -> Self {
         self.input_offset = offset;
         self
+    }
+
+    /// Per-channel normalization after the scaling: channel `c` of the model's input is
+    /// `(x * scale + offset - mean[c]) / std[c]`, as torchvision's `Normalize(mean, std)` after
+    /// `ToTensor()` (callers pass pixels in [0, 1]; see [`OnnxOptions::imagenet_normalization`]).
+    /// One value per channel of the sample shape; gradients and attributions stay in the
+    /// caller's (pixel) space.
+    pub fn normalize(mut self, mean: impl Into<Vec<f32>>, std: impl Into<Vec<f32>>) -> Self {
+        self.normalization = Some((mean.into(), std.into()));
+        self
+    }
+
+    /// [`OnnxOptions::normalize`] with ImageNet's channel statistics (RGB, pixels in [0, 1]):
+    /// mean [`IMAGENET_MEAN`], std [`IMAGENET_STD`], what torchvision's and timm's classifiers
+    /// expect.
+    pub fn imagenet_normalization(self) -> Self {
+        self.normalize(IMAGENET_MEAN, IMAGENET_STD)
     }
 
     /// States what the model outputs, overriding what the graph's last node suggests.
@@ -301,6 +391,37 @@ impl OnnxOptions {
                 "a finite number",
             ));
         }
+        if let Some((mean, std)) = &self.normalization {
+            let channels = match self.input_shape {
+                SampleShape::Image([c, _, _]) => c,
+                SampleShape::Features(_) => {
+                    return Err(OnnxError::option(
+                        "normalize",
+                        "per-channel mean and std",
+                        "image samples: a model on rows of features has no channels",
+                    ))
+                }
+            };
+            for (what, v) in [("normalize (mean)", mean), ("normalize (std)", std)] {
+                if v.len() != channels {
+                    return Err(OnnxError::option(
+                        what,
+                        format!("{} values", v.len()),
+                        format!("one value per channel of the [{channels}, h, w] samples"),
+                    ));
+                }
+            }
+            if let Some(m) = mean.iter().find(|m| !m.is_finite()) {
+                return Err(OnnxError::option("normalize (mean)", m, "finite numbers"));
+            }
+            if let Some(s) = std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+                return Err(OnnxError::option(
+                    "normalize (std)",
+                    s,
+                    "finite numbers greater than 0",
+                ));
+            }
+        }
         if self.tract_threads == Some(0) {
             return Err(OnnxError::option("tract_threads", 0, "at least 1"));
         }
@@ -314,6 +435,7 @@ impl OnnxOptions {
             layout: self.layout,
             input_scale: self.input_scale,
             input_offset: self.input_offset,
+            normalization: self.normalization.clone(),
             output_kind: self.output_kind,
             probabilities: self.probabilities,
             backend: self.backend,
@@ -330,6 +452,7 @@ pub struct ValidOnnxOptions {
     pub(crate) layout: Layout,
     pub(crate) input_scale: f32,
     pub(crate) input_offset: f32,
+    pub(crate) normalization: Option<(Vec<f32>, Vec<f32>)>,
     pub(crate) output_kind: Option<OutputKind>,
     pub(crate) probabilities: bool,
     pub(crate) backend: Backend,
@@ -361,6 +484,33 @@ impl ValidOnnxOptions {
     pub fn input_offset(&self) -> f32 {
         self.input_offset
     }
+    /// The per-channel normalization `(mean, std)`, if any ([`OnnxOptions::normalize`]).
+    pub fn normalization(&self) -> Option<(&[f32], &[f32])> {
+        self.normalization
+            .as_ref()
+            .map(|(m, s)| (m.as_slice(), s.as_slice()))
+    }
+
+    /// The whole input transform as one affine map per channel: the model sees
+    /// `x * scale[c] + offset[c]` in channel `c` (one entry for rows of features or when every
+    /// channel is treated alike).
+    pub(crate) fn channel_affine(&self) -> ChannelAffine {
+        match &self.normalization {
+            None => ChannelAffine {
+                scale: vec![self.input_scale],
+                offset: vec![self.input_offset],
+            },
+            Some((mean, std)) => ChannelAffine {
+                scale: std.iter().map(|s| self.input_scale / s).collect(),
+                offset: mean
+                    .iter()
+                    .zip(std)
+                    .map(|(m, s)| (self.input_offset - m) / s)
+                    .collect(),
+            },
+        }
+    }
+
     /// The stated output kind, if any.
     pub fn output_kind(&self) -> Option<OutputKind> {
         self.output_kind

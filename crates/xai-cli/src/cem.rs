@@ -193,7 +193,7 @@ pub fn run(a: &CemArgs) -> Result<()> {
                 sample.source, range.0, range.1
             )));
         }
-        let mut out = s.reporter.input(sample, names)?;
+        let mut out = s.output(sample)?;
         let mut explanations = Vec::new();
         for cem in &explainers {
             let mode = cem.params().mode();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::Result;
-use crate::inputs::{Fit, ImageSpec};
+use crate::inputs::{first_image_hw, ChannelOrder, Fit, ImageSpec, Preprocess};
 use crate::model::{LoadedModel, ModelArgs};
 use crate::output::Reporter;
 use crate::progress::Progress;
@@ -61,9 +61,31 @@ pub struct CommonArgs {
     /// Invert images (p -> 255 - p), e.g. dark digits on white paper for an MNIST model.
     #[arg(long)]
     pub invert: bool,
-    /// Class names for figures and summaries, in class order, comma-separated.
-    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
-    pub class_names: Option<Vec<String>>,
+    /// Resize images so that their shorter side has this many pixels, keeping the aspect ratio
+    /// (bilinear with antialiasing, torchvision's `Resize(n)`), before --crop.
+    #[arg(long, value_name = "PIXELS", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub resize: Option<u32>,
+    /// Centre crop `HxW` (or `N` for N x N) after --resize, torchvision's `CenterCrop`: the
+    /// attributions are drawn and saved on the cropped image the model sees. Sets the input size
+    /// of a model whose height and width are dynamic.
+    #[arg(long, value_name = "HxW", value_parser = parse_crop)]
+    pub crop: Option<[u32; 2]>,
+    /// The channel order of a 3-channel model's input.
+    #[arg(long, value_enum, default_value_t = ChannelOrder::Rgb)]
+    pub channel_order: ChannelOrder,
+    /// Preprocessing presets: `imagenet` is --resize 256 --crop 224 --mean 0.485,0.456,0.406
+    /// --std 0.229,0.224,0.225, RGB (torchvision's and timm's classifiers); flags given as well
+    /// override the preset's.
+    #[arg(long, value_enum, value_name = "PRESET")]
+    pub preset: Option<Preset>,
+    /// Class names for figures and summaries, in class order: a text file with one name per line
+    /// (e.g. ImageNet's 1,000 labels), or the names comma-separated.
+    #[arg(long, value_name = "FILE|NAMES")]
+    pub class_names: Option<String>,
+    /// How many of the model's top classes the summaries and JSON report (with their scores and
+    /// names), and the classes `xai shap` explains when --labels is not given.
+    #[arg(long, default_value_t = 1, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    pub top_k: u32,
     /// Print one JSON object per input (input, out_dir, prediction, score, files, result)
     /// instead of a line of text.
     #[arg(long)]
@@ -71,6 +93,79 @@ pub struct CommonArgs {
     /// No progress bars (they are also off when stderr is not a terminal).
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Preprocessing presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// Resize 256, centre crop 224, ImageNet mean and std, RGB.
+    Imagenet,
+}
+
+fn parse_crop(s: &str) -> std::result::Result<[u32; 2], String> {
+    let dims: Vec<&str> = s.split(['x', 'X', ',']).map(str::trim).collect();
+    let n: Vec<u32> = dims
+        .iter()
+        .map(|d| d.parse::<u32>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| format!("`{s}` is not a crop size: expected HxW or N, e.g. 224x224"))?;
+    match n.as_slice() {
+        [n] if *n > 0 => Ok([*n, *n]),
+        [h, w] if *h > 0 && *w > 0 => Ok([*h, *w]),
+        _ => Err(format!(
+            "`{s}` is not a crop size: expected HxW or N with sizes >= 1, e.g. 224x224"
+        )),
+    }
+}
+
+/// Reads `--class-names`: a file of one name per line (blank lines at the end ignored), or a
+/// comma-separated list; `n_outputs` names are expected.
+pub fn read_class_names(spec: &str, n_outputs: usize) -> Result<Vec<String>> {
+    let path = std::path::Path::new(spec);
+    let (names, what): (Vec<String>, String) = if path.is_file() {
+        let bytes = std::fs::read(path).map_err(|e| {
+            crate::error::usage(format!(
+                "--class-names {}: cannot read it ({e})",
+                path.display()
+            ))
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            crate::error::usage(format!(
+                "--class-names {}: not a UTF-8 text file (one class name per line expected)",
+                path.display()
+            ))
+        })?;
+        let mut lines: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
+        while lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        if let Some(i) = lines.iter().position(|l| l.is_empty()) {
+            return Err(crate::error::usage(format!(
+                "--class-names {}: line {} is empty (one class name per line expected)",
+                path.display(),
+                i + 1
+            )));
+        }
+        (lines, path.display().to_string())
+    } else if path.is_dir() {
+        return Err(crate::error::usage(format!(
+            "--class-names {}: a folder, not a file of class names",
+            path.display()
+        )));
+    } else {
+        (
+            spec.split(',').map(|n| n.trim().to_string()).collect(),
+            "the list".into(),
+        )
+    };
+    if names.len() != n_outputs {
+        return Err(crate::error::usage(format!(
+            "--class-names: {what} has {} class names, the model has {n_outputs} outputs \
+             (one name per output, in class order)",
+            names.len()
+        )));
+    }
+    Ok(names)
 }
 
 /// What every method starts from.
@@ -85,14 +180,31 @@ pub struct Session {
     pub progress: Progress,
     /// Class names, if given.
     pub class_names: Option<Vec<String>>,
+    /// How many top classes to report.
+    pub top_k: usize,
 }
 
 impl CommonArgs {
     /// Loads the model and prepares the output folder.
     pub fn session(&self, outputs: crate::model::Outputs) -> Result<Session> {
         let progress = Progress::new(self.quiet);
+        let prep = self.preprocess();
+        let mut model_args = self.model.clone();
+        if self.preset == Some(Preset::Imagenet) {
+            model_args
+                .mean
+                .get_or_insert_with(|| xai_onnx::IMAGENET_MEAN.to_vec());
+            model_args
+                .std
+                .get_or_insert_with(|| xai_onnx::IMAGENET_STD.to_vec());
+        }
+        // A model with dynamic height and width takes the crop's size, or the first image's.
+        model_args.image_hw = prep
+            .crop
+            .map(|[h, w]| [h as usize, w as usize])
+            .or_else(|| first_image_hw(&self.input, &prep));
         let spinner = progress.spinner("loading the model");
-        let model = self.model.load(outputs)?;
+        let model = model_args.load(outputs)?;
         spinner.finish_and_clear();
         if progress.enabled() {
             // Only where bars are drawn: redirected stderr holds nothing but errors.
@@ -103,6 +215,11 @@ impl CommonArgs {
             pixels: model.pixels,
             fit: self.fit,
             invert: self.invert,
+            prep,
+        };
+        let class_names = match &self.class_names {
+            Some(spec) => Some(read_class_names(spec, model.n_outputs())?),
+            None => None,
         };
         let reporter = Reporter::new(self.out.clone(), self.json)?;
         Ok(Session {
@@ -110,8 +227,32 @@ impl CommonArgs {
             spec,
             reporter,
             progress,
-            class_names: self.class_names.clone(),
+            class_names,
+            top_k: self.top_k as usize,
         })
+    }
+
+    /// The resize, crop and channel order, the preset's where no flag is given.
+    pub fn preprocess(&self) -> Preprocess {
+        let imagenet = self.preset == Some(Preset::Imagenet);
+        Preprocess {
+            resize_shorter: self.resize.or(imagenet.then_some(256)),
+            crop: self.crop.or(imagenet.then_some([224, 224])),
+            channel_order: self.channel_order,
+        }
+    }
+}
+
+impl Session {
+    /// Starts one input's output (its folder) and records the model's top classes for it.
+    pub fn output<'a>(
+        &'a self,
+        sample: &crate::inputs::Sample,
+    ) -> Result<crate::output::InputOutput<'a>> {
+        let mut out = self.reporter.input(sample, self.class_names.as_deref())?;
+        let outputs = self.model.predict_one(sample.x.view())?;
+        out.set_top(&outputs, self.top_k);
+        Ok(out)
     }
 }
 

@@ -23,6 +23,89 @@ pub enum Fit {
     Reject,
 }
 
+/// The order of a 3-channel model's input channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ChannelOrder {
+    /// Red, green, blue (torchvision, timm, Keras applications).
+    #[default]
+    Rgb,
+    /// Blue, green, red (OpenCV-trained and Caffe-era models).
+    Bgr,
+}
+
+/// Photo preprocessing before the model's size is fitted, as torchvision's
+/// `Resize(shorter side)` then `CenterCrop(h, w)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Preprocess {
+    /// Resize so that the shorter side has this many pixels (aspect ratio kept, bilinear with
+    /// antialiasing).
+    pub resize_shorter: Option<u32>,
+    /// Centre crop `[height, width]` after the resize.
+    pub crop: Option<[u32; 2]>,
+    /// Channel order of a 3-channel model.
+    pub channel_order: ChannelOrder,
+}
+
+impl Preprocess {
+    /// The `[height, width]` an image of `width x height` pixels has after the resize and the
+    /// crop (the crop's size when one is given).
+    pub fn output_hw(&self, width: u32, height: u32) -> [usize; 2] {
+        if let Some([h, w]) = self.crop {
+            return [h as usize, w as usize];
+        }
+        let (w, h) = match self.resize_shorter {
+            Some(side) => shorter_side_size(width, height, side),
+            None => (width, height),
+        };
+        [h as usize, w as usize]
+    }
+
+    /// Applies the resize and the crop to a decoded image; `path` names it in errors.
+    fn apply(&self, img: image::DynamicImage, path: &Path) -> Result<image::DynamicImage> {
+        let img = match self.resize_shorter {
+            Some(side) => {
+                let (w, h) = shorter_side_size(img.width(), img.height(), side);
+                img.resize_exact(w, h, FilterType::Triangle)
+            }
+            None => img,
+        };
+        match self.crop {
+            None => Ok(img),
+            Some([ch, cw]) => {
+                let (w, h) = (img.width(), img.height());
+                if ch > h || cw > w {
+                    return Err(usage(format!(
+                        "{}: the image is {w}x{h} pixels{}, smaller than the {cw}x{ch} crop \
+                         (resize it first with --resize)",
+                        path.display(),
+                        if self.resize_shorter.is_some() {
+                            " after --resize"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+                // torchvision's CenterCrop: int(round((h - ch) / 2)), Python's round (ties to
+                // even).
+                let top = ((h - ch) as f64 / 2.0).round_ties_even() as u32;
+                let left = ((w - cw) as f64 / 2.0).round_ties_even() as u32;
+                Ok(img.crop_imm(left, top, cw, ch))
+            }
+        }
+    }
+}
+
+/// The `(width, height)` of a `width x height` image whose shorter side is resized to `side`:
+/// torchvision's `Resize(side)`, the longer side `int(side * long / short)`.
+fn shorter_side_size(width: u32, height: u32, side: u32) -> (u32, u32) {
+    let long = |l: u32, s: u32| ((side as u64 * l as u64) / s.max(1) as u64).max(1) as u32;
+    if width <= height {
+        (side, long(height, width))
+    } else {
+        (long(width, height), side)
+    }
+}
+
 /// How images become model inputs.
 #[derive(Debug, Clone, Copy)]
 pub struct ImageSpec {
@@ -34,6 +117,8 @@ pub struct ImageSpec {
     pub fit: Fit,
     /// Use `1 - p` instead of `p` (dark digits on white paper for an MNIST model).
     pub invert: bool,
+    /// Resize, crop and channel order.
+    pub prep: Preprocess,
 }
 
 /// One input sample.
@@ -252,6 +337,7 @@ pub fn read_image(path: &Path, spec: &ImageSpec) -> Result<Array3<f32>> {
     let img = reader
         .decode()
         .map_err(|e| usage(format!("{}: not a PNG or JPEG image ({e})", path.display())))?;
+    let img = spec.prep.apply(img, path)?;
     let (iw, ih) = (img.width() as usize, img.height() as usize);
     if (ih, iw) != (h, w) && spec.fit == Fit::Reject {
         return Err(usage(format!(
@@ -280,8 +366,9 @@ pub fn read_image(path: &Path, spec: &ImageSpec) -> Result<Array3<f32>> {
             if resize {
                 rgb = image::imageops::resize(&rgb, w as u32, h as u32, FilterType::Triangle);
             }
+            let bgr = spec.prep.channel_order == ChannelOrder::Bgr;
             Ok(Array3::from_shape_fn((3, h, w), |(k, y, x)| {
-                unit(rgb.get_pixel(x as u32, y as u32).0[k])
+                unit(rgb.get_pixel(x as u32, y as u32).0[if bgr { 2 - k } else { k }])
             }))
         }
         _ => Err(usage(format!(
@@ -420,9 +507,65 @@ pub fn read_reference(
     })
 }
 
+/// The size of the first image among `paths` (files or folders) after `prep`, `[h, w]`: the
+/// input size of a model whose height and width are dynamic. `None` when the first input is
+/// not an image (an `.npy` array) or cannot be read (reading it later says why).
+pub fn first_image_hw(paths: &[PathBuf], prep: &Preprocess) -> Option<[usize; 2]> {
+    let first = expand(paths).ok()?.into_iter().next()?;
+    if !IMAGE_EXTENSIONS.contains(&extension(&first).as_str()) {
+        return None;
+    }
+    let (w, h) = image::image_dimensions(&first).ok()?;
+    Some(prep.output_hw(w, h))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resize_and_crop_follow_torchvision() {
+        // Resize(256) of 500x375 (w x h): the shorter side 256, the longer int(256 * 500 / 375).
+        assert_eq!(shorter_side_size(500, 375, 256), (341, 256));
+        assert_eq!(shorter_side_size(375, 500, 256), (256, 341));
+        assert_eq!(shorter_side_size(7, 7, 3), (3, 3));
+        let prep = Preprocess {
+            resize_shorter: Some(256),
+            crop: Some([224, 200]),
+            ..Preprocess::default()
+        };
+        assert_eq!(prep.output_hw(500, 375), [224, 200]);
+        let resize_only = Preprocess {
+            resize_shorter: Some(4),
+            ..Preprocess::default()
+        };
+        assert_eq!(resize_only.output_hw(12, 8), [4, 6]);
+        // The crop's offsets: (5 - 2) / 2 = 1.5 rounds to 2, (4 - 1) / 2 = 1.5 to 2 (ties to
+        // even), as torchvision's CenterCrop.
+        let img = image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(5, 4, |x, y| {
+            image::Luma([(10 * y + x) as u8])
+        }));
+        let crop = Preprocess {
+            crop: Some([1, 2]),
+            ..Preprocess::default()
+        };
+        let c = crop
+            .apply(img.clone(), Path::new("a.png"))
+            .unwrap()
+            .to_luma8();
+        assert_eq!((c.width(), c.height()), (2, 1));
+        assert_eq!(c.get_pixel(0, 0).0[0], 22);
+        let too_big = Preprocess {
+            crop: Some([5, 5]),
+            ..Preprocess::default()
+        };
+        let e = too_big.apply(img, Path::new("a.png")).unwrap_err();
+        assert!(
+            e.one_line().contains("smaller than the 5x5 crop"),
+            "{}",
+            e.one_line()
+        );
+    }
 
     #[test]
     fn names_are_file_safe() {

@@ -142,7 +142,7 @@ pub fn run(a: &L2xArgs) -> Result<()> {
             let e = l2x
                 .explain(s.model.predictor(), x)
                 .map_err(|e| failed_in(format!("explaining {}", sample.source), e))?;
-            let mut out = s.reporter.input(sample, names)?;
+            let mut out = s.output(sample)?;
             out.save(&e, None)?;
             let prediction @ (pred, _) = top(e.data.black_box_outputs.row(0));
             let approx = e.data.approximator_labels.as_ref().map(|l| l[0]);

@@ -39,6 +39,24 @@ pub struct ModelArgs {
     /// read from the graph's last node).
     #[arg(long, value_name = "KIND")]
     pub output: Option<OutputKind>,
+    /// ONNX only: per-channel mean subtracted after the scaling, comma-separated, one per
+    /// channel (torchvision's `Normalize`; e.g. ImageNet's 0.485,0.456,0.406 for pixels in
+    /// [0, 1]). Attributions stay on the image's pixels.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "M,...",
+        allow_negative_numbers = true
+    )]
+    pub mean: Option<Vec<f32>>,
+    /// ONNX only: per-channel standard deviation the centred values are divided by (see --mean;
+    /// ImageNet's 0.229,0.224,0.225).
+    #[arg(long, value_delimiter = ',', value_name = "S,...")]
+    pub std: Option<Vec<f32>>,
+    /// The `[h, w]` of the images, for a model whose height and width are dynamic (set from
+    /// --crop or the first image, not a flag).
+    #[arg(skip)]
+    pub image_hw: Option<[usize; 2]>,
     /// ONNX only: auto (the importer, else the graph engine, else tract), import (our layers:
     /// fast, differentiable), graph (the general graph engine: any operator it reads,
     /// differentiable), or tract (any graph tract runs; outputs only, no gradients).
@@ -97,7 +115,7 @@ pub enum Inner {
     /// method needs class probabilities (as `OnnxOptions::probabilities` does for ONNX files).
     Shipped(ModelKind, Network, bool),
     /// An ONNX model.
-    Onnx(OnnxModel),
+    Onnx(Box<OnnxModel>),
 }
 
 /// A loaded model and how to feed it.
@@ -137,6 +155,12 @@ impl ModelArgs {
         }
         if self.backend.is_some() {
             v.push("--backend");
+        }
+        if self.mean.is_some() {
+            v.push("--mean");
+        }
+        if self.std.is_some() {
+            v.push("--std");
         }
         v
     }
@@ -192,7 +216,7 @@ impl ModelArgs {
         let layout = self.layout.unwrap_or_default();
         let shape = match self.input_shape {
             Some(s) => Some(s),
-            None => declared_input_shape(&path, layout)?,
+            None => declared_input_shape(&path, layout, self.image_hw)?,
         };
         let load = |probabilities: bool| -> Result<OnnxModel> {
             let mut o = OnnxOptions::new()
@@ -213,6 +237,12 @@ impl ModelArgs {
             if let Some(b) = self.backend {
                 o = o.backend(b);
             }
+            match (&self.mean, &self.std) {
+                (Some(m), Some(s)) => o = o.normalize(m.clone(), s.clone()),
+                (Some(m), None) => o = o.normalize(m.clone(), vec![1.0; m.len()]),
+                (None, Some(s)) => o = o.normalize(vec![0.0; s.len()], s.clone()),
+                (None, None) => {}
+            }
             let valid = o.check().map_err(usage)?;
             valid
                 .load(&path)
@@ -224,7 +254,7 @@ impl ModelArgs {
             model = load(true)?;
         }
         Ok(LoadedModel {
-            inner: Inner::Onnx(model),
+            inner: Inner::Onnx(Box::new(model)),
             pixels: PixelScaling::UNIT,
         })
     }
@@ -260,9 +290,14 @@ pub fn load_autoencoder(
 }
 
 /// The per-sample `[c, h, w]` shape an ONNX file declares for its input, when every dimension
-/// after the batch is fixed; `None` when the file cannot be read as ONNX here (the loader then
-/// reports why) or declares no shape.
-fn declared_input_shape(path: &Path, layout: Layout) -> Result<Option<[usize; 3]>> {
+/// after the batch is fixed, or with dynamic height and width the images' `image_hw`; `None`
+/// when the file cannot be read as ONNX here (the loader then reports why) or declares no
+/// shape.
+fn declared_input_shape(
+    path: &Path,
+    layout: Layout,
+    image_hw: Option<[usize; 2]>,
+) -> Result<Option<[usize; 3]>> {
     // Unreadable or non-ONNX files are reported by the loader.
     let Ok(bytes) = std::fs::read(path) else {
         return Ok(None);
@@ -279,12 +314,22 @@ fn declared_input_shape(path: &Path, layout: Layout) -> Result<Option<[usize; 3]
             Layout::Nchw => [d[0], d[1], d[2]],
             Layout::Nhwc => [d[2], d[0], d[1]],
         })),
-        (4, None) => Err(usage(format!(
-            "{}: the input `{}` has symbolic sample dimensions; give its shape with \
-             --input-shape C,H,W",
-            path.display(),
-            input.name
-        ))),
+        (4, None) => {
+            // Dynamic height and width, fixed channels: the images' size.
+            let channels = match layout {
+                Layout::Nchw => dims[1],
+                Layout::Nhwc => dims[3],
+            };
+            match (channels, image_hw) {
+                (Some(c), Some([h, w])) => Ok(Some([c, h, w])),
+                _ => Err(usage(format!(
+                    "{}: the input `{}` has symbolic sample dimensions; give its shape with \
+                     --input-shape C,H,W (or, for dynamic height and width, --crop HxW)",
+                    path.display(),
+                    input.name
+                ))),
+            }
+        }
         (n, _) => Err(usage(format!(
             "{}: the input `{}` has {n} dimensions; xai explains image classifiers with a \
              [batch, c, h, w] (or --layout nhwc: [batch, h, w, c]) input",
@@ -299,7 +344,7 @@ impl LoadedModel {
     pub fn predictor(&self) -> &dyn Predictor {
         match &self.inner {
             Inner::Shipped(_, net, _) => net,
-            Inner::Onnx(m) => m,
+            Inner::Onnx(m) => m.as_ref(),
         }
     }
 
@@ -307,7 +352,7 @@ impl LoadedModel {
     pub fn differentiable(&self, method: &str, hint: &str) -> Result<&dyn DifferentiableModel> {
         match &self.inner {
             Inner::Shipped(_, net, _) => Ok(net),
-            Inner::Onnx(m) if m.engine() != Engine::Tract => Ok(m),
+            Inner::Onnx(m) if m.engine() != Engine::Tract => Ok(m.as_ref()),
             Inner::Onnx(m) => Err(usage(format!(
                 "`xai {method}` needs the model's gradients, but `{}` runs on tract, which gives \
                  outputs only{}; --backend graph shows why the graph engine declines it{hint}",

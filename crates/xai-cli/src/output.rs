@@ -35,6 +35,8 @@ pub struct InputResult {
     pub score: f32,
     /// Files written.
     pub files: Vec<PathBuf>,
+    /// The model's top classes (`--top-k`), best first.
+    pub top_k: Vec<TopClass>,
     /// The method's result in brief.
     pub result: Value,
     /// One line for people.
@@ -70,6 +72,7 @@ impl Reporter {
             source: sample.source.clone(),
             dir: self.dir_for(&sample.name)?,
             files: Vec::new(),
+            top: Vec::new(),
         })
     }
 
@@ -131,9 +134,41 @@ pub struct InputOutput<'a> {
     source: String,
     dir: PathBuf,
     files: Vec<PathBuf>,
+    top: Vec<TopClass>,
+}
+
+/// One of the model's top classes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopClass {
+    /// The class index.
+    pub class: usize,
+    /// Its name (`--class-names`), or `class <k>`.
+    pub name: String,
+    /// The model's output for it (a probability for the methods on probabilities).
+    pub score: f32,
+}
+
+/// The `k` classes with the highest outputs, best first (ties: the lower index first).
+pub fn top_classes(outputs: &[f32], k: usize, names: Option<&[String]>) -> Vec<TopClass> {
+    let mut order: Vec<usize> = (0..outputs.len()).collect();
+    order.sort_by(|&a, &b| outputs[b].total_cmp(&outputs[a]).then(a.cmp(&b)));
+    order
+        .into_iter()
+        .take(k)
+        .map(|class| TopClass {
+            class,
+            name: class_name(names, class),
+            score: outputs[class],
+        })
+        .collect()
 }
 
 impl<'a> InputOutput<'a> {
+    /// Records the model's top `k` classes of `outputs` for the report.
+    pub fn set_top(&mut self, outputs: &[f32], k: usize) {
+        self.top = top_classes(outputs, k, self.names);
+    }
+
     /// Writes an explanation's JSON and `.npy` arrays into the input's folder, or into its
     /// subfolder `sub` (created).
     pub fn save<D: Serialize + NpyArrays>(
@@ -175,16 +210,26 @@ impl<'a> InputOutput<'a> {
         result: Value,
         detail: &str,
     ) -> InputResult {
-        let summary = format!(
-            "{} ({score:.3}); {detail}",
-            class_name(self.names, prediction)
-        );
+        let summary = if self.top.len() > 1 {
+            let top: Vec<String> = self
+                .top
+                .iter()
+                .map(|t| format!("{} ({:.3})", t.name, t.score))
+                .collect();
+            format!("{}; {detail}", top.join(", "))
+        } else {
+            format!(
+                "{} ({score:.3}); {detail}",
+                class_name(self.names, prediction)
+            )
+        };
         InputResult {
             input: self.source,
             out_dir: self.dir,
             prediction,
             score,
             files: self.files,
+            top_k: self.top,
             result,
             summary,
         }
@@ -207,5 +252,24 @@ pub fn class_name(names: Option<&[String]>, k: usize) -> String {
     match names.and_then(|n| n.get(k)) {
         Some(n) => n.clone(),
         None => format!("class {k}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_classes_are_best_first_with_names() {
+        let names = ["a".to_string(), "b".into(), "c".into()];
+        let t = top_classes(&[0.2, 0.5, 0.3], 2, Some(&names));
+        assert_eq!(
+            t.iter()
+                .map(|c| (c.class, c.name.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "b"), (2, "c")]
+        );
+        assert_eq!(top_classes(&[0.2, 0.5], 5, None).len(), 2);
+        assert_eq!(top_classes(&[1.0, 1.0], 1, None)[0].name, "class 0");
     }
 }

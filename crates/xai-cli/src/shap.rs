@@ -10,7 +10,7 @@ use crate::cli::CommonArgs;
 use crate::error::{failed_in, usage, Result};
 use crate::inputs::read_inputs;
 use crate::model::Outputs;
-use crate::output::class_name;
+use crate::output::{class_name, top_classes};
 
 /// The link between SHAP values and the model's outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -27,7 +27,8 @@ pub struct ShapArgs {
     /// Model, inputs, output.
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Classes to explain, comma-separated (default: every output of the model).
+    /// Classes to explain, comma-separated (default: the model's --top-k classes for each input,
+    /// the predicted class only unless --top-k is given).
     #[arg(long, value_delimiter = ',', value_name = "K,...")]
     pub labels: Option<Vec<usize>>,
     /// Model evaluations per image: `auto` (2 * superpixels + 2048, as shap) or a number >= 1.
@@ -83,13 +84,18 @@ fn parse_background(s: &str) -> std::result::Result<Background, String> {
 
 impl ShapArgs {
     fn params(&self) -> ImageKernelShapParams {
+        self.params_for(self.labels.clone())
+    }
+
+    /// The parameters explaining `labels` (`None`: every output).
+    fn params_for(&self, labels: Option<Vec<usize>>) -> ImageKernelShapParams {
         let base = if self.shap_compatible {
             KernelShapParams::shap_compatible()
         } else {
             KernelShapParams::new()
         };
         let mut p = ImageKernelShapParams::new()
-            .kernel_shap(base.labels(self.labels.clone()))
+            .kernel_shap(base.labels(labels))
             .nsamples(self.nsamples)
             .n_segments(self.n_segments)
             .compactness(self.compactness)
@@ -120,10 +126,23 @@ pub fn run(a: &ShapArgs) -> Result<()> {
     let names = s.class_names.as_deref();
     s.reporter
         .each_input(&s.progress, &samples, "KernelSHAP", |sample| {
+            let top;
+            let params = match &a.labels {
+                Some(_) => &params,
+                None => {
+                    let outputs = s.model.predict_one(sample.x.view())?;
+                    let classes = top_classes(&outputs, s.top_k, None)
+                        .into_iter()
+                        .map(|t| t.class)
+                        .collect();
+                    top = a.params_for(Some(classes)).check().map_err(usage)?;
+                    &top
+                }
+            };
             let e = params
                 .explain(s.model.predictor(), sample.x.view())
                 .map_err(|e| failed_in(format!("explaining {}", sample.source), e))?;
-            let mut out = s.reporter.input(sample, names)?;
+            let mut out = s.output(sample)?;
             out.save(&e, None)?;
             let mut opts = ShapFigureOptions::default();
             let (lo, hi) = s.spec.pixels.range();

@@ -148,7 +148,9 @@ pub fn run(a: &SimilarityArgs) -> Result<()> {
                 .explain(x.into_dyn(), None)
                 .map_err(|e| failed_in(format!("explaining {}", sample.source), e))?;
             let prediction @ (pred, _) = s.model.prediction(sample.x.view())?;
+            // The reference set's class names when no --class-names were given.
             let mut out = s.reporter.input(sample, names)?;
+            out.set_top(&s.model.predict_one(sample.x.view())?, s.top_k);
             out.save(&e, None)?;
             let k = e.data.most_similar_indices.ncols();
             out.figure("most_similar.png", |path| {

@@ -256,7 +256,9 @@ fn shap_on_a_folder_with_json_output_resizes_or_rejects() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["prediction"], 1);
     assert_eq!(lines[1]["prediction"], 0);
-    assert_eq!(lines[1]["result"]["labels"], serde_json::json!([0, 1]));
+    // By default the predicted class only (--top-k 1).
+    assert_eq!(lines[1]["result"]["labels"], serde_json::json!([0]));
+    assert_eq!(lines[1]["top_k"][0]["class"], 0);
     assert!(out.join("b_zero/shap.png").is_file());
     let o = shap(&["--fit", "reject"]);
     assert_user_error(&o, "the image is 40x40 pixels, the model takes 28x28");
@@ -500,7 +502,15 @@ fn images_cannot_feed_a_model_of_two_channels() {
         s(&model),
         &npy,
         &t.path().join("out"),
-        &["--output", "probabilities", "--nsamples", "10", "--json"],
+        &[
+            "--output",
+            "probabilities",
+            "--nsamples",
+            "10",
+            "--json",
+            "--top-k",
+            "2",
+        ],
     );
     assert_ok(&o);
     assert_eq!(
@@ -786,4 +796,218 @@ fn help_documents_the_defaults() {
     }
     let o = xai(&["cem", "--help"]);
     assert!(stdout(&o).contains("[default: 1000]"));
+}
+
+/// Photo preprocessing on a model whose outputs are its input's channel means: `--crop` keeps
+/// the centre, `--resize` the shorter side, `--channel-order bgr` swaps the channels, `--mean`
+/// and `--std` normalize inside the model (the attributions stay on the cropped pixels),
+/// `--class-names` reads a file, and `--top-k` picks the classes KernelSHAP explains and the
+/// JSON reports.
+#[test]
+fn photo_preprocessing_crops_normalizes_and_reports_top_classes() {
+    let t = tempfile::tempdir().unwrap();
+    let model = t.path().join("means.onnx");
+    channel_means_onnx(3, 4, 6, Layout::Nchw, &model);
+    let (a, b, c) = ([250u8, 0, 0], [40u8, 120, 200], [0u8, 0, 250]);
+    // 10 x 4: columns 0-1 are a, 2-7 b, 8-9 c; the centre 4 x 6 crop is b only.
+    let striped = image::RgbImage::from_fn(10, 4, |x, _| {
+        image::Rgb(if x < 2 {
+            a
+        } else if x < 8 {
+            b
+        } else {
+            c
+        })
+    });
+    let photo = t.path().join("photo.png");
+    write_png(&striped, &photo);
+    let names = t.path().join("labels.txt");
+    std::fs::write(&names, "red\ngreen\nblue\n").unwrap();
+    let (mean, std) = ([0.1f64, 0.2, 0.3], [0.5f64, 0.25, 2.0]);
+    let out = t.path().join("out");
+    let run = |input: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "--output",
+            "probabilities",
+            "--nsamples",
+            "20",
+            "--n-segments",
+            "4",
+            "--mean",
+            "0.1,0.2,0.3",
+            "--std",
+            "0.5,0.25,2",
+            "--class-names",
+            s(&names),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        explain("shap", s(&model), input, &out, &args)
+    };
+    let values = |o: &Output| -> Vec<f64> {
+        assert_ok(o);
+        json_lines(o)[0]["result"]["instance_values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let normalized = |rgb: [u8; 3], order: [usize; 3]| -> Vec<f64> {
+        (0..3)
+            .map(|k| (rgb[order[k]] as f64 / 255.0 - mean[k]) / std[k])
+            .collect()
+    };
+    let close = |got: &[f64], want: &[f64]| {
+        assert!(
+            got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-5),
+            "{got:?} vs {want:?}"
+        );
+    };
+    let all = ["--labels", "0,1,2"];
+    let o = run(&photo, &[&all[..], &["--crop", "4x6"]].concat());
+    close(&values(&o), &normalized(b, [0, 1, 2]));
+    assert_eq!(
+        read_array(&out.join("photo").join("attributions.npy")).shape(),
+        &[3, 4, 6],
+        "three classes' maps on the 4 x 6 crop"
+    );
+    let o = run(
+        &photo,
+        &[&all[..], &["--crop", "4x6", "--channel-order", "bgr"]].concat(),
+    );
+    close(&values(&o), &normalized(b, [2, 1, 0]));
+    // A constant 20 x 8 photo: resized to 10 x 4, cropped to 6 x 4, still constant.
+    let big = t.path().join("big.png");
+    write_png(&image::RgbImage::from_pixel(20, 8, image::Rgb(b)), &big);
+    let o = run(
+        &big,
+        &[&all[..], &["--resize", "4", "--crop", "4x6"]].concat(),
+    );
+    close(&values(&o), &normalized(b, [0, 1, 2]));
+    // Without --labels: the top 2 classes, by name.
+    let o = run(&photo, &["--crop", "4x6", "--top-k", "2"]);
+    assert_ok(&o);
+    let line = &json_lines(&o)[0];
+    let top: Vec<(u64, String)> = line["top_k"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["class"].as_u64().unwrap(),
+                t["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want_norm = normalized(b, [0, 1, 2]);
+    let mut order = [0usize, 1, 2];
+    order.sort_by(|&i, &j| want_norm[j].total_cmp(&want_norm[i]));
+    let label_names = ["red", "green", "blue"];
+    assert_eq!(
+        top,
+        order[..2]
+            .iter()
+            .map(|&k| (k as u64, label_names[k].to_string()))
+            .collect::<Vec<_>>()
+    );
+    let labels: Vec<u64> = line["result"]["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        order[..2].iter().map(|&k| k as u64).collect::<Vec<_>>()
+    );
+    // One-line errors: a labels file of the wrong length, a crop larger than the image, a
+    // preset's normalization on a shipped network.
+    std::fs::write(&names, "red\ngreen\n").unwrap();
+    assert_user_error(
+        &run(&photo, &["--crop", "4x6"]),
+        "has 2 class names, the model has 3",
+    );
+    std::fs::write(&names, "red\ngreen\nblue\n").unwrap();
+    assert_user_error(
+        &run(&photo, &["--crop", "5x5"]),
+        "smaller than the 5x5 crop",
+    );
+    let digit = t.path().join("digit.png");
+    digit_png(ONE, &digit);
+    assert_user_error(
+        &explain(
+            "shap",
+            "binary_cnn",
+            &digit,
+            &out,
+            &["--preset", "imagenet"],
+        ),
+        "only apply to ONNX models",
+    );
+}
+
+/// A model with dynamic height and width (a dynamo export, `[batch, 3, h, w]`) takes the crop's
+/// size, or the image's own without a crop.
+#[test]
+fn dynamic_height_and_width_take_the_crop_or_the_images_size() {
+    let t = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../xai-onnx/fixtures");
+    for ext in ["onnx", "onnx.data"] {
+        std::fs::copy(
+            fixtures.join(format!("torch_dynamic_hw.{ext}")),
+            t.path().join(format!("torch_dynamic_hw.{ext}")),
+        )
+        .unwrap();
+    }
+    let model = t.path().join("torch_dynamic_hw.onnx");
+    let photo = t.path().join("p.png");
+    write_png(
+        &image::RgbImage::from_fn(21, 15, |x, y| {
+            image::Rgb([(9 * x) as u8, (13 * y) as u8, 77])
+        }),
+        &photo,
+    );
+    let out = t.path().join("out");
+    let quick = ["--nsamples", "10", "--n-segments", "4"];
+    let o = explain(
+        "shap",
+        s(&model),
+        &photo,
+        &out,
+        &[&quick[..], &["--crop", "12x16"]].concat(),
+    );
+    assert_ok(&o);
+    assert_eq!(
+        read_array(&out.join("p").join("attributions.npy")).shape(),
+        &[1, 12, 16],
+        "one map (the predicted class) at the crop's size"
+    );
+    let o = explain("shap", s(&model), &photo, &out, &quick);
+    assert_ok(&o);
+    assert_eq!(
+        read_array(&out.join("p").join("attributions.npy")).shape(),
+        &[1, 15, 21],
+        "one map at the image's own size"
+    );
+    // --preset imagenet: the shorter side to 256, the centre 224 x 224, ImageNet's mean/std.
+    let wide = t.path().join("wide.png");
+    write_png(
+        &image::RgbImage::from_fn(300, 240, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 9])
+        }),
+        &wide,
+    );
+    let o = explain(
+        "shap",
+        s(&model),
+        &wide,
+        &out,
+        &[&quick[..], &["--preset", "imagenet", "--json"]].concat(),
+    );
+    assert_ok(&o);
+    assert_eq!(
+        read_array(&out.join("wide").join("attributions.npy")).shape(),
+        &[1, 224, 224]
+    );
 }

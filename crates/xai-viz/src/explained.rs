@@ -35,6 +35,26 @@ use crate::render::check_png_path;
 /// A 2-D grayscale view of one image: `[h, w]`, or any shape whose leading axes have size 1
 /// (`[1, h, w]`, `[1, 1, h, w]`), or `[c, h, w]` / `[1, c, h, w]` with `c > 1`, which is
 /// averaged over the channels.
+/// The explained image as a figure background: in colour when it has 3 channels (`[3, h, w]` or
+/// `[1, 3, h, w]`), else grayscale.
+#[cfg(feature = "shap")]
+fn panel_image(
+    image: ArrayViewD<'_, f32>,
+    what: &str,
+) -> Result<crate::heatmap::PanelImage, VizError> {
+    let shape = image.shape().to_vec();
+    let d = shape.len();
+    if d >= 3 && shape[d - 3] == 3 && shape[..d - 3].iter().all(|&s| s == 1) {
+        let rgb = image
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((3, shape[d - 2], shape[d - 1]))
+            .map_err(|e| VizError::InvalidOption(format!("{what}: {e}")))?;
+        return crate::heatmap::PanelImage::from_channels(rgb.view());
+    }
+    Ok(crate::heatmap::PanelImage::Gray(grayscale(image, what)?))
+}
+
 #[cfg(any(feature = "cem", feature = "shap"))]
 fn grayscale(image: ArrayViewD<'_, f32>, what: &str) -> Result<ndarray::Array2<f32>, VizError> {
     let shape = image.shape().to_vec();
@@ -109,7 +129,7 @@ pub fn render_shap_figure(
     opts: &ShapFigureOptions,
 ) -> Result<RgbImage, VizError> {
     let data = &explanation.data;
-    let gray = grayscale(image, "explained image")?;
+    let background = panel_image(image, "explained image")?;
     let n_labels = data.labels.len();
     if n_labels == 0
         || data.attributions.len_of(ndarray::Axis(0)) != n_labels
@@ -136,18 +156,14 @@ pub fn render_shap_figure(
             .unwrap_or(std::cmp::Ordering::Equal)
     });
     let top = order[0];
-    let mut panels = vec![HeatmapPanel::image(
-        format!(
-            "{} ({:.2})",
-            name(data.labels[top]),
-            data.instance_values[top]
-        ),
-        gray.view(),
-    )];
+    let mut panels = vec![background.panel(format!(
+        "{} ({:.2})",
+        name(data.labels[top]),
+        data.instance_values[top]
+    ))];
     for &row in &order {
-        panels.push(HeatmapPanel::overlay(
+        panels.push(background.overlay(
             name(data.labels[row]),
-            gray.view(),
             data.attributions.index_axis(ndarray::Axis(0), row),
         ));
     }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use ndarray::ArrayView2;
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis};
 use plotters::prelude::*;
 
 use crate::colormap::{blend, gray_color, DivergingColormap, Rgb, SequentialColormap};
@@ -15,13 +15,16 @@ use crate::render::{
 };
 use crate::text::draw_fitted_text;
 
-/// One panel: a grayscale image, a heatmap, or a heatmap drawn semi-transparently over an image.
+/// One panel: a grayscale or colour image, a heatmap, or a heatmap drawn semi-transparently over
+/// an image.
 #[derive(Debug, Clone)]
 pub struct HeatmapPanel<'a> {
     /// Title above the panel (may be empty).
     pub title: String,
     /// The grayscale image (background), if any.
     pub image: Option<ArrayView2<'a, f32>>,
+    /// A colour image `[3, h, w]` (red, green, blue) drawn instead of `image`, if any.
+    pub rgb: Option<ArrayView3<'a, f32>>,
     /// The heatmap (attributions), if any; must have the image's shape when both are given.
     pub heatmap: Option<ArrayView2<'a, f32>>,
 }
@@ -32,7 +35,34 @@ impl<'a> HeatmapPanel<'a> {
         HeatmapPanel {
             title: title.into(),
             image: Some(image),
+            rgb: None,
             heatmap: None,
+        }
+    }
+
+    /// A panel with only a colour image `[3, h, w]`.
+    pub fn rgb(title: impl Into<String>, rgb: ArrayView3<'a, f32>) -> Self {
+        HeatmapPanel {
+            title: title.into(),
+            image: None,
+            rgb: Some(rgb),
+            heatmap: None,
+        }
+    }
+
+    /// A heatmap drawn over a colour image `[3, h, w]`: the opacity is
+    /// [`HeatmapOptions::overlay_alpha`] times the value's share of the colour scale, so the photo
+    /// shows where attributions are near 0.
+    pub fn overlay_rgb(
+        title: impl Into<String>,
+        rgb: ArrayView3<'a, f32>,
+        heatmap: ArrayView2<'a, f32>,
+    ) -> Self {
+        HeatmapPanel {
+            title: title.into(),
+            image: None,
+            rgb: Some(rgb),
+            heatmap: Some(heatmap),
         }
     }
 
@@ -41,6 +71,7 @@ impl<'a> HeatmapPanel<'a> {
         HeatmapPanel {
             title: title.into(),
             image: None,
+            rgb: None,
             heatmap: Some(heatmap),
         }
     }
@@ -54,6 +85,7 @@ impl<'a> HeatmapPanel<'a> {
         HeatmapPanel {
             title: title.into(),
             image: Some(image),
+            rgb: None,
             heatmap: Some(heatmap),
         }
     }
@@ -82,6 +114,21 @@ impl Scale {
         match self {
             Scale::Diverging(m) => m.color(v),
             Scale::Sequential(m) => m.color(v),
+        }
+    }
+
+    /// How strongly `v` shows over a colour photo, in [0, 1]: its distance from the scale's
+    /// neutral value (0 on a diverging scale, the minimum on a sequential one) relative to the
+    /// scale's extent, so that a photo shows through where attributions are small.
+    fn strength(&self, v: f32) -> f32 {
+        let t = match self {
+            Scale::Diverging(m) => v.abs() / m.limit,
+            Scale::Sequential(m) => (v - m.min) / (m.max - m.min),
+        };
+        if t.is_finite() {
+            t.clamp(0.0, 1.0)
+        } else {
+            0.0
         }
     }
 
@@ -188,7 +235,7 @@ pub fn render_heatmap_panels(
         ));
     }
     for (i, p) in panels.iter().enumerate() {
-        if p.image.is_none() && p.heatmap.is_none() {
+        if p.image.is_none() && p.rgb.is_none() && p.heatmap.is_none() {
             return Err(VizError::Empty(format!(
                 "panel {i} ({:?}) has neither an image nor a heatmap",
                 p.title
@@ -196,6 +243,31 @@ pub fn render_heatmap_panels(
         }
         if let Some(img) = &p.image {
             check_image(img, &format!("image of panel {i}"))?;
+        }
+        if let Some(rgb) = &p.rgb {
+            if rgb.len_of(ndarray::Axis(0)) != 3 {
+                return Err(VizError::SizeMismatch {
+                    what: format!("colour image of panel {i} ({:?})", p.title),
+                    expected: "[3, h, w] (red, green, blue)".into(),
+                    found: format!("{:?}", rgb.shape()),
+                });
+            }
+            check_image(
+                &rgb.index_axis(ndarray::Axis(0), 0),
+                &format!("colour image of panel {i}"),
+            )?;
+            let rgb_hw = (rgb.shape()[1], rgb.shape()[2]);
+            for (what, other) in [("image", p.image.as_ref()), ("heatmap", p.heatmap.as_ref())] {
+                if let Some(o) = other {
+                    if o.dim() != rgb_hw {
+                        return Err(VizError::SizeMismatch {
+                            what: format!("{what} of panel {i} ({:?})", p.title),
+                            expected: format!("{rgb_hw:?} (the colour image's height and width)"),
+                            found: format!("{:?}", o.shape()),
+                        });
+                    }
+                }
+            }
         }
         if let Some(h) = &p.heatmap {
             check_image(h, &format!("heatmap of panel {i}"))?;
@@ -230,7 +302,13 @@ pub fn render_heatmap_panels(
             panels
                 .iter()
                 .filter_map(|p| p.image.as_ref())
-                .flat_map(|a| a.iter()),
+                .flat_map(|a| a.iter())
+                .chain(
+                    panels
+                        .iter()
+                        .filter_map(|p| p.rgb.as_ref())
+                        .flat_map(|a| a.iter()),
+                ),
         ),
     };
     if let Some(l) = opts.limit {
@@ -307,24 +385,37 @@ pub fn render_heatmap_panels(
                     opts.panel_px + PAD / 2,
                 )?;
             }
-            let (ir, ic) = p
-                .image
-                .as_ref()
-                .or(p.heatmap.as_ref())
-                .expect("checked")
-                .dim();
+            let (ir, ic) = match (&p.rgb, p.image.as_ref().or(p.heatmap.as_ref())) {
+                (Some(rgb), _) => (rgb.shape()[1], rgb.shape()[2]),
+                (None, Some(a)) => a.dim(),
+                (None, None) => unreachable!("checked above"),
+            };
             let (w, h) = fit(ir, ic, opts.panel_px, opts.panel_px);
             let x = x0 + (cell - w as u64) / 2;
             let y = y0 + title_band + (cell - h as u64) / 2;
-            let buf = rasterize(ir, ic, (w, h), |rr, cc| match (&p.image, &p.heatmap) {
-                (Some(img), Some(heat)) => blend(
-                    gray_color(img[[rr, cc]], lo, hi),
-                    cmap.color(heat[[rr, cc]]),
-                    opts.overlay_alpha,
-                ),
-                (Some(img), None) => gray_color(img[[rr, cc]], lo, hi),
-                (None, Some(heat)) => cmap.color(heat[[rr, cc]]),
-                (None, None) => unreachable!("checked above"),
+            let background = |rr: usize, cc: usize| -> Option<Rgb> {
+                match (&p.rgb, &p.image) {
+                    (Some(rgb), _) => {
+                        Some([0, 1, 2].map(|k| gray_color(rgb[[k, rr, cc]], lo, hi)[0]))
+                    }
+                    (None, Some(img)) => Some(gray_color(img[[rr, cc]], lo, hi)),
+                    (None, None) => None,
+                }
+            };
+            let buf = rasterize(ir, ic, (w, h), |rr, cc| {
+                match (background(rr, cc), &p.heatmap) {
+                    // Over a colour photo the heatmap's opacity grows with |value|.
+                    (Some(b), Some(heat)) if p.rgb.is_some() => {
+                        let v = heat[[rr, cc]];
+                        blend(b, cmap.color(v), opts.overlay_alpha * cmap.strength(v))
+                    }
+                    (Some(b), Some(heat)) => {
+                        blend(b, cmap.color(heat[[rr, cc]]), opts.overlay_alpha)
+                    }
+                    (Some(b), None) => b,
+                    (None, Some(heat)) => cmap.color(heat[[rr, cc]]),
+                    (None, None) => [255, 255, 255],
+                }
             });
             blit(area, (x as i32, y as i32), (w, h), buf)?;
             frame(area, (x as i32, y as i32), (w, h))?;
@@ -414,4 +505,98 @@ pub fn heatmap_panels(
 ) -> Result<(), VizError> {
     check_png_path(path.as_ref())?;
     render_heatmap_panels(panels, opts)?.save_png(path)
+}
+
+/// An input image `[c, h, w]` as a figure background: in colour for 3 channels (red, green,
+/// blue), otherwise grayscale (the channels' mean).
+#[derive(Debug, Clone)]
+pub enum PanelImage {
+    /// A grayscale image `[h, w]`.
+    Gray(Array2<f32>),
+    /// A colour image `[3, h, w]`.
+    Rgb(Array3<f32>),
+}
+
+impl PanelImage {
+    /// The background of `image` (`[c, h, w]`): colour when `c == 3`, else the channels' mean.
+    pub fn from_channels(image: ArrayView3<'_, f32>) -> Result<Self, VizError> {
+        let (c, h, w) = image.dim();
+        if c == 0 || h == 0 || w == 0 {
+            return Err(VizError::Empty(format!(
+                "the image has shape {:?}, expected [c, h, w] with every size at least 1",
+                image.shape()
+            )));
+        }
+        if c == 3 {
+            return Ok(PanelImage::Rgb(image.to_owned()));
+        }
+        Ok(PanelImage::Gray(image.mean_axis(Axis(0)).ok_or_else(
+            || VizError::Empty("the image has no channels".into()),
+        )?))
+    }
+
+    /// `[h, w]`.
+    pub fn dim(&self) -> (usize, usize) {
+        match self {
+            PanelImage::Gray(g) => g.dim(),
+            PanelImage::Rgb(c) => (c.shape()[1], c.shape()[2]),
+        }
+    }
+
+    /// A panel showing the image.
+    pub fn panel(&self, title: impl Into<String>) -> HeatmapPanel<'_> {
+        match self {
+            PanelImage::Gray(g) => HeatmapPanel::image(title, g.view()),
+            PanelImage::Rgb(c) => HeatmapPanel::rgb(title, c.view()),
+        }
+    }
+
+    /// A panel with `heatmap` drawn over the image.
+    pub fn overlay<'b>(
+        &'b self,
+        title: impl Into<String>,
+        heatmap: ArrayView2<'b, f32>,
+    ) -> HeatmapPanel<'b> {
+        match self {
+            PanelImage::Gray(g) => HeatmapPanel::overlay(title, g.view(), heatmap),
+            PanelImage::Rgb(c) => HeatmapPanel::overlay_rgb(title, c.view(), heatmap),
+        }
+    }
+}
+
+/// The attribution figure of any method: the input image (`[c, h, w]`; colour for 3 channels,
+/// as the model saw it after resizing and cropping), then each attribution map `[h, w]` drawn
+/// translucently over it on a diverging colour map symmetric around 0, shared by all maps, with
+/// a colour bar. `maps` are `(title, map)`; `opts.cols` wraps them into a grid.
+pub fn render_attribution_overlay(
+    image: ArrayView3<'_, f32>,
+    image_title: &str,
+    maps: &[(String, ArrayView2<'_, f32>)],
+    opts: &HeatmapOptions,
+) -> Result<RgbImage, VizError> {
+    let background = PanelImage::from_channels(image)?;
+    let mut panels = vec![background.panel(image_title)];
+    for (title, map) in maps {
+        if map.dim() != background.dim() {
+            return Err(VizError::SizeMismatch {
+                what: format!("attribution map {title:?}"),
+                expected: format!("{:?} (the image's height and width)", background.dim()),
+                found: format!("{:?}", map.shape()),
+            });
+        }
+        panels.push(background.overlay(title.clone(), map.view()));
+    }
+    render_heatmap_panels(&panels, opts)
+}
+
+/// Writes [`render_attribution_overlay`]'s figure to a PNG file (parent folders are created).
+pub fn attribution_overlay(
+    path: impl AsRef<Path>,
+    image: ArrayView3<'_, f32>,
+    image_title: &str,
+    maps: &[(String, ArrayView2<'_, f32>)],
+    opts: &HeatmapOptions,
+) -> Result<(), VizError> {
+    check_png_path(path.as_ref())?;
+    render_attribution_overlay(image, image_title, maps, opts)?.save_png(path)
 }

@@ -43,7 +43,8 @@ pub use colormap::{
 pub use error::VizError;
 pub use grid::{image_grid, render_image_grid, ImageGridOptions};
 pub use heatmap::{
-    heatmap_panels, render_heatmap_panels, ColorScale, HeatmapOptions, HeatmapPanel,
+    attribution_overlay, heatmap_panels, render_attribution_overlay, render_heatmap_panels,
+    ColorScale, HeatmapOptions, HeatmapPanel, PanelImage,
 };
 pub use render::{ensure_font, RgbImage, FONT_FAMILY, MAX_FIGURE_SIDE};
 

@@ -164,6 +164,7 @@ fn heatmap_panels_errors() {
         Err(VizError::Empty(_))
     ));
     let neither = HeatmapPanel {
+        rgb: None,
         title: "x".into(),
         image: None,
         heatmap: None,
@@ -310,4 +311,60 @@ fn colormap_is_usable_by_others() {
     assert_eq!(cm.color(0.0), [255, 255, 255]);
     assert_eq!(cm.color(1.0), [255, 128, 128]);
     assert_eq!(diverging_color(2.0, 2.0), [255, 0, 0]);
+}
+
+/// Pixels of `img` close to `rgb`.
+fn count_near(img: &RgbImage, rgb: [u8; 3]) -> usize {
+    img.data
+        .chunks(3)
+        .filter(|p| {
+            p.iter()
+                .zip(rgb)
+                .all(|(a, b)| (*a as i32 - b as i32).abs() < 30)
+        })
+        .count()
+}
+
+/// A 3-channel image is drawn in colour (a red photo shows red pixels; its grayscale version
+/// none), attribution maps are drawn over it, and maps of another size are errors.
+#[test]
+fn attribution_overlay_draws_photos_in_colour() {
+    let (h, w) = (20, 30);
+    let mut red = ndarray::Array3::<f32>::zeros((3, h, w));
+    red.index_axis_mut(ndarray::Axis(0), 0).fill(1.0);
+    let map = Array2::from_shape_fn((h, w), |(r, c)| (r as f32 - c as f32) / 30.0);
+    let opts = HeatmapOptions::default().image_range(0.0, 1.0);
+    let maps = [("class 0".to_string(), map.view())];
+    let colour = render_attribution_overlay(red.view(), "photo", &maps, &opts).unwrap();
+    let gray = red
+        .mean_axis(ndarray::Axis(0))
+        .unwrap()
+        .insert_axis(ndarray::Axis(0));
+    let gray_fig = render_attribution_overlay(gray.view(), "photo", &maps, &opts).unwrap();
+    // The photo's panel (scaled into 140 x 93 pixels) is red; the heatmap and colour bar have
+    // red in both figures.
+    let (in_colour, in_gray) = (
+        count_near(&colour, [255, 0, 0]),
+        count_near(&gray_fig, [255, 0, 0]),
+    );
+    assert!(
+        in_colour > in_gray + 10_000,
+        "{in_colour} vs {in_gray} red pixels"
+    );
+    let wrong = Array2::<f32>::zeros((h, w + 1));
+    let e = render_attribution_overlay(
+        red.view(),
+        "photo",
+        &[("bad".to_string(), wrong.view())],
+        &opts,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("the image's height and width"),
+        "{e}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("overlay.png");
+    attribution_overlay(&path, red.view(), "photo", &maps, &opts).unwrap();
+    assert_eq!(read_back(&path).0, colour.width);
 }

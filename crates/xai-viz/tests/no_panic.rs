@@ -87,6 +87,7 @@ proptest! {
             .iter()
             .enumerate()
             .map(|(i, (img, heat))| HeatmapPanel {
+                rgb: None,
                 title: format!("panel {i}"),
                 image: img.as_ref().map(|a| a.view()),
                 heatmap: heat.as_ref().map(|a| a.view()),

@@ -33,8 +33,8 @@ pub enum Classifier<'a> {
     /// ([`DifferentiableModel::input_gradient`]).
     WhiteBox(&'a dyn DifferentiableModel),
     /// Gradients of the attack loss from central differences of the predictions with step
-    /// `eps` (alibi's black-box mode): `2 * n_features` perturbed inputs per instance, all in one
-    /// `predict` call.
+    /// `eps` (alibi's black-box mode): `2 * n_features` perturbed inputs per instance, in model
+    /// calls of at most [`MAX_PERTURBED_BYTES`] of inputs ([`Cem::black_box_memory`]).
     BlackBox(&'a dyn Predictor),
 }
 
@@ -102,6 +102,8 @@ pub struct Cem<'a> {
     feature_max: Vec<f32>,
     no_info: Option<Vec<f32>>,
     no_info_source: NoInfoSource,
+    /// Black-box gradients: the most bytes of perturbed inputs per model call.
+    max_perturbed_bytes: usize,
 }
 
 impl std::fmt::Debug for Cem<'_> {
@@ -187,7 +189,16 @@ impl<'a> Cem<'a> {
             feature_max,
             no_info,
             no_info_source: NoInfoSource::Parameter,
+            max_perturbed_bytes: MAX_PERTURBED_BYTES,
         })
+    }
+
+    /// Black-box gradients: the most bytes of perturbed inputs sent to the model in one call
+    /// (default [`MAX_PERTURBED_BYTES`], 256 MiB); at least one `(+eps, -eps)` pair goes per
+    /// call whatever the budget. The explanations do not depend on it.
+    pub fn black_box_memory(mut self, bytes: usize) -> Self {
+        self.max_perturbed_bytes = bytes;
+        self
     }
 
     /// Adds the autoencoder of the `gamma` term. Its input shape must be the classifier's and
@@ -685,6 +696,16 @@ struct Search<'c, 'a> {
     perturbed: Vec<f32>,
 }
 
+/// The most bytes of perturbed inputs the black-box gradient sends to the model in one call
+/// (256 MiB; the buffer is reused across calls): its memory is bounded whatever the input size.
+pub const MAX_PERTURBED_BYTES: usize = 256 << 20;
+
+/// `(+eps, -eps)` pairs of perturbed inputs of `n_features` values per model call: as many as
+/// `bytes` hold, at least one.
+fn perturbed_pairs_per_call(n_features: usize, bytes: usize) -> usize {
+    (bytes / (2 * n_features.max(1) * std::mem::size_of::<f32>())).max(1)
+}
+
 impl<'c, 'a> Search<'c, 'a> {
     fn new(cem: &'c Cem<'a>, no_info: &'c [f32], n: usize) -> Self {
         let f = cem.n_features;
@@ -1104,7 +1125,10 @@ impl<'c, 'a> Search<'c, 'a> {
 
     /// Black-box attack gradients by central differences for the `h` instances in `subset`
     /// (their `y` rows are in `self.batch`, the output weights `c * d f / d p` in
-    /// `self.weights`): `2 * n_features` perturbed inputs per instance, one `predict` call.
+    /// `self.weights`): `2 * n_features` perturbed inputs per instance, sent to the model in
+    /// chunks of whole `(+eps, -eps)` pairs that hold at most [`MAX_PERTURBED_BYTES`] of inputs,
+    /// so memory stays bounded whatever the input size (224 x 224 x 3 photos: 150,528 features,
+    /// 301,056 perturbed inputs per instance, 181 GB at once).
     fn numerical_attack_gradients(
         &mut self,
         predictor: &dyn Predictor,
@@ -1116,38 +1140,47 @@ impl<'c, 'a> Search<'c, 'a> {
         let f = cem.n_features;
         let k = cem.n_classes;
         let eps = cem.params.eps();
-        self.perturbed.clear();
-        for y in self.batch.chunks_exact(f).take(h) {
-            for sign in [1.0f32, -1.0] {
-                for j in 0..f {
-                    let start = self.perturbed.len();
+        let scale = 1.0 / (2.0 * eps);
+        let pairs_per_call = perturbed_pairs_per_call(f, cem.max_perturbed_bytes);
+        let total = h * f;
+        let mut start = 0;
+        while start < total {
+            let end = (start + pairs_per_call).min(total);
+            self.perturbed.clear();
+            // Pair q = (instance r, feature j): rows 2q (+eps) and 2q + 1 (-eps).
+            for q in start..end {
+                let (r, j) = (q / f, q % f);
+                let y = &self.batch[r * f..(r + 1) * f];
+                for sign in [1.0f32, -1.0] {
+                    let row = self.perturbed.len();
                     self.perturbed.extend_from_slice(y);
-                    self.perturbed[start + j] += sign * eps;
+                    self.perturbed[row + j] += sign * eps;
                 }
             }
-        }
-        let rows = h * 2 * f;
-        let view = shaped_rows(&mut self.batch_dims, &self.perturbed, rows)?;
-        let preds = predictor.predict(view)?;
-        check_outputs("classifier predict (numerical gradient)", &preds, rows, k)?;
-        let scale = 1.0 / (2.0 * eps);
-        for (r, &i) in subset.iter().enumerate() {
-            let w = &self.weights[r * k..(r + 1) * k];
-            let st = &mut states[i];
-            for j in 0..f {
-                let plus = preds.row(r * 2 * f + j);
-                let minus = preds.row(r * 2 * f + f + j);
+            let rows = 2 * (end - start);
+            let view = shaped_rows(&mut self.batch_dims, &self.perturbed, rows)?;
+            let preds = predictor.predict(view)?;
+            check_outputs("classifier predict (numerical gradient)", &preds, rows, k)?;
+            for q in start..end {
+                let (r, j) = (q / f, q % f);
+                let w = &self.weights[r * k..(r + 1) * k];
+                let plus = preds.row(2 * (q - start));
+                let minus = preds.row(2 * (q - start) + 1);
                 let mut g = 0.0f32;
                 for c in 0..k {
                     g += w[c] * (plus[c] - minus[c]);
                 }
                 let g = g * scale;
+                let st = &mut states[subset[r]];
                 st.held_attack[j] = match self.clip {
                     Some((lo, hi)) => g.clamp(lo, hi),
                     None => g,
                 };
             }
-            st.held_attack_valid = true;
+            start = end;
+        }
+        for &i in subset.iter().take(h) {
+            states[i].held_attack_valid = true;
         }
         Ok(())
     }
@@ -1340,6 +1373,17 @@ fn non_finite(what: &'static str, c_step: usize, iteration: usize) -> CemError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn perturbed_pairs_fit_the_budget() {
+        // A 224 x 224 x 3 photo: 222 pairs (178 MiB of 256) per call.
+        let f = 224 * 224 * 3;
+        let pairs = perturbed_pairs_per_call(f, MAX_PERTURBED_BYTES);
+        assert_eq!(pairs, 222);
+        assert!(pairs * 2 * f * 4 <= MAX_PERTURBED_BYTES);
+        assert_eq!(perturbed_pairs_per_call(f, 0), 1);
+        assert_eq!(perturbed_pairs_per_call(784, 784 * 8 * 3), 3);
+    }
 
     #[test]
     fn median_matches_numpy() {

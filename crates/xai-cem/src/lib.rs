@@ -84,7 +84,7 @@ pub mod fista;
 mod hyperparams;
 pub mod objective;
 
-pub use algorithm::{Cem, Classifier, NoInfoType, Progress};
+pub use algorithm::{Cem, Classifier, NoInfoType, Progress, MAX_PERTURBED_BYTES};
 pub use error::{CemError, Result};
 pub use explanation::{CStepTrace, CemData, Pertinent};
 pub use hyperparams::{CemParams, CemValidParams, EarlyStop, FeatureRange, Mode, NoInfoValue};

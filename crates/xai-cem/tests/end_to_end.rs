@@ -107,6 +107,43 @@ fn black_box_finds_pn_and_pp_with_numerical_gradients() {
     }
 }
 
+/// The black-box gradient goes to the model in chunks bounded by `black_box_memory`: with room
+/// for one `(+eps, -eps)` pair per call, no call holds more than two perturbed inputs (or the
+/// two instances), and the explanations are bit-identical to the default's.
+#[test]
+fn black_box_gradients_in_bounded_chunks_give_the_same_explanations() {
+    let f = fixture();
+    let model = &f.model;
+    let largest = std::sync::atomic::AtomicUsize::new(0);
+    let black_box = FnPredictor::new(model.input_shape().to_vec(), 3, |x| {
+        largest.fetch_max(x.shape()[0], std::sync::atomic::Ordering::Relaxed);
+        model.predict(x)
+    });
+    let xs = images_of(&[0, 1])
+        .slice_axis(Axis(0), (0..2).into())
+        .to_owned();
+    let p = params(Mode::PertinentNegative)
+        .c_steps(1)
+        .max_iterations(5)
+        .check()
+        .unwrap();
+    let default = Cem::black_box(p.clone(), &black_box)
+        .unwrap()
+        .explain_batch(xs.view(), None)
+        .unwrap();
+    assert!(largest.load(std::sync::atomic::Ordering::Relaxed) > 2);
+    largest.store(0, std::sync::atomic::Ordering::Relaxed);
+    let bounded = Cem::black_box(p, &black_box)
+        .unwrap()
+        .black_box_memory(1)
+        .explain_batch(xs.view(), None)
+        .unwrap();
+    assert_eq!(largest.load(std::sync::atomic::Ordering::Relaxed), 2);
+    for (a, b) in default.iter().zip(&bounded) {
+        assert_eq!(a, b);
+    }
+}
+
 #[test]
 fn explanations_are_bit_identical_across_runs_and_batching() {
     let f = fixture();

@@ -576,6 +576,31 @@ fn similarity_on_a_labelled_reference_folder() {
             "scores.npy",
         ],
     );
+    // The classifier head's gradients only, with the memory estimate on stderr; a pattern that
+    // matches no group is a one-line error listing the groups.
+    let head = |params: &[&str]| {
+        let args = [
+            &["--reference", s(&refs), "--precompute-grads", "--json"][..],
+            params,
+        ]
+        .concat();
+        explain("similarity", s(&model), &png, &out, &args)
+    };
+    let o = head(&["--last-layers", "1"]);
+    assert_ok(&o);
+    assert!(stderr(&o).contains("gradients over "), "{}", stderr(&o));
+    let all_params = stderr(&o);
+    let o = head(&["--params", "*"]);
+    assert_ok(&o);
+    assert_ne!(
+        stderr(&o),
+        all_params,
+        "the head is a part of the parameters"
+    );
+    assert_user_error(
+        &head(&["--params", "no_such_layer.*"]),
+        "matches no parameter group",
+    );
 }
 
 #[test]

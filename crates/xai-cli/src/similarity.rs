@@ -217,90 +217,6 @@ fn memory_estimate(
     line
 }
 
-#[cfg(test)]
-mod selection_tests {
-    use super::*;
-    use crate::cli::{parse_minimal, Command};
-
-    fn group(name: &str, shape: &[usize]) -> xai_core::ParamGroup {
-        xai_core::ParamGroup {
-            name: name.into(),
-            shape: shape.to_vec(),
-        }
-    }
-
-    fn args(extra: &[&str]) -> SimilarityArgs {
-        let mut all = vec!["--reference", "r"];
-        all.extend_from_slice(extra);
-        match parse_minimal("similarity", &all) {
-            Ok(Command::Similarity(a)) => a,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn patterns_and_last_layers_select_groups() {
-        assert!(glob_match("fc.*", "fc.weight"));
-        assert!(glob_match("*.bias", "layer4.1.bias"));
-        assert!(glob_match("layer*.conv2*", "layer4.1.conv2.weight"));
-        assert!(!glob_match("fc.*", "conv1.weight"));
-        assert!(glob_match("fc.weight", "fc.weight"));
-        let groups = [
-            group("conv1.weight", &[8, 3, 3, 3]),
-            group("layer1.0.weight", &[8, 8, 3, 3]),
-            group("layer1.0.bias", &[8]),
-            group("fc.weight", &[10, 8]),
-            group("fc.bias", &[10]),
-        ];
-        let names = |sel: xai_core::ParamSelection| match sel {
-            xai_core::ParamSelection::Groups(g) => g,
-            xai_core::ParamSelection::All => vec!["<all>".into()],
-        };
-        assert_eq!(
-            names(param_selection(&args(&["--last-layers", "1"]), &groups).unwrap()),
-            ["fc.weight", "fc.bias"]
-        );
-        assert_eq!(
-            names(param_selection(&args(&["--last-layers", "2"]), &groups).unwrap()),
-            ["layer1.0.weight", "layer1.0.bias", "fc.weight", "fc.bias"]
-        );
-        assert_eq!(
-            names(param_selection(&args(&["--params", "*.bias,conv1.*"]), &groups).unwrap()),
-            ["conv1.weight", "layer1.0.bias", "fc.bias"]
-        );
-        let e = param_selection(&args(&["--params", "head.*"]), &groups).unwrap_err();
-        assert!(
-            e.one_line().contains("matches no parameter group"),
-            "{}",
-            e.one_line()
-        );
-        assert!(e.one_line().contains("fc.bias"), "{}", e.one_line());
-        let sel = xai_core::ParamSelection::Groups(vec!["fc.weight".into(), "fc.bias".into()]);
-        let line = memory_estimate(&groups, &sel, 10_000, 64, true);
-        assert!(
-            line.contains("over 90 of the model's 890 parameters (0.4 kB per sample)"),
-            "{line}"
-        );
-        assert!(
-            line.contains("10000 precomputed reference gradients take at most 3.6 MB"),
-            "{line}"
-        );
-        let all = memory_estimate(
-            &groups,
-            &xai_core::ParamSelection::All,
-            10,
-            25_000_000,
-            false,
-        );
-        assert!(all.contains("89.00 GB per batch of 25000000"), "{all}");
-        assert!(parse_minimal(
-            "similarity",
-            &["--reference", "r", "--params", "fc.*", "--last-layers", "1"]
-        )
-        .is_err());
-    }
-}
-
 fn grayscale(x: ArrayView4<'_, f32>) -> Array3<f32> {
     x.mean_axis(Axis(1))
         .unwrap_or_else(|| Array3::zeros((x.len_of(Axis(0)), x.shape()[2], x.shape()[3])))
@@ -459,4 +375,88 @@ pub fn run(a: &SimilarityArgs) -> Result<()> {
             });
             Ok(out.finish(prediction, result, &detail))
         })
+}
+
+#[cfg(test)]
+mod selection_tests {
+    use super::*;
+    use crate::cli::{parse_minimal, Command};
+
+    fn group(name: &str, shape: &[usize]) -> xai_core::ParamGroup {
+        xai_core::ParamGroup {
+            name: name.into(),
+            shape: shape.to_vec(),
+        }
+    }
+
+    fn args(extra: &[&str]) -> SimilarityArgs {
+        let mut all = vec!["--reference", "r"];
+        all.extend_from_slice(extra);
+        match parse_minimal("similarity", &all) {
+            Ok(Command::Similarity(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn patterns_and_last_layers_select_groups() {
+        assert!(glob_match("fc.*", "fc.weight"));
+        assert!(glob_match("*.bias", "layer4.1.bias"));
+        assert!(glob_match("layer*.conv2*", "layer4.1.conv2.weight"));
+        assert!(!glob_match("fc.*", "conv1.weight"));
+        assert!(glob_match("fc.weight", "fc.weight"));
+        let groups = [
+            group("conv1.weight", &[8, 3, 3, 3]),
+            group("layer1.0.weight", &[8, 8, 3, 3]),
+            group("layer1.0.bias", &[8]),
+            group("fc.weight", &[10, 8]),
+            group("fc.bias", &[10]),
+        ];
+        let names = |sel: xai_core::ParamSelection| match sel {
+            xai_core::ParamSelection::Groups(g) => g,
+            xai_core::ParamSelection::All => vec!["<all>".into()],
+        };
+        assert_eq!(
+            names(param_selection(&args(&["--last-layers", "1"]), &groups).unwrap()),
+            ["fc.weight", "fc.bias"]
+        );
+        assert_eq!(
+            names(param_selection(&args(&["--last-layers", "2"]), &groups).unwrap()),
+            ["layer1.0.weight", "layer1.0.bias", "fc.weight", "fc.bias"]
+        );
+        assert_eq!(
+            names(param_selection(&args(&["--params", "*.bias,conv1.*"]), &groups).unwrap()),
+            ["conv1.weight", "layer1.0.bias", "fc.bias"]
+        );
+        let e = param_selection(&args(&["--params", "head.*"]), &groups).unwrap_err();
+        assert!(
+            e.one_line().contains("matches no parameter group"),
+            "{}",
+            e.one_line()
+        );
+        assert!(e.one_line().contains("fc.bias"), "{}", e.one_line());
+        let sel = xai_core::ParamSelection::Groups(vec!["fc.weight".into(), "fc.bias".into()]);
+        let line = memory_estimate(&groups, &sel, 10_000, 64, true);
+        assert!(
+            line.contains("over 90 of the model's 890 parameters (0.4 kB per sample)"),
+            "{line}"
+        );
+        assert!(
+            line.contains("10000 precomputed reference gradients take at most 3.6 MB"),
+            "{line}"
+        );
+        let all = memory_estimate(
+            &groups,
+            &xai_core::ParamSelection::All,
+            10,
+            25_000_000,
+            false,
+        );
+        assert!(all.contains("89.00 GB per batch of 25000000"), "{all}");
+        assert!(parse_minimal(
+            "similarity",
+            &["--reference", "r", "--params", "fc.*", "--last-layers", "1"]
+        )
+        .is_err());
+    }
 }

@@ -11,7 +11,7 @@ use xai_viz::cem_figure;
 
 use crate::cli::CommonArgs;
 use crate::error::{failed_in, usage, Result};
-use crate::inputs::{read_inputs, read_reference};
+use crate::inputs::read_reference;
 use crate::model::{load_autoencoder, Outputs};
 use crate::output::class_name;
 
@@ -167,7 +167,7 @@ pub fn run(a: &CemArgs) -> Result<()> {
         }
         explainers.push(cem);
     }
-    let samples = read_inputs(&a.common.input, &s.spec)?;
+    let samples = s.read_inputs(&a.common.input)?;
     let names = s.class_names.as_deref();
     // The bar counts FISTA iterations (c steps x max iterations per explanation), reported by
     // the library as the search goes.
@@ -264,7 +264,7 @@ pub fn run(a: &CemArgs) -> Result<()> {
         s.reporter.report(&bar, &r)?;
     }
     bar.finish_and_clear();
-    Ok(())
+    s.finish(&samples)
 }
 
 #[cfg(test)]

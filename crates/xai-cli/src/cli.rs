@@ -39,6 +39,20 @@ pub enum Command {
     /// L2X (omnixai's L2XImage): trains a patch selector on --reference (or loads one with
     /// --explainer) and shows the k patches that explain each input.
     L2x(crate::l2x::L2xArgs),
+    /// Merges the output folders of a sharded run (--shard i/n) into exactly what one unsharded
+    /// run writes; missing, duplicate or mismatched shards are errors, nothing is overwritten.
+    Merge(MergeArgs),
+}
+
+/// `xai merge` flags.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' output folders, in any order.
+    #[arg(required = true, num_args = 1.., value_name = "SHARD_DIR")]
+    pub shards: Vec<PathBuf>,
+    /// The merged folder (new, or without any of the inputs' folders).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// The flags every subcommand takes.
@@ -93,6 +107,12 @@ pub struct CommonArgs {
     /// No progress bars (they are also off when stderr is not a terminal).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run shard i of n (0 <= i < n): the i-th of n contiguous blocks of the inputs, with the
+    /// seeds and results of the unsharded run; `auto/n` reads i from JOB_COMPLETION_INDEX
+    /// (Kubernetes Indexed Jobs) or SLURM_ARRAY_TASK_ID (Slurm arrays). `xai merge` joins the
+    /// shards' folders.
+    #[arg(long, value_name = "i/n", value_parser = crate::shard::parse_shard)]
+    pub shard: Option<crate::shard::ShardSpec>,
 }
 
 /// Preprocessing presets.
@@ -182,12 +202,31 @@ pub struct Session {
     pub class_names: Option<Vec<String>>,
     /// How many top classes to report.
     pub top_k: usize,
+    /// This run's shard, if sharded.
+    pub shard: Option<crate::shard::Shard>,
+    /// The manifest (its inputs filled in by [`Session::finish`]).
+    manifest: crate::shard::Manifest,
+    /// How many inputs the whole run has (set when they are read).
+    n_inputs: std::cell::Cell<usize>,
 }
 
 impl CommonArgs {
     /// Loads the model and prepares the output folder.
     pub fn session(&self, outputs: crate::model::Outputs) -> Result<Session> {
         let progress = Progress::new(self.quiet);
+        let shard = self
+            .shard
+            .map(|s| s.resolve(|k| std::env::var(k).ok()))
+            .transpose()?;
+        let args: Vec<String> = std::env::args().collect();
+        let manifest = crate::shard::Manifest {
+            command: args.get(1).cloned().unwrap_or_default(),
+            args_sha256: crate::shard::args_sha256(&args),
+            model_sha256: crate::shard::model_sha256(&self.model.model)?,
+            shard,
+            n_inputs: 0,
+            inputs: Vec::new(),
+        };
         let prep = self.preprocess();
         let mut model_args = self.model.clone();
         if self.preset == Some(Preset::Imagenet) {
@@ -229,6 +268,9 @@ impl CommonArgs {
             progress,
             class_names,
             top_k: self.top_k as usize,
+            shard,
+            manifest,
+            n_inputs: std::cell::Cell::new(0),
         })
     }
 
@@ -244,6 +286,28 @@ impl CommonArgs {
 }
 
 impl Session {
+    /// Reads the inputs (this shard's part of them): see [`crate::inputs::read_input_shard`].
+    pub fn read_inputs(&self, paths: &[PathBuf]) -> Result<Vec<crate::inputs::Sample>> {
+        let (samples, n) = crate::inputs::read_input_shard(paths, &self.spec, self.shard)?;
+        self.n_inputs.set(n);
+        Ok(samples)
+    }
+
+    /// Writes the run's `manifest.json` for the inputs written (after the last one).
+    pub fn finish(&self, samples: &[crate::inputs::Sample]) -> Result<()> {
+        let mut manifest = self.manifest.clone();
+        manifest.n_inputs = self.n_inputs.get();
+        manifest.inputs = samples
+            .iter()
+            .map(|s| crate::shard::ManifestInput {
+                index: s.index,
+                name: s.name.clone(),
+                source: s.source.clone(),
+            })
+            .collect();
+        manifest.write(&self.reporter.out)
+    }
+
     /// Starts one input's output (its folder) and records the model's top classes for it.
     pub fn output<'a>(
         &'a self,
@@ -263,6 +327,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Similarity(a) => crate::similarity::run(&a),
         Command::Cem(a) => crate::cem::run(&a),
         Command::L2x(a) => crate::l2x::run(&a),
+        Command::Merge(a) => {
+            let n = crate::shard::merge(&a.shards, &a.out)?;
+            println!(
+                "merged {} shards, {n} inputs -> {}",
+                a.shards.len(),
+                a.out.display()
+            );
+            Ok(())
+        }
     }
 }
 

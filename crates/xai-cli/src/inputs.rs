@@ -132,6 +132,8 @@ pub struct Sample {
     pub x: Array3<f32>,
     /// Its class from the folder it is in (reference sets), if any.
     pub label: Option<String>,
+    /// Its position among all the inputs (also in a shard of them).
+    pub index: usize,
 }
 
 const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
@@ -212,7 +214,64 @@ pub fn read_inputs(paths: &[PathBuf], spec: &ImageSpec) -> Result<Vec<Sample>> {
         samples.extend(read_file(&file, spec, None)?);
     }
     unique_names(&mut samples);
+    for (i, s) in samples.iter_mut().enumerate() {
+        s.index = i;
+    }
     Ok(samples)
+}
+
+/// Reads `shard`'s part of the inputs named by `paths` (all of them without a shard) and
+/// returns it with the number of inputs in all: names and indices are those of the whole
+/// run. When every input is an image (one sample per file), only the shard's files are
+/// decoded.
+pub fn read_input_shard(
+    paths: &[PathBuf],
+    spec: &ImageSpec,
+    shard: Option<crate::shard::Shard>,
+) -> Result<(Vec<Sample>, usize)> {
+    let Some(shard) = shard else {
+        let all = read_inputs(paths, spec)?;
+        let n = all.len();
+        return Ok((all, n));
+    };
+    let files = expand(paths)?;
+    if files.iter().all(|f| extension(f) != "npy") {
+        // One sample per file: the names of all, the images of the shard's.
+        let mut names: Vec<Sample> = files
+            .iter()
+            .map(|f| Sample {
+                source: f.display().to_string(),
+                name: safe_name(
+                    &f.file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                ),
+                x: Array3::zeros((0, 0, 0)),
+                label: None,
+                index: 0,
+            })
+            .collect();
+        unique_names(&mut names);
+        let n = files.len();
+        let mut samples = Vec::new();
+        for i in shard.range(n) {
+            samples.push(Sample {
+                x: read_image(&files[i], spec)?,
+                index: i,
+                ..names[i].clone()
+            });
+        }
+        return Ok((samples, n));
+    }
+    let all = read_inputs(paths, spec)?;
+    let n = all.len();
+    let range = shard.range(n);
+    Ok((
+        all.into_iter()
+            .filter(|s| range.contains(&s.index))
+            .collect(),
+        n,
+    ))
 }
 
 fn unique_names(samples: &mut [Sample]) {
@@ -254,6 +313,7 @@ fn read_file(path: &Path, spec: &ImageSpec, label: Option<&str>) -> Result<Vec<S
                 },
                 x: x.to_owned(),
                 label: label.map(str::to_string),
+                index: 0,
             })
             .collect());
     }
@@ -262,6 +322,7 @@ fn read_file(path: &Path, spec: &ImageSpec, label: Option<&str>) -> Result<Vec<S
         name: stem,
         x: read_image(path, spec)?,
         label: label.map(str::to_string),
+        index: 0,
     }])
 }
 
@@ -576,6 +637,7 @@ mod tests {
             name: n.into(),
             x: Array3::zeros((1, 1, 1)),
             label: None,
+            index: 0,
         };
         let mut v = vec![mk("a"), mk("a"), mk("b")];
         unique_names(&mut v);

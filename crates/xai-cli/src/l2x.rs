@@ -11,7 +11,7 @@ use xai_viz::{l2x_figure, L2xFigureOptions};
 
 use crate::cli::CommonArgs;
 use crate::error::{failed_in, usage, usage_in, Result};
-use crate::inputs::{read_inputs, read_reference};
+use crate::inputs::read_reference;
 use crate::model::Outputs;
 use crate::output::{class_name, top};
 
@@ -95,7 +95,7 @@ pub fn run(a: &L2xArgs) -> Result<()> {
         .progress(s.progress.enabled())
         .check()
         .map_err(usage)?;
-    let samples = read_inputs(&a.common.input, &s.spec)?;
+    let samples = s.read_inputs(&a.common.input)?;
     let l2x = match &a.explainer {
         Some(dir) => {
             let l = L2x::load(dir)
@@ -182,7 +182,8 @@ pub fn run(a: &L2xArgs) -> Result<()> {
                 "approximator_label": approx,
             });
             Ok(out.finish(prediction, result, &detail))
-        })
+        })?;
+    s.finish(&samples)
 }
 
 #[cfg(test)]

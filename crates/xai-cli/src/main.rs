@@ -23,6 +23,7 @@ mod model;
 mod output;
 mod progress;
 mod shap;
+mod shard;
 mod similarity;
 
 /// Large activation buffers are allocated at every model call; mimalloc reuses them.

@@ -8,7 +8,6 @@ use xai_viz::{shap_figure, ShapFigureOptions};
 
 use crate::cli::CommonArgs;
 use crate::error::{failed_in, usage, Result};
-use crate::inputs::read_inputs;
 use crate::model::Outputs;
 use crate::output::{class_name, top_classes};
 
@@ -122,7 +121,7 @@ pub fn run(a: &ShapArgs) -> Result<()> {
             k - 1
         )));
     }
-    let samples = read_inputs(&a.common.input, &s.spec)?;
+    let samples = s.read_inputs(&a.common.input)?;
     let names = s.class_names.as_deref();
     s.reporter
         .each_input(&s.progress, &samples, "KernelSHAP", |sample| {
@@ -184,7 +183,8 @@ pub fn run(a: &ShapArgs) -> Result<()> {
                 "exact": d.exact,
             });
             Ok(out.finish(prediction, result, &detail))
-        })
+        })?;
+    s.finish(&samples)
 }
 
 #[cfg(test)]

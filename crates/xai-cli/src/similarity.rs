@@ -15,7 +15,7 @@ use xai_viz::{similarity_class_bars, similarity_grid, ClassGrouping, SimilarityG
 
 use crate::cli::CommonArgs;
 use crate::error::{failed_in, usage, Result};
-use crate::inputs::{read_inputs, read_reference};
+use crate::inputs::read_reference;
 use crate::model::Outputs;
 use crate::output::class_name;
 
@@ -237,7 +237,7 @@ pub fn run(a: &SimilarityArgs) -> Result<()> {
         .eps(a.eps)
         .check()
         .map_err(usage)?;
-    let samples = read_inputs(&a.common.input, &s.spec)?;
+    let samples = s.read_inputs(&a.common.input)?;
     let spinner = s.progress.spinner("reading the reference set");
     let refs = read_reference(&a.reference, a.reference_labels.as_deref(), &s.spec)?;
     spinner.finish_and_clear();
@@ -374,7 +374,8 @@ pub fn run(a: &SimilarityArgs) -> Result<()> {
                 "most_similar": most,
             });
             Ok(out.finish(prediction, result, &detail))
-        })
+        })?;
+    s.finish(&samples)
 }
 
 #[cfg(test)]

@@ -1036,3 +1036,177 @@ fn dynamic_height_and_width_take_the_crop_or_the_images_size() {
         &[1, 224, 224]
     );
 }
+
+/// Every file under `dir`, by relative path, with its bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    files
+}
+
+/// For every subcommand: a run in 3 shards (run in reverse order) merged with `xai merge` is
+/// byte for byte the unsharded run's folder; a shard run again writes the same bytes; missing,
+/// duplicate and mismatched shards are one-line errors, and nothing is overwritten.
+#[test]
+fn sharded_runs_merge_into_the_unsharded_output() {
+    let t = tempfile::tempdir().unwrap();
+    let inputs = t.path().join("inputs");
+    for (i, (img, _)) in digits(&[0, 1, ONE, ZERO, 4]).iter().enumerate() {
+        write_png(img, &inputs.join(format!("d{i}.png")));
+    }
+    let refs = t.path().join("refs");
+    for (i, (img, label)) in digits(&[5, 6, 7, 8]).iter().enumerate() {
+        write_png(img, &refs.join(label.to_string()).join(format!("r{i}.png")));
+    }
+    let train = t.path().join("train");
+    for (i, (img, _)) in digits(&(20..36).collect::<Vec<_>>()).iter().enumerate() {
+        write_png(img, &train.join(format!("t{i:02}.png")));
+    }
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        ("shap", "binary_cnn", SHAP_QUICK.to_vec()),
+        (
+            "similarity",
+            "alibi_cnn",
+            vec!["--reference", s(&refs), "--n-similar", "2"],
+        ),
+        (
+            "cem",
+            "cem_cnn",
+            vec!["--c-steps", "1", "--max-iterations", "3"],
+        ),
+        (
+            "l2x",
+            "mnist_net",
+            vec![
+                "--reference",
+                s(&train),
+                "--num-epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--k",
+                "4",
+            ],
+        ),
+    ];
+    for (method, model, extra) in &cases {
+        let dir = t.path().join(method);
+        let run = |out: &str, shard: Option<&str>| {
+            let mut args = extra.clone();
+            args.push("--quiet");
+            if let Some(sh) = shard {
+                args.extend(["--shard", sh]);
+            }
+            explain(method, model, &inputs, &dir.join(out), &args)
+        };
+        assert_ok(&run("whole", None));
+        for i in (0..3).rev() {
+            assert_ok(&run(&format!("s{i}"), Some(&format!("{i}/3"))));
+        }
+        let shard_dirs: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("s{i}"))).collect();
+        let merge = |out: &Path, dirs: &[PathBuf]| {
+            let mut args = vec!["merge"];
+            args.extend(dirs.iter().map(|d| s(d)));
+            args.extend(["--out", s(out)]);
+            xai(&args)
+        };
+        let mut reversed = shard_dirs.clone();
+        reversed.reverse();
+        assert_ok(&merge(&dir.join("merged"), &reversed));
+        let (whole, merged) = (tree(&dir.join("whole")), tree(&dir.join("merged")));
+        assert_eq!(
+            whole.keys().collect::<Vec<_>>(),
+            merged.keys().collect::<Vec<_>>(),
+            "{method}"
+        );
+        for (path, bytes) in &whole {
+            assert!(
+                merged[path] == *bytes,
+                "{method}: {} differs",
+                path.display()
+            );
+        }
+        // A shard run again gives the same bytes (a crashed shard can be rerun alone).
+        assert_ok(&run("s1_again", Some("1/3")));
+        assert_eq!(
+            tree(&dir.join("s1")),
+            tree(&dir.join("s1_again")),
+            "{method}"
+        );
+        if *method == "shap" {
+            assert_user_error(
+                &merge(&dir.join("m2"), &shard_dirs[..2]),
+                "shard 2/3 is missing",
+            );
+            assert_user_error(
+                &merge(
+                    &dir.join("m3"),
+                    &[
+                        shard_dirs[0].clone(),
+                        shard_dirs[1].clone(),
+                        dir.join("s1_again"),
+                    ],
+                ),
+                "are both shard 1/3",
+            );
+            assert_user_error(
+                &merge(&dir.join("merged"), &shard_dirs),
+                "already holds a run's results",
+            );
+            // A shard with another seed does not merge.
+            let mut args = extra.clone();
+            args.extend(["--quiet", "--shard", "2/3", "--seed", "7"]);
+            assert_ok(&explain(
+                method,
+                model,
+                &inputs,
+                &dir.join("s2_seed"),
+                &args,
+            ));
+            assert_user_error(
+                &merge(
+                    &dir.join("m4"),
+                    &[
+                        shard_dirs[0].clone(),
+                        shard_dirs[1].clone(),
+                        dir.join("s2_seed"),
+                    ],
+                ),
+                "different parameters, seeds or inputs",
+            );
+            assert_user_error(
+                &explain(
+                    method,
+                    model,
+                    &inputs,
+                    &dir.join("x"),
+                    &["--shard", "auto/3"],
+                ),
+                "neither JOB_COMPLETION_INDEX",
+            );
+            let o = Command::new(env!("CARGO_BIN_EXE_xai"))
+                .args(["shap", "--model", model, "--input", s(&inputs), "--out"])
+                .arg(dir.join("auto2"))
+                .args(SHAP_QUICK)
+                .args(["--quiet", "--shard", "auto/3"])
+                .env("SLURM_ARRAY_TASK_ID", "2")
+                .output()
+                .unwrap();
+            assert_ok(&o);
+            assert_eq!(tree(&dir.join("auto2")), tree(&shard_dirs[2]));
+        }
+    }
+}

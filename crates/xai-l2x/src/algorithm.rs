@@ -41,7 +41,10 @@ pub struct TrainingSummary {
     pub batch_size: usize,
     /// Mean training loss of each epoch.
     pub epoch_losses: Vec<f32>,
-    /// Wall-clock seconds of each epoch.
+    /// Wall-clock seconds of each epoch. Not serialized (in explanations' `meta` or a saved
+    /// explainer): a seeded run writes the same bytes every time, and the shards of a sharded
+    /// `xai l2x` run merge into exactly the unsharded output.
+    #[serde(skip)]
     pub epoch_seconds: Vec<f64>,
     /// omnixai's `_check_performance`: the approximator on the *whole* training images
     /// (weights all 1) against the black box — accuracy of its top class in classification

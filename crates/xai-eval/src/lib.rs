@@ -30,7 +30,7 @@
 //! ```
 //! use ndarray::{Array1, ArrayViewD, Axis};
 //! use xai_core::FnPredictor;
-//! use xai_eval::{evaluate, random_attribution, Context, Input, Metric};
+//! use xai_eval::{evaluate, random_attribution, Baseline, Context, CurveParams, Input, Metric};
 //!
 //! // A linear model f(x) = w . x on 8 features, and its exact attribution w * x.
 //! let w = Array1::from_iter((0..8).map(|i| i as f32 - 3.5));
@@ -42,13 +42,19 @@
 //! let x = Array1::from_elem(8, 1.0f32);
 //! let exact = (&w * &x).into_dyn();
 //! let random = random_attribution(&[8], 7);
-//! let metrics = [Metric::from_name("deletion_auc").unwrap()];
+//! // Removed features are set to 0 (the default baseline, the input's minimum, is 1 here).
+//! let params = CurveParams::new().baseline(Baseline::Value(0.0)).check().unwrap();
+//! let metrics = [Metric::DeletionAuc(params.clone()), Metric::InsertionAuc(params)];
 //! let ctx = Context::new(&model);
-//! let score = |map: ArrayViewD<'_, f32>| {
-//!     let input = Input { x: x.view().into_dyn(), map, target: 0, segments: None };
-//!     evaluate(&ctx, &input, &metrics).unwrap()[0].value
+//! let score = |map: &ndarray::ArrayD<f32>| {
+//!     let input = Input { x: x.view().into_dyn(), map: map.view(), target: 0, segments: None };
+//!     let rows = evaluate(&ctx, &input, &metrics).unwrap();
+//!     (rows[0].value, rows[1].value)
 //! };
-//! assert!(score(exact.view()) < score(random.view()));
+//! let (exact_deletion, exact_insertion) = score(&exact);
+//! let (random_deletion, random_insertion) = score(&random);
+//! assert!(exact_deletion < random_deletion); // lower is better
+//! assert!(exact_insertion > random_insertion); // higher is better
 //! ```
 
 mod correlation;

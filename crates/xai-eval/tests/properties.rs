@@ -272,6 +272,30 @@ fn seeded_metrics_reproduce_across_thread_counts() {
                 .unwrap(),
         ),
     ];
+    // An explainer that itself splits the batch over rayon's threads.
+    let explainer = |xs: ArrayViewD<'_, f32>, _t: &[usize]| -> Result<ArrayD<f32>> {
+        use rayon::prelude::*;
+        let rows: Vec<f32> = xs.as_slice().unwrap().par_iter().map(|v| v * v).collect();
+        Ok(ArrayD::from_shape_vec(xs.raw_dim(), rows).unwrap())
+    };
+    let sens = SensitivityParams::new()
+        .nr_samples(12)
+        .batch_size(5)
+        .seed(4)
+        .check()
+        .unwrap();
+    let metrics = [
+        metrics,
+        vec![
+            Metric::MaxSensitivity(sens.clone()),
+            Metric::AvgSensitivity(sens),
+        ],
+    ]
+    .concat();
+    let ctx = Context {
+        explainer: Some(&explainer),
+        ..Context::new(&model)
+    };
     let run = |threads: usize| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -284,7 +308,7 @@ fn seeded_metrics_reproduce_across_thread_counts() {
                     target: 0,
                     segments: None,
                 };
-                evaluate(&Context::new(&model), &input, &metrics).unwrap()
+                evaluate(&ctx, &input, &metrics).unwrap()
             })
     };
     let one = run(1);

@@ -67,10 +67,14 @@ pub fn noisy_linear_imputation(
         }
         var[*p] = i;
     }
-    // Per variable: the diagonal, the imputed neighbours and the known ones.
+    // Per variable: the diagonal, and the imputed and known neighbours as compressed rows.
     let mut diag = vec![0.0f64; n];
-    let mut links: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
-    let mut known: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
+    let (mut link_start, mut link_var, mut link_w) =
+        (Vec::with_capacity(n + 1), Vec::new(), Vec::new());
+    let (mut known_start, mut known_px, mut known_w) =
+        (Vec::with_capacity(n + 1), Vec::new(), Vec::new());
+    link_start.push(0);
+    known_start.push(0);
     for (i, p) in pixels.iter().enumerate() {
         let (r, col) = ((p / w) as isize, (p % w) as isize);
         for (dr, dc, wt) in NEIGHBOURS {
@@ -81,17 +85,21 @@ pub fn noisy_linear_imputation(
             diag[i] += wt;
             let q = rr as usize * w + cc as usize;
             if var[q] == usize::MAX {
-                known[i].push((q, wt));
+                known_px.push(q);
+                known_w.push(wt);
             } else {
-                links[i].push((var[q], wt));
+                link_var.push(var[q]);
+                link_w.push(wt);
             }
         }
+        link_start.push(link_var.len());
+        known_start.push(known_px.len());
     }
     let apply = |v: &[f64], out: &mut [f64]| {
         for i in 0..n {
             let mut s = diag[i] * v[i];
-            for (j, wt) in &links[i] {
-                s -= wt * v[*j];
+            for k in link_start[i]..link_start[i + 1] {
+                s -= link_w[k] * v[link_var[k]];
             }
             out[i] = s;
         }
@@ -104,9 +112,8 @@ pub fn noisy_linear_imputation(
         let flat = plane.as_slice().expect("standard layout");
         let b: Vec<f64> = (0..n)
             .map(|i| {
-                known[i]
-                    .iter()
-                    .map(|(q, wt)| wt * f64::from(flat[*q]))
+                (known_start[i]..known_start[i + 1])
+                    .map(|k| known_w[k] * f64::from(flat[known_px[k]]))
                     .sum()
             })
             .collect();

@@ -67,6 +67,11 @@ pub enum Similarity {
     /// Pearson's correlation (Quantus' `correlation_pearson`, faithfulness correlation's
     /// default).
     Pearson,
+    /// The structural similarity index of the two flattened series (Quantus' `ssim`, which
+    /// calls scikit-image's `structural_similarity` on the flattened maps MPRT passes it): a
+    /// window of 7 values, data range the span of both series, `K1 = 0.01`, `K2 = 0.03`, sample
+    /// covariances, the mean over the windows that fit.
+    Ssim,
 }
 
 /// A vector norm of a flattened explanation (Quantus' `norm_func`).

@@ -82,7 +82,7 @@ pub use hyperparams::{
     RoadParams, RoadValidParams, SensitivityParams, SensitivityValidParams, Similarity,
 };
 pub use infidelity::infidelity;
-pub use perturb::{pearson, spearman};
+pub use perturb::{pearson, spearman, ssim};
 pub use random::random_attribution;
 pub use randomisation::{gradient_explainer, mprt, ModelExplainer, Randomizable};
 pub use road::{noisy_linear_imputation, road};

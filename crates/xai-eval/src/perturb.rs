@@ -348,11 +348,52 @@ pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
     pearson(&ranks(a), &ranks(b))
 }
 
+/// The structural similarity of two series as scikit-image's `structural_similarity` computes
+/// it on 1-D arrays with its defaults (Quantus' `ssim`): uniform windows of 7 values, data range
+/// `max − min` over both series, `K1 = 0.01`, `K2 = 0.03`, sample covariances (`7 / 6`), the
+/// mean of the index over the windows that lie inside the series. NaN for series shorter than 7.
+pub fn ssim(a: &[f64], b: &[f64]) -> f64 {
+    const WIN: usize = 7;
+    let n = a.len().min(b.len());
+    if n < WIN {
+        return f64::NAN;
+    }
+    let (lo, hi) = a[..n]
+        .iter()
+        .chain(&b[..n])
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(*v), h.max(*v))
+        });
+    let range = (hi - lo).abs();
+    let (c1, c2) = ((0.01 * range).powi(2), (0.03 * range).powi(2));
+    let cov_norm = WIN as f64 / (WIN as f64 - 1.0);
+    let mut total = 0.0;
+    for start in 0..=n - WIN {
+        let (xa, xb) = (&a[start..start + WIN], &b[start..start + WIN]);
+        let m = |f: &dyn Fn(usize) -> f64| (0..WIN).map(f).sum::<f64>() / WIN as f64;
+        let (ux, uy) = (m(&|i| xa[i]), m(&|i| xb[i]));
+        let (uxx, uyy, uxy) = (
+            m(&|i| xa[i] * xa[i]),
+            m(&|i| xb[i] * xb[i]),
+            m(&|i| xa[i] * xb[i]),
+        );
+        let (vx, vy, vxy) = (
+            cov_norm * (uxx - ux * ux),
+            cov_norm * (uyy - uy * uy),
+            cov_norm * (uxy - ux * uy),
+        );
+        total +=
+            ((2.0 * ux * uy + c1) * (2.0 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2));
+    }
+    total / (n - WIN + 1) as f64
+}
+
 /// The similarity `s` of two series.
 pub fn similarity(s: Similarity, a: &[f64], b: &[f64]) -> f64 {
     match s {
         Similarity::Spearman => spearman(a, b),
         Similarity::Pearson => pearson(a, b),
+        Similarity::Ssim => ssim(a, b),
     }
 }
 

@@ -332,12 +332,17 @@ fn sensitivities_match_quantus_on_its_noise() {
 }
 
 #[test]
-fn correlations_match_scipy() {
+fn correlations_match_scipy_and_ssim_matches_skimage() {
     let (_, fx) = load();
     for pair in fx["correlations"].as_array().unwrap() {
         let (a, b) = (f64s(&pair["a"]), f64s(&pair["b"]));
         assert!((spearman(&a, &b) - pair["spearman"].as_f64().unwrap()).abs() < 1e-12);
         assert!((pearson(&a, &b) - pair["pearson"].as_f64().unwrap()).abs() < 1e-12);
+        let (ours, theirs) = (ssim(&a, &b), pair["ssim"].as_f64().unwrap());
+        assert!(
+            (ours - theirs).abs() < 1e-10,
+            "ssim: ours {ours}, skimage {theirs}"
+        );
     }
 }
 
@@ -380,5 +385,16 @@ fn mprt_cascades_over_quantus_layers() {
         // Reproducible from the seed.
         let again = mprt(net, &explain, x.view(), a.view(), t, &p).unwrap();
         assert_eq!(s, again);
+        // SSIM (Quantus' other similarity): below 1 once the model is random.
+        let ps = MprtParams::new()
+            .similarity(Similarity::Ssim)
+            .check()
+            .unwrap();
+        let s = mprt(net, &explain, x.view(), a.view(), t, &ps).unwrap();
+        assert!(
+            s.curve.y.iter().all(|v| v.is_finite() && *v < 1.0),
+            "{:?}",
+            s.curve.y
+        );
     }
 }

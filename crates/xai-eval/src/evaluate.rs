@@ -185,8 +185,8 @@ impl<'a> Context<'a> {
     }
 }
 
-/// A metric's result on one input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A metric's result on one input (serialisable for JSON tables).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MetricValue {
     /// The metric's table key.
     pub metric: &'static str,

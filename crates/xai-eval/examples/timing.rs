@@ -7,6 +7,16 @@
 //! RAYON_NUM_THREADS=1 cargo run --release -p xai-eval --example timing [-- target/quantus-timing]
 //! ```
 //!
+//! Without a release build, the dev profile with the hot crates at release optimisation gives
+//! the same code for them (the model's layers, the metrics; tract is not used):
+//!
+//! ```text
+//! RAYON_NUM_THREADS=1 cargo run -p xai-eval --example timing \
+//!     --config profile.dev.package.xai-models.opt-level=3 \
+//!     --config profile.dev.package.xai-eval.opt-level=3 \
+//!     --config profile.dev.package.xai-core.opt-level=3
+//! ```
+//!
 //! Prints one row per metric: `metric  images  seconds_total  seconds_per_image`, and checks
 //! that the scores are finite.
 

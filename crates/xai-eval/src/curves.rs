@@ -114,7 +114,7 @@ fn rank(
 }
 
 /// The deletion curve (RISE): the target output as the most relevant features are replaced by
-/// the baseline, `features_in_step` at a time, from the intact input (fraction 0) to the fully
+/// the baseline, `features_in_step` at a time (or more, to stay within `max_steps`), from the intact input (fraction 0) to the fully
 /// removed one (fraction 1); its area over the fraction removed. Lower is better.
 pub fn deletion(
     model: &dyn Predictor,
@@ -132,7 +132,7 @@ pub fn deletion(
         &r.order,
         &sample.x,
         &r.fill,
-        params.features_in_step,
+        params.step_for(r.groups.len()),
         0,
         usize::MAX,
         params.batch_size,
@@ -164,7 +164,7 @@ pub fn insertion(
         &r.order,
         &r.fill,
         &sample.x,
-        params.features_in_step,
+        params.step_for(r.groups.len()),
         0,
         usize::MAX,
         params.batch_size,
@@ -209,7 +209,7 @@ pub fn pixel_flipping(
         &r.order,
         &sample.x,
         &r.fill,
-        params.features_in_step,
+        params.step_for(r.groups.len()),
         1,
         usize::MAX,
         params.batch_size,

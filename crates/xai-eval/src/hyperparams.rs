@@ -196,6 +196,8 @@ pub struct CurveValidParams {
     pub(crate) features: Features,
     pub(crate) baseline: Baseline,
     pub(crate) features_in_step: usize,
+    #[serde(default)]
+    pub(crate) max_steps: Option<usize>,
     pub(crate) abs: bool,
     pub(crate) batch_size: usize,
 }
@@ -207,6 +209,9 @@ impl CurveValidParams {
         baseline: Baseline);
     getter!(/// Features (pixels, elements or segments) removed per step of the curve.
         features_in_step: usize);
+    getter!(/// At most this many steps: the step grows to `ceil(features / max_steps)` when
+        /// `features_in_step` would make more (large images), `None` for no bound.
+        max_steps: Option<usize>);
     getter!(/// Whether features are ranked by the absolute value of their attribution.
         abs: bool);
     getter!(/// Inputs per model call.
@@ -239,6 +244,7 @@ impl CurveParams {
             features: Features::Pixels,
             baseline: Baseline::Black,
             features_in_step: 1,
+            max_steps: None,
             abs: false,
             batch_size: DEFAULT_BATCH_SIZE,
         })
@@ -249,6 +255,9 @@ impl CurveParams {
         baseline: Baseline);
     setter!(/// Features removed per step (Quantus' `features_in_step`, default 1).
         features_in_step: usize);
+    setter!(/// At most this many steps per curve (default `None`: `features_in_step` decides);
+        /// e.g. `Some(100)` removes 1% of the features per step on any input size.
+        max_steps: Option<usize>);
     setter!(/// Rank by |attribution| (Quantus' `abs`, default false).
         abs: bool);
     setter!(/// Inputs per model call (default 64).
@@ -265,8 +274,23 @@ impl CurveParams {
                 "at least 1 feature per step",
             ));
         }
+        if let Some(m) = p.max_steps {
+            if m == 0 || m > MAX_SAMPLES {
+                return Err(EvalError::param("max_steps", m, "None, or 1..=2^20 steps"));
+            }
+        }
         check_batch_size(p.batch_size)?;
         Ok(p.clone())
+    }
+}
+
+impl CurveValidParams {
+    /// The features per step on an input of `n_features` features.
+    pub(crate) fn step_for(&self, n_features: usize) -> usize {
+        match self.max_steps {
+            Some(m) => self.features_in_step.max(n_features.div_ceil(m)),
+            None => self.features_in_step,
+        }
     }
 }
 

@@ -436,3 +436,29 @@ fn wrong_shapes_and_targets_are_errors() {
     let bad_x = ArrayD::<f32>::zeros(IxDyn(&[1, H, W + 1]));
     assert!(deletion(&model, bad_x.view(), map.view(), 0, None, &p).is_err());
 }
+
+#[test]
+fn max_steps_bounds_the_curve_length() {
+    let (w, x) = weights_and_input(51);
+    let model = linear(w, 0.0);
+    let map = random_attribution(&[1, H, W], 52);
+    // 64 pixels, at most 10 steps: 7 pixels per step, 10 steps and the intact input.
+    let p = CurveParams::new()
+        .max_steps(Some(10))
+        .baseline(Baseline::Value(0.0))
+        .check()
+        .unwrap();
+    let d = deletion(&model, x.view(), map.view(), 0, None, &p).unwrap();
+    assert_eq!(d.curve.x.len(), 11);
+    assert!((d.curve.x[1] - 7.0 / 64.0).abs() < 1e-12);
+    assert_eq!(*d.curve.x.last().unwrap(), 1.0);
+    // A larger features_in_step wins.
+    let p = CurveParams::new()
+        .max_steps(Some(10))
+        .features_in_step(16)
+        .check()
+        .unwrap();
+    let d = deletion(&model, x.view(), map.view(), 0, None, &p).unwrap();
+    assert_eq!(d.curve.x.len(), 5);
+    assert!(CurveParams::new().max_steps(Some(0)).check().is_err());
+}

@@ -77,35 +77,31 @@ pub enum Metric {
     Mprt(MprtValidParams),
 }
 
-fn checked<T>(r: Result<T>) -> T {
-    r.expect("the default parameters are valid")
-}
-
 impl Metric {
     /// The metric called `name` (one of [`METRIC_NAMES`]) with its default parameters.
     pub fn from_name(name: &str) -> Result<Metric> {
-        let curve = || checked(CurveParams::new().check());
-        let region = || checked(RegionParams::new().check());
-        let road = || checked(RoadParams::new().check());
-        let sens = || checked(SensitivityParams::new().check());
+        let curve = || CurveParams::new().check();
+        let region = || RegionParams::new().check();
+        let road = || RoadParams::new().check();
+        let sens = || SensitivityParams::new().check();
         Ok(match name {
-            "deletion_auc" => Metric::DeletionAuc(curve()),
-            "insertion_auc" => Metric::InsertionAuc(curve()),
-            "pixel_flipping_morf" => Metric::PixelFlippingMorf(curve()),
-            "pixel_flipping_lerf" => Metric::PixelFlippingLerf(curve()),
-            "pixel_flipping_difference" => Metric::PixelFlippingDifference(curve()),
-            "region_perturbation_morf" => Metric::RegionPerturbationMorf(region()),
-            "region_perturbation_lerf" => Metric::RegionPerturbationLerf(region()),
-            "region_perturbation_difference" => Metric::RegionPerturbationDifference(region()),
-            "road_morf" => Metric::RoadMorf(road()),
-            "road_lerf" => Metric::RoadLerf(road()),
-            "infidelity" => Metric::Infidelity(checked(InfidelityParams::new().check())),
-            "max_sensitivity" => Metric::MaxSensitivity(sens()),
-            "avg_sensitivity" => Metric::AvgSensitivity(sens()),
-            "faithfulness_correlation" => Metric::FaithfulnessCorrelation(checked(
-                FaithfulnessCorrelationParams::new().check(),
-            )),
-            "mprt" => Metric::Mprt(checked(MprtParams::new().check())),
+            "deletion_auc" => Metric::DeletionAuc(curve()?),
+            "insertion_auc" => Metric::InsertionAuc(curve()?),
+            "pixel_flipping_morf" => Metric::PixelFlippingMorf(curve()?),
+            "pixel_flipping_lerf" => Metric::PixelFlippingLerf(curve()?),
+            "pixel_flipping_difference" => Metric::PixelFlippingDifference(curve()?),
+            "region_perturbation_morf" => Metric::RegionPerturbationMorf(region()?),
+            "region_perturbation_lerf" => Metric::RegionPerturbationLerf(region()?),
+            "region_perturbation_difference" => Metric::RegionPerturbationDifference(region()?),
+            "road_morf" => Metric::RoadMorf(road()?),
+            "road_lerf" => Metric::RoadLerf(road()?),
+            "infidelity" => Metric::Infidelity(InfidelityParams::new().check()?),
+            "max_sensitivity" => Metric::MaxSensitivity(sens()?),
+            "avg_sensitivity" => Metric::AvgSensitivity(sens()?),
+            "faithfulness_correlation" => {
+                Metric::FaithfulnessCorrelation(FaithfulnessCorrelationParams::new().check()?)
+            }
+            "mprt" => Metric::Mprt(MprtParams::new().check()?),
             other => return Err(EvalError::UnknownMetric(other.to_string())),
         })
     }

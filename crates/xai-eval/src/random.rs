@@ -9,7 +9,6 @@ use rand::{Rng, SeedableRng};
 /// the metric can see.
 pub fn random_attribution(shape: &[usize], seed: u64) -> ArrayD<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.gen::<f32>()).collect();
-    ArrayD::from_shape_vec(IxDyn(shape), v).expect("values match the shape")
+    // Drawn in the array's (row-major) order.
+    ArrayD::from_shape_simple_fn(IxDyn(shape), || rng.gen::<f32>())
 }

@@ -30,6 +30,7 @@ mod error;
 mod explained;
 mod grid;
 mod heatmap;
+mod lines;
 mod render;
 mod text;
 
@@ -46,6 +47,7 @@ pub use heatmap::{
     attribution_overlay, heatmap_panels, render_attribution_overlay, render_heatmap_panels,
     ColorScale, HeatmapOptions, HeatmapPanel, PanelImage,
 };
+pub use lines::{line_charts, render_line_charts, LineChart, LineSeries};
 pub use render::{ensure_font, RgbImage, FONT_FAMILY, MAX_FIGURE_SIDE};
 
 #[cfg(feature = "cem")]

@@ -368,3 +368,43 @@ fn attribution_overlay_draws_photos_in_colour() {
     attribution_overlay(&path, red.view(), "photo", &maps, &opts).unwrap();
     assert_eq!(read_back(&path).0, colour.width);
 }
+
+/// Curves of several methods on shared axes, side by side; empty and non-finite curves are
+/// errors.
+#[test]
+fn line_charts_draw_curves_with_a_legend() {
+    let curve = |name: &str, f: fn(f64) -> f64| LineSeries {
+        name: name.into(),
+        points: (0..=10)
+            .map(|i| i as f64 / 10.0)
+            .map(|x| (x, f(x)))
+            .collect(),
+    };
+    let charts = [
+        LineChart {
+            title: "deletion".into(),
+            x_label: "fraction removed".into(),
+            series: vec![curve("shap", |x| 1.0 - x), curve("random", |x| 1.0 - x * x)],
+        },
+        LineChart {
+            title: "insertion".into(),
+            x_label: "fraction inserted".into(),
+            series: vec![curve("shap", |x| x), curve("random", |x| x * x)],
+        },
+    ];
+    let img = render_line_charts(&charts, Some("d0"), (320, 240), None).unwrap();
+    assert_eq!((img.width, img.height), (640, 276));
+    // tab10's blue and orange are drawn.
+    assert!(count_near(&img, [31, 119, 180]) > 50);
+    assert!(count_near(&img, [255, 127, 14]) > 50);
+    let bad = LineChart {
+        series: vec![LineSeries {
+            name: "nan".into(),
+            points: vec![(0.0, f64::NAN)],
+        }],
+        ..LineChart::default()
+    };
+    assert!(render_line_charts(&[bad], None, (320, 240), None).is_err());
+    assert!(render_line_charts(&[LineChart::default()], None, (320, 240), None).is_err());
+    assert!(render_line_charts(&charts, None, (10, 10), None).is_err());
+}

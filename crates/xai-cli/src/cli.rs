@@ -39,6 +39,11 @@ pub enum Command {
     /// L2X (omnixai's L2XImage): trains a patch selector on --reference (or loads one with
     /// --explainer) and shows the k patches that explain each input.
     L2x(crate::l2x::L2xArgs),
+    /// Which explanation to trust: runs each method (--methods) on each input, scores the maps
+    /// with faithfulness and robustness metrics (--metrics, as Quantus defines them) next to a
+    /// random map, and writes eval.csv (input, method, metric, value), eval.json and a figure
+    /// per input.
+    Eval(crate::eval::EvalArgs),
     /// Merges the output folders of a sharded run (--shard i/n) into exactly what one unsharded
     /// run writes; missing, duplicate or mismatched shards are errors, nothing is overwritten.
     Merge(MergeArgs),
@@ -327,6 +332,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Similarity(a) => crate::similarity::run(&a),
         Command::Cem(a) => crate::cem::run(&a),
         Command::L2x(a) => crate::l2x::run(&a),
+        Command::Eval(a) => crate::eval::run(&a),
         Command::Merge(a) => {
             let n = crate::shard::merge(&a.shards, &a.out)?;
             println!(

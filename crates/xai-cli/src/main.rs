@@ -17,6 +17,7 @@
 mod cem;
 mod cli;
 mod error;
+mod eval;
 mod inputs;
 mod l2x;
 mod model;

@@ -164,6 +164,16 @@ pub fn top_classes(outputs: &[f32], k: usize, names: Option<&[String]>) -> Vec<T
 }
 
 impl<'a> InputOutput<'a> {
+    /// The input's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Records a file written into the input's folder by the caller.
+    pub fn add_file(&mut self, path: PathBuf) {
+        self.files.push(path);
+    }
+
     /// Records the model's top `k` classes of `outputs` for the report.
     pub fn set_top(&mut self, outputs: &[f32], k: usize) {
         self.top = top_classes(outputs, k, self.names);

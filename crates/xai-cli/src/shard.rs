@@ -297,6 +297,10 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize> {
     for (i, d) in &inputs {
         copy_tree(&d.join(&i.name), &out.join(&i.name))?;
     }
+    if first.command == "eval" {
+        let names: Vec<String> = inputs.iter().map(|(i, _)| i.name.clone()).collect();
+        crate::eval::write_tables(out, &names)?;
+    }
     Manifest {
         shard: None,
         inputs: inputs.iter().map(|(i, _)| (*i).clone()).collect(),

@@ -1210,3 +1210,77 @@ fn sharded_runs_merge_into_the_unsharded_output() {
         }
     }
 }
+
+/// `xai eval`: one row per input x method x metric (the random map always among the methods),
+/// CSV and JSON, a figure and the maps per input; a good map beats the random one on the
+/// saliency of a model whose output is a weighted sum of its pixels; unknown metrics are
+/// one-line errors.
+#[test]
+fn eval_scores_every_method_with_every_metric() {
+    let t = tempfile::tempdir().unwrap();
+    let inputs = t.path().join("inputs");
+    for (i, (img, _)) in digits(&[ONE, ZERO]).iter().enumerate() {
+        write_png(img, &inputs.join(format!("d{i}.png")));
+    }
+    let out = t.path().join("out");
+    let o = explain(
+        "eval",
+        "binary_cnn",
+        &inputs,
+        &out,
+        &[
+            "--methods",
+            "saliency,input-x-gradient",
+            "--metrics",
+            "deletion_auc,insertion_auc,pixel_flipping_morf",
+            "--steps",
+            "20",
+            "--json",
+        ],
+    );
+    assert_ok(&o);
+    let csv = std::fs::read_to_string(out.join("eval.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "input,method,metric,value");
+    // 2 inputs x 3 methods (random added) x 3 metrics.
+    assert_eq!(lines.len(), 1 + 2 * 3 * 3, "{csv}");
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("d1,random,insertion_auc,")));
+    let rows = read_json(&out.join("eval.json"));
+    assert_eq!(rows.as_array().unwrap().len(), 18);
+    assert_eq!(rows[0]["better"], "lower", "deletion: lower is better");
+    for d in ["d0", "d1"] {
+        assert_files(&out.join(d), &["eval.png", "eval.json", "maps.npy"]);
+        assert_eq!(
+            read_array(&out.join(d).join("maps.npy")).shape(),
+            &[3, 28, 28]
+        );
+        // Gradient maps of the model's own prediction delete it faster than a random map.
+        let v = read_json(&out.join(d).join("eval.json"));
+        let value = |method: &str, metric: &str| {
+            v["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["method"] == method && r["metric"] == metric)
+                .unwrap()["value"]
+                .as_f64()
+                .unwrap()
+        };
+        assert!(
+            value("input-x-gradient", "deletion_auc") < value("random", "deletion_auc"),
+            "{d}: {v}"
+        );
+    }
+    assert_user_error(
+        &explain(
+            "eval",
+            "binary_cnn",
+            &inputs,
+            &out,
+            &["--metrics", "accuracy"],
+        ),
+        "`accuracy` is not a metric",
+    );
+}

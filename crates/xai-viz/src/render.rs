@@ -47,6 +47,27 @@ pub struct RgbImage {
 }
 
 impl RgbImage {
+    /// `self` with `below` under it, both centred on a white canvas as wide as the wider one.
+    pub fn stack_below(&self, below: &RgbImage) -> RgbImage {
+        let width = self.width.max(below.width);
+        let height = self.height + below.height;
+        let mut data = vec![255u8; width as usize * height as usize * 3];
+        for (img, y0) in [(self, 0u32), (below, self.height)] {
+            let x0 = (width - img.width) / 2;
+            for y in 0..img.height {
+                let src = (y * img.width * 3) as usize;
+                let dst = (((y0 + y) * width + x0) * 3) as usize;
+                let len = (img.width * 3) as usize;
+                data[dst..dst + len].copy_from_slice(&img.data[src..src + len]);
+            }
+        }
+        RgbImage {
+            width,
+            height,
+            data,
+        }
+    }
+
     /// The colour at `(x, y)`, or `None` outside the image.
     pub fn pixel(&self, x: u32, y: u32) -> Option<Rgb> {
         if x >= self.width || y >= self.height {

@@ -1015,6 +1015,31 @@ fn dynamic_height_and_width_take_the_crop_or_the_images_size() {
         &[1, 15, 21],
         "one map at the image's own size"
     );
+    // Gradients of the dynamo export on the graph engine (--backend graph): saliency scored by
+    // xai eval.
+    let o = explain(
+        "eval",
+        s(&model),
+        &photo,
+        &out.join("eval"),
+        &[
+            "--backend",
+            "graph",
+            "--crop",
+            "12x16",
+            "--methods",
+            "saliency",
+            "--metrics",
+            "deletion_auc",
+            "--steps",
+            "8",
+        ],
+    );
+    assert_ok(&o);
+    assert_eq!(
+        read_array(&out.join("eval").join("p").join("maps.npy")).shape(),
+        &[2, 12, 16]
+    );
     // --preset imagenet: the shorter side to 256, the centre 224 x 224, ImageNet's mean/std.
     let wide = t.path().join("wide.png");
     write_png(

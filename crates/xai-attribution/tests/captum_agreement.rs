@@ -391,3 +391,39 @@ fn occlusion_windows_and_strides() {
         npy("occlusion_1x5x5").view(),
     );
 }
+
+/// The importer's networks do not expose layers: Grad-CAM says to load with the graph engine.
+#[test]
+fn grad_cam_on_an_imported_model_is_a_typed_error() {
+    let imported = OnnxOptions::new()
+        .input_shape([3, 16, 16])
+        .backend(Backend::Import)
+        .check()
+        .unwrap()
+        .load(fixture("cnn.onnx"))
+        .unwrap();
+    assert!(xai_core::LayerModel::layer_names(&imported).is_empty());
+    let x = npy("inputs");
+    let err = GradCam::new(
+        &imported,
+        GradCamParams::new("/conv2/Conv_output_0").check().unwrap(),
+    )
+    .attribute(x.view(), &targets())
+    .unwrap_err();
+    assert!(err.to_string().contains("Backend::Graph"), "{err}");
+    // The gradient methods run on it and agree with captum too.
+    let a = Saliency::new(&imported, SaliencyParams::new().check().unwrap())
+        .attribute(x.view(), &targets())
+        .unwrap();
+    assert_close(
+        "saliency (importer)",
+        a.values.view(),
+        npy("saliency_abs").view(),
+    );
+    // And the graph engine lists the node outputs.
+    let names = xai_core::LayerModel::layer_names(&model());
+    assert!(
+        names.iter().any(|n| n == "/conv2/Conv_output_0"),
+        "{names:?}"
+    );
+}

@@ -12,6 +12,8 @@
 //!   labels as class indices, one-hot rows or regression targets.
 //! * [`Explanation`] — `meta` (method name, every parameter, crate version) plus `data`,
 //!   serialisable to JSON, with arrays writable as `.npy` through [`NpyArrays`].
+//! * [`LayerModel`] — a differentiable model whose named layers' activations and gradients can
+//!   be read (Grad-CAM).
 //! * [`CoreError`] — the typed error for everything above.
 //! * [`adapter`] — what an adapter for another framework (dfdx, burn) needs for per-sample
 //!   gradients: a parallel row-by-row path and the factored dense-layer block.
@@ -36,12 +38,14 @@ pub mod adapter;
 mod error;
 mod explanation;
 mod grads;
+mod layers;
 mod loss;
 mod predictor;
 
 pub use error::{CoreError, Result};
 pub use explanation::{write_npy, Explanation, Meta, NpyArrays};
 pub use grads::{GradBlock, ParamGroup, ParamSelection, PerSampleGrads};
+pub use layers::{unknown_layer, LayerModel};
 pub use loss::{Loss, OutputKind, Targets};
 pub use predictor::{
     argmax_rows, check_batch, check_finite, DifferentiableModel, FnPredictor, Predictor,

@@ -566,8 +566,32 @@ impl Graph {
                 .slot;
             target[s] = true;
         }
+        let mut grads = self.backward_to(tape, output_grads, target)?;
+        Ok(Gradients {
+            inputs: wanted
+                .inputs
+                .iter()
+                .map(|&i| grads[self.inputs[i]].take())
+                .collect(),
+            params: wanted
+                .params
+                .iter()
+                .map(|&p| grads[self.params[p].slot].take())
+                .collect(),
+        })
+    }
+
+    /// The backward pass to the slots flagged in `target`: every slot's gradient (`None` where
+    /// none reaches it; complete for the targets).
+    pub(crate) fn backward_to(
+        &self,
+        tape: &Tape,
+        output_grads: Vec<Option<ArrayD<f32>>>,
+        target: Vec<bool>,
+    ) -> Result<Vec<Option<ArrayD<f32>>>> {
+        let n_slots = self.slot_names.len();
         // Forward: a value depends on a target if a differentiable node computed it from one.
-        let mut depends = target.clone();
+        let mut depends = target;
         for node in &self.nodes {
             if node.op.is_differentiable() && node.inputs.iter().flatten().any(|&s| depends[s]) {
                 for &o in &node.outputs {
@@ -660,18 +684,42 @@ impl Graph {
                 accumulate(&mut grads[*s], g);
             }
         }
-        Ok(Gradients {
-            inputs: wanted
-                .inputs
+        Ok(grads)
+    }
+
+    /// The names of the values the graph's nodes compute (each node's outputs), in evaluation
+    /// order; constant-folded nodes are not listed.
+    pub fn node_output_names(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.outputs.iter().map(|&s| self.slot_names[s].clone()))
+            .collect()
+    }
+
+    /// The slot of a value computed by a node, found by the value's name or by the name of the
+    /// node (its first output).
+    pub(crate) fn computed_slot(&self, name: &str) -> Option<usize> {
+        let by_value = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.outputs.iter().copied())
+            .find(|&s| self.slot_names[s] == name);
+        by_value.or_else(|| {
+            self.nodes
                 .iter()
-                .map(|&i| grads[self.inputs[i]].take())
-                .collect(),
-            params: wanted
-                .params
-                .iter()
-                .map(|&p| grads[self.params[p].slot].take())
-                .collect(),
+                .find(|n| n.name == name)
+                .and_then(|n| n.outputs.first().copied())
         })
+    }
+
+    /// Number of value slots.
+    pub(crate) fn n_slots(&self) -> usize {
+        self.slot_names.len()
+    }
+
+    /// The value of slot `slot` on a tape.
+    pub(crate) fn tape_value<'a>(&'a self, tape: &'a Tape, slot: usize) -> Option<&'a Value> {
+        self.value(tape, slot)
     }
 }
 

@@ -16,7 +16,9 @@
 //! * [`GraphModel`]: a graph with one image (or feature) input and one `[n, k]` output as an
 //!   `xai-core` [`xai_core::Predictor`] and [`xai_core::DifferentiableModel`]: predictions,
 //!   input gradients, pullbacks, parameter groups and per-sample parameter gradients, so that
-//!   every explanation method of the workspace runs on it.
+//!   every explanation method of the workspace runs on it; and an [`xai_core::LayerModel`]:
+//!   the activation of any value a node computes, and the gradient with respect to it
+//!   (Grad-CAM).
 //!
 //! ```
 //! use xai_graph::{Attrs, GraphBuilder, GraphModel, NodeDef, Value};
@@ -45,6 +47,7 @@
 mod broadcast;
 mod error;
 mod graph;
+mod layers;
 mod model;
 mod op;
 pub mod ops;

@@ -119,7 +119,7 @@ impl GraphModel {
         self.output_rows(first, n)
     }
 
-    fn forward_chunk(&self, x: ArrayViewD<'_, f32>) -> Result<(Tape, Array2<f32>)> {
+    pub(crate) fn forward_chunk(&self, x: ArrayViewD<'_, f32>) -> Result<(Tape, Array2<f32>)> {
         let n = x.shape()[0];
         let tape = self.graph.forward(vec![self.chunk_input(x)], true)?;
         let out = tape
@@ -130,7 +130,7 @@ impl GraphModel {
     }
 
     /// The output gradient of a chunk, shaped like the graph's output (padding rows zero).
-    fn output_grad(&self, tape: &Tape, w: ArrayView2<'_, f32>) -> Result<ArrayD<f32>> {
+    pub(crate) fn output_grad(&self, tape: &Tape, w: ArrayView2<'_, f32>) -> Result<ArrayD<f32>> {
         let out = tape
             .output(&self.graph, 0)
             .ok_or_else(|| GraphError::Invalid("the graph returned no output".into()))?;
@@ -165,13 +165,13 @@ impl GraphModel {
         })
     }
 
-    fn first_output_grads(&self, g: ArrayD<f32>) -> Vec<Option<ArrayD<f32>>> {
+    pub(crate) fn first_output_grads(&self, g: ArrayD<f32>) -> Vec<Option<ArrayD<f32>>> {
         let mut v = vec![None; self.graph.n_outputs()];
         v[0] = Some(g);
         v
     }
 
-    fn chunks(&self, n: usize) -> Vec<(usize, usize)> {
+    pub(crate) fn chunks(&self, n: usize) -> Vec<(usize, usize)> {
         let c = self.chunk();
         (0..n.div_ceil(c))
             .map(|k| (k * c, ((k + 1) * c).min(n)))

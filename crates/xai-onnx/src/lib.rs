@@ -8,7 +8,9 @@
 //!   (logits, probabilities, log-probabilities; read from the graph's last node unless stated),
 //!   optional conversion to probabilities (what KernelSHAP explains), and the [`Backend`].
 //! * [`OnnxModel`] — the loaded model: a [`xai_core::Predictor`], and a
-//!   [`xai_core::DifferentiableModel`] when the importer or the graph engine runs it.
+//!   [`xai_core::DifferentiableModel`] when the importer or the graph engine runs it, and an
+//!   [`xai_core::LayerModel`] (activations and gradients of named nodes, for Grad-CAM) when
+//!   the graph engine runs it.
 //! * Three engines behind one loader ([`Engine`]):
 //!   the **importer** turns graphs as PyTorch and tf2onnx export them — `Conv` (grouped,
 //!   depthwise, dilated), `BatchNormalization`, `MaxPool` / `AveragePool` /
@@ -54,6 +56,7 @@ mod export;
 mod external;
 mod graph_engine;
 mod import;
+mod layers;
 mod model;
 mod options;
 mod proto;

@@ -39,6 +39,22 @@ pub enum Command {
     /// L2X (omnixai's L2XImage): trains a patch selector on --reference (or loads one with
     /// --explainer) and shows the k patches that explain each input.
     L2x(crate::l2x::L2xArgs),
+    /// Saliency (|∂f/∂x|, captum's Saliency) or, with --times-input, input x gradient.
+    Saliency(crate::attribution::SaliencyArgs),
+    /// Integrated Gradients (Sundararajan et al. 2017; captum's IntegratedGradients) with its
+    /// convergence delta.
+    Ig(crate::attribution::IgArgs),
+    /// SmoothGrad / SmoothGrad² / VarGrad (captum's NoiseTunnel) over saliency, input x
+    /// gradient or IG.
+    Smoothgrad(crate::attribution::SmoothGradArgs),
+    /// GradientSHAP / expected gradients over a background set (captum's GradientShap).
+    GradientShap(crate::attribution::GradientShapArgs),
+    /// Grad-CAM on a named layer (captum's LayerGradCam), upsampled to the input; needs the
+    /// graph engine (--backend graph).
+    Gradcam(crate::attribution::GradCamArgs),
+    /// Occlusion: the output change when a sliding window is replaced by a baseline (captum's
+    /// Occlusion).
+    Occlusion(crate::attribution::OcclusionArgs),
     /// Which explanation to trust: runs each method (--methods) on each input, scores the maps
     /// with faithfulness and robustness metrics (--metrics, as Quantus defines them) next to a
     /// random map, and writes eval.csv (input, method, metric, value), eval.json and a figure
@@ -333,6 +349,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cem(a) => crate::cem::run(&a),
         Command::L2x(a) => crate::l2x::run(&a),
         Command::Eval(a) => crate::eval::run(&a),
+        Command::Saliency(a) => crate::attribution::run_saliency(&a),
+        Command::Ig(a) => crate::attribution::run_ig(&a),
+        Command::Smoothgrad(a) => crate::attribution::run_smoothgrad(&a),
+        Command::GradientShap(a) => crate::attribution::run_gradient_shap(&a),
+        Command::Gradcam(a) => crate::attribution::run_gradcam(&a),
+        Command::Occlusion(a) => crate::attribution::run_occlusion(&a),
         Command::Merge(a) => {
             let n = crate::shard::merge(&a.shards, &a.out)?;
             println!(

@@ -14,6 +14,7 @@
 //! `--json`). Errors are one line on stderr with exit code 2 when the input or an option is at
 //! fault.
 
+mod attribution;
 mod cem;
 mod cli;
 mod error;

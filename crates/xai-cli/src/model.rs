@@ -364,6 +364,24 @@ impl LoadedModel {
         }
     }
 
+    /// The model with its layers' activations (Grad-CAM), or a usage error naming `method`.
+    pub fn layer_model(&self, method: &str) -> Result<&dyn xai_core::LayerModel> {
+        match &self.inner {
+            Inner::Onnx(m) if m.engine() == Engine::Graph => Ok(m.as_ref()),
+            Inner::Onnx(m) => Err(usage(format!(
+                "`xai {method}` needs a layer's activations, which the graph engine gives; `{}` \
+                 runs on the {} back end (load it with --backend graph)",
+                m.name(),
+                m.engine()
+            ))),
+            Inner::Shipped(kind, _, _) => Err(usage(format!(
+                "`xai {method}` needs a layer's activations, which the shipped network `{}` does \
+                 not expose yet; export it to ONNX and load it with --backend graph",
+                kind.name()
+            ))),
+        }
+    }
+
     /// One sample's shape, `[c, h, w]`.
     pub fn input_shape(&self) -> [usize; 3] {
         let s = self.predictor().input_shape();

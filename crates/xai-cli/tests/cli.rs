@@ -1309,3 +1309,116 @@ fn eval_scores_every_method_with_every_metric() {
         "`accuracy` is not a metric",
     );
 }
+
+/// The attribution subcommands (captum's methods): per input `attributions.npy` `[k, c, h, w]`,
+/// `explanation.json` with the parameters and classes (IG with a convergence delta that is
+/// small), the figure; Grad-CAM on the graph engine by node name; one-line errors for a shipped
+/// network's layers and for an unknown layer.
+#[test]
+fn attribution_subcommands_write_maps_and_deltas() {
+    let t = tempfile::tempdir().unwrap();
+    let png = t.path().join("one.png");
+    digit_png(ONE, &png);
+    let refs = t.path().join("refs");
+    for (i, (img, _)) in digits(&[5, 6, 7]).iter().enumerate() {
+        write_png(img, &refs.join(format!("r{i}.png")));
+    }
+    let out = t.path().join("out");
+    let runs: Vec<(&str, Vec<&str>)> = vec![
+        ("saliency", vec![]),
+        ("saliency", vec!["--times-input", "--signed"]),
+        (
+            "ig",
+            vec![
+                "--n-steps",
+                "32",
+                "--method",
+                "riemann-trapezoid",
+                "--internal-batch-size",
+                "8",
+            ],
+        ),
+        (
+            "smoothgrad",
+            vec![
+                "--nt-samples",
+                "3",
+                "--stdevs",
+                "0.1",
+                "--nt-type",
+                "vargrad",
+            ],
+        ),
+        (
+            "gradient-shap",
+            vec!["--reference", s(&refs), "--n-samples", "3"],
+        ),
+        (
+            "occlusion",
+            vec!["--window", "7x7", "--strides", "7x7", "--top-k", "2"],
+        ),
+    ];
+    for (method, extra) in &runs {
+        let dir = out.join(format!("{method}{}", extra.len()));
+        let mut args = extra.clone();
+        args.push("--json");
+        let o = explain(method, "binary_cnn", &png, &dir, &args);
+        assert_ok(&o);
+        assert_files(
+            &dir.join("one"),
+            &["attributions.npy", "explanation.json", "attributions.png"],
+        );
+        let k = if *method == "occlusion" { 2 } else { 1 };
+        assert_eq!(
+            read_array(&dir.join("one").join("attributions.npy")).shape(),
+            &[k, 1, 28, 28],
+            "{method}"
+        );
+        let line = &json_lines(&o)[0];
+        assert_eq!(line["result"]["classes"].as_array().unwrap().len(), k);
+        if *method == "ig" {
+            let delta = line["result"]["convergence_delta"][0].as_f64().unwrap();
+            assert!(delta.abs() < 0.05, "IG's completeness error {delta}");
+        }
+    }
+    // Grad-CAM: a node of the dynamo export on the graph engine.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../xai-onnx/fixtures");
+    for ext in ["onnx", "onnx.data"] {
+        std::fs::copy(
+            fixtures.join(format!("torch_dynamic_hw.{ext}")),
+            t.path().join(format!("torch_dynamic_hw.{ext}")),
+        )
+        .unwrap();
+    }
+    let model = t.path().join("torch_dynamic_hw.onnx");
+    let photo = t.path().join("p.png");
+    write_png(
+        &image::RgbImage::from_fn(16, 12, |x, y| {
+            image::Rgb([(9 * x) as u8, (13 * y) as u8, 77])
+        }),
+        &photo,
+    );
+    let gc = |extra: &[&str]| {
+        let args = [&["--backend", "graph", "--crop", "12x16"][..], extra].concat();
+        explain("gradcam", s(&model), &photo, &out.join("gc"), &args)
+    };
+    assert_ok(&gc(&["--layer", "relu_1"]));
+    assert_eq!(
+        read_array(&out.join("gc").join("p").join("attributions.npy")).shape(),
+        &[1, 3, 12, 16]
+    );
+    assert_user_error(
+        &gc(&["--layer", "nope"]),
+        "expected one of the model's layers",
+    );
+    assert_user_error(
+        &explain(
+            "gradcam",
+            "binary_cnn",
+            &png,
+            &out.join("x"),
+            &["--layer", "conv1"],
+        ),
+        "load it with --backend graph",
+    );
+}

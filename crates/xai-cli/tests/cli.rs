@@ -1255,7 +1255,7 @@ fn eval_scores_every_method_with_every_metric() {
         &out,
         &[
             "--methods",
-            "saliency,input-x-gradient",
+            "saliency,input-x-gradient,ig,smoothgrad,occlusion",
             "--metrics",
             "deletion_auc,insertion_auc,pixel_flipping_morf",
             "--steps",
@@ -1267,19 +1267,19 @@ fn eval_scores_every_method_with_every_metric() {
     let csv = std::fs::read_to_string(out.join("eval.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "input,method,metric,value");
-    // 2 inputs x 3 methods (random added) x 3 metrics.
-    assert_eq!(lines.len(), 1 + 2 * 3 * 3, "{csv}");
+    // 2 inputs x 6 methods (random added) x 3 metrics.
+    assert_eq!(lines.len(), 1 + 2 * 6 * 3, "{csv}");
     assert!(lines
         .iter()
         .any(|l| l.starts_with("d1,random,insertion_auc,")));
     let rows = read_json(&out.join("eval.json"));
-    assert_eq!(rows.as_array().unwrap().len(), 18);
+    assert_eq!(rows.as_array().unwrap().len(), 36);
     assert_eq!(rows[0]["better"], "lower", "deletion: lower is better");
     for d in ["d0", "d1"] {
         assert_files(&out.join(d), &["eval.png", "eval.json", "maps.npy"]);
         assert_eq!(
             read_array(&out.join(d).join("maps.npy")).shape(),
-            &[3, 28, 28]
+            &[6, 28, 28]
         );
         // Gradient maps of the model's own prediction delete it faster than a random map.
         let v = read_json(&out.join(d).join("eval.json"));

@@ -12,9 +12,8 @@
 #   SHARDS=16 sbatch --array=0-15 docs/recipes/slurm-array.sh
 # (`--array=0-15%4` runs at most 4 at a time). Rerun failed shards alone, e.g. shards 1 and 3:
 #   SHARD=id sbatch --array=1,3 docs/recipes/slurm-array.sh
-# (SHARD=id: the task id is the shard's index; by default, SHARD=auto, xai counts from the
-# array's first task, SLURM_ARRAY_TASK_MIN, which is 1 in that array). SHARD=i runs shard i
-# without Slurm.
+# (SHARD=id: the task id is the shard's index, as it is for xai's --shard auto/n too; SHARD=id
+# skips the check that the array has SHARDS tasks). SHARD=i runs shard i without Slurm.
 #
 # Every shard runs the same command line but for --out and --shard: `xai merge` refuses shards
 # whose parameters, seeds, inputs or model differ. The #SBATCH lines are comments to bash, so
@@ -47,12 +46,12 @@ if [[ "$SHARD" == auto || "$SHARD" == id ]] && [[ -z "${SLURM_ARRAY_TASK_ID:-}" 
 fi
 case "$SHARD" in
   auto)
-    # xai reads the index itself: SLURM_ARRAY_TASK_ID minus SLURM_ARRAY_TASK_MIN.
+    # xai reads the index itself: SLURM_ARRAY_TASK_ID (submit the array as --array=0-(SHARDS-1)).
     if [[ -n "${SLURM_ARRAY_TASK_COUNT:-}" && "$SLURM_ARRAY_TASK_COUNT" != "$SHARDS" ]]; then
       fail "the array has $SLURM_ARRAY_TASK_COUNT tasks but SHARDS=$SHARDS: set SHARDS to its" \
         "size, or SHARD=id to rerun some shards (their task ids are their indices)"
     fi
-    index=$((SLURM_ARRAY_TASK_ID - ${SLURM_ARRAY_TASK_MIN:-0}))
+    index="$SLURM_ARRAY_TASK_ID"
     shard=auto
     ;;
   id) index="$SLURM_ARRAY_TASK_ID" shard="$SLURM_ARRAY_TASK_ID" ;;

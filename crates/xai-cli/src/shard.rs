@@ -1,7 +1,8 @@
 //! Sharded runs: `--shard i/n` takes the `i`-th of `n` contiguous blocks of the inputs (in the
 //! order an unsharded run reads them), `--shard auto/n` takes `i` from `JOB_COMPLETION_INDEX`
-//! (Kubernetes Indexed Jobs) or `SLURM_ARRAY_TASK_ID` (Slurm job arrays, counted from
-//! `SLURM_ARRAY_TASK_MIN`). Every run writes `manifest.json` (the command, hashes of its
+//! (Kubernetes Indexed Jobs) or `SLURM_ARRAY_TASK_ID` (Slurm job arrays submitted as
+//! `--array=0-(n-1)`; the task ID is the shard, so a failed task resubmitted alone with
+//! `--array=<id>` reruns the same shard). Every run writes `manifest.json` (the command, hashes of its
 //! parameters and model, its shard and the inputs it wrote); `xai merge` checks the shards'
 //! manifests against each other and merges their folders into exactly what one unsharded run
 //! writes.
@@ -75,8 +76,7 @@ impl ShardSpec {
         let (name, index) = if let Some(i) = read("JOB_COMPLETION_INDEX")? {
             ("JOB_COMPLETION_INDEX", i)
         } else if let Some(i) = read("SLURM_ARRAY_TASK_ID")? {
-            let min = read("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-            ("SLURM_ARRAY_TASK_ID", i - min)
+            ("SLURM_ARRAY_TASK_ID", i)
         } else {
             return Err(usage(format!(
                 "--shard auto/{count}: neither JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) nor \
@@ -362,8 +362,8 @@ mod tests {
         );
         assert_eq!(
             auto.resolve(env(&[
-                ("SLURM_ARRAY_TASK_ID", "3"),
-                ("SLURM_ARRAY_TASK_MIN", "1")
+                ("SLURM_ARRAY_TASK_ID", "2"),
+                ("SLURM_ARRAY_TASK_MIN", "2")
             ]))
             .unwrap()
             .index,

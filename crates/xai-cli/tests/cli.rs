@@ -972,20 +972,26 @@ fn photo_preprocessing_crops_normalizes_and_reports_top_classes() {
     );
 }
 
+/// xai-onnx's fixture of torch's dynamo exporter (`[batch, 3, h, w]`, weights in
+/// `torch_dynamic_hw.onnx.data`) copied into `dir`; returns the model's path.
+fn dynamo_export(dir: &Path) -> PathBuf {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../xai-onnx/fixtures");
+    for ext in ["onnx", "onnx.data"] {
+        std::fs::copy(
+            fixtures.join(format!("torch_dynamic_hw.{ext}")),
+            dir.join(format!("torch_dynamic_hw.{ext}")),
+        )
+        .unwrap();
+    }
+    dir.join("torch_dynamic_hw.onnx")
+}
+
 /// A model with dynamic height and width (a dynamo export, `[batch, 3, h, w]`) takes the crop's
 /// size, or the image's own without a crop.
 #[test]
 fn dynamic_height_and_width_take_the_crop_or_the_images_size() {
     let t = tempfile::tempdir().unwrap();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../xai-onnx/fixtures");
-    for ext in ["onnx", "onnx.data"] {
-        std::fs::copy(
-            fixtures.join(format!("torch_dynamic_hw.{ext}")),
-            t.path().join(format!("torch_dynamic_hw.{ext}")),
-        )
-        .unwrap();
-    }
-    let model = t.path().join("torch_dynamic_hw.onnx");
+    let model = dynamo_export(t.path());
     let photo = t.path().join("p.png");
     write_png(
         &image::RgbImage::from_fn(21, 15, |x, y| {
@@ -1382,15 +1388,7 @@ fn attribution_subcommands_write_maps_and_deltas() {
         }
     }
     // Grad-CAM: a node of the dynamo export on the graph engine.
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../xai-onnx/fixtures");
-    for ext in ["onnx", "onnx.data"] {
-        std::fs::copy(
-            fixtures.join(format!("torch_dynamic_hw.{ext}")),
-            t.path().join(format!("torch_dynamic_hw.{ext}")),
-        )
-        .unwrap();
-    }
-    let model = t.path().join("torch_dynamic_hw.onnx");
+    let model = dynamo_export(t.path());
     let photo = t.path().join("p.png");
     write_png(
         &image::RgbImage::from_fn(16, 12, |x, y| {

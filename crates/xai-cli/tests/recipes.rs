@@ -344,7 +344,7 @@ fn the_slurm_array_script_runs_its_shards_and_the_merge_script_joins_them() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The same rerun without SHARD=id would be shard 0 of a 1-task array: refused.
+    // The same rerun without SHARD=id: a 1-task array is not SHARDS tasks, refused.
     let wrong = t.path().join("wrong");
     assert_fails(
         &shard_task(t.path(), &input, &wrong, &one_task)

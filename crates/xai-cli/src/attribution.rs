@@ -233,8 +233,8 @@ fn classes(a: &AttributionCommon, s: &Session, sample: &Sample) -> Result<Vec<us
         .collect())
 }
 
-/// What a method returns for one input: `[k, c, h, w]` maps, the convergence delta if any,
-/// and the method's parameters for `meta`.
+/// What a method returns for one input: `[k, c, h, w]` maps and the convergence delta, if the
+/// method has one (the parameters for `meta` are given to [`run_attribution`] once).
 struct MethodResult {
     maps: ArrayD<f32>,
     delta: Option<Vec<f32>>,

@@ -32,6 +32,23 @@ pub enum Command {
     /// Check that every crate's declared `rust-version` covers the `rust-version` of everything
     /// it builds with (from `cargo metadata`).
     Msrv,
+    /// Write MNIST (from `data/mnist/`) as `images.npy` and `labels.npy`, the arrays `xai` reads
+    /// as inputs or as a reference set.
+    MnistNpy(MnistNpyArgs),
+}
+
+/// `cargo xtask mnist-npy [--split train|test] [--count N] --out DIR`.
+#[derive(Debug, Args)]
+pub struct MnistNpyArgs {
+    /// Which split.
+    #[arg(long, default_value = "train", value_parser = ["train", "test"])]
+    pub split: String,
+    /// The first N images of the split (default: all of them).
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// The folder to write `images.npy` and `labels.npy` to.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `cargo xtask train <model|all> [--epochs N] [--train-size N] [--out DIR]`.

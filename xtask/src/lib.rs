@@ -9,6 +9,7 @@ pub mod cem;
 pub mod cli;
 pub mod kernelshap;
 pub mod l2x;
+pub mod mnist_npy;
 pub mod msrv;
 pub mod similarity;
 pub mod train;
@@ -19,6 +20,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
         cli::Command::Train(args) => train::run(&args),
         cli::Command::Demo(args) => run_demos(&args),
         cli::Command::Msrv => msrv::run(),
+        cli::Command::MnistNpy(args) => mnist_npy::run(&args),
     }
 }
 

@@ -241,3 +241,34 @@ fn msrv_declarations_cover_the_dependencies() {
         "{stdout}"
     );
 }
+
+#[test]
+fn mnist_npy_writes_images_and_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mnist");
+    let stdout = ok(&[
+        "mnist-npy",
+        "--split",
+        "test",
+        "--count",
+        "12",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(stdout.contains("wrote 12 test images"), "{stdout}");
+    assert_eq!(files(&out), ["images.npy", "labels.npy"]);
+    // An .npy header then 12 x 784 f32 values (and 12 labels).
+    let images = std::fs::read(out.join("images.npy")).unwrap();
+    assert!(images.starts_with(b"\x93NUMPY"));
+    assert!(images.len() > 12 * 784 * 4 && images.len() < 12 * 784 * 4 + 256);
+    let labels = std::fs::read(out.join("labels.npy")).unwrap();
+    assert!(labels.len() > 12 * 4 && labels.len() < 12 * 4 + 256);
+    fails(
+        &["mnist-npy", "--count", "0", "--out", out.to_str().unwrap()],
+        "--count 0",
+    );
+    fails(
+        &["mnist-npy", "--split", "valid", "--out", "x"],
+        "invalid value",
+    );
+}

@@ -247,6 +247,7 @@ impl CommonArgs {
             shard,
             n_inputs: 0,
             inputs: Vec::new(),
+            references: None,
         };
         let prep = self.preprocess();
         let mut model_args = self.model.clone();
@@ -314,9 +315,27 @@ impl Session {
         Ok(samples)
     }
 
+    /// Reads every input, whatever the shard (a shard of `xai similarity`'s references explains
+    /// them all).
+    pub fn read_all_inputs(&self, paths: &[PathBuf]) -> Result<Vec<crate::inputs::Sample>> {
+        let (samples, n) = crate::inputs::read_input_shard(paths, &self.spec, None)?;
+        self.n_inputs.set(n);
+        Ok(samples)
+    }
+
     /// Writes the run's `manifest.json` for the inputs written (after the last one).
     pub fn finish(&self, samples: &[crate::inputs::Sample]) -> Result<()> {
+        self.finish_with(samples, None)
+    }
+
+    /// [`Session::finish`], for a shard of the references: `references` is its block.
+    pub fn finish_with(
+        &self,
+        samples: &[crate::inputs::Sample],
+        references: Option<crate::shard::ReferenceShard>,
+    ) -> Result<()> {
         let mut manifest = self.manifest.clone();
+        manifest.references = references;
         manifest.n_inputs = self.n_inputs.get();
         manifest.inputs = samples
             .iter()

@@ -199,6 +199,20 @@ impl<'a> InputOutput<'a> {
         Ok(())
     }
 
+    /// Writes `array` as `.npy` at `relative_path` in the input's folder (its parent folders
+    /// created).
+    pub fn array(&mut self, relative_path: &str, array: &ndarray::ArrayD<f32>) -> Result<()> {
+        let path = self.dir.join(relative_path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|err| failed_in(format!("creating {}", parent.display()), err))?;
+        }
+        xai_core::write_npy(&path, array)
+            .map_err(|err| failed_in(format!("writing {}", path.display()), err))?;
+        self.files.push(path);
+        Ok(())
+    }
+
     /// Draws the figure `file_name` in the input's folder with `draw`, which is given its path.
     pub fn figure<E: std::fmt::Display>(
         &mut self,

@@ -117,6 +117,18 @@ pub struct ManifestInput {
     pub source: String,
 }
 
+/// The block of the reference set a shard of the references (`xai similarity --shard i/n
+/// --shard-references`) fitted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferenceShard {
+    /// The position of the block's first reference in the whole set.
+    pub offset: usize,
+    /// How many references the block holds (0 when there are more shards than chunks).
+    pub len: usize,
+    /// How many references the whole set has.
+    pub n_references: usize,
+}
+
 /// What a run wrote: `<out>/manifest.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -133,6 +145,9 @@ pub struct Manifest {
     pub n_inputs: usize,
     /// The inputs this folder holds, in order.
     pub inputs: Vec<ManifestInput>,
+    /// For a shard of the references: its block of them (every input is in every such shard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<ReferenceShard>,
 }
 
 /// Hex SHA-256 of `bytes`.
@@ -144,7 +159,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// SHA-256 of the arguments that decide what a run computes: `args` without the program name,
-/// `--out`, `--shard` (with their values), `--json`, `--quiet`/`-q`.
+/// `--out`, `--shard` (with their values), `--shard-references`, `--json`, `--quiet`/`-q`.
 pub fn args_sha256(args: &[String]) -> String {
     let mut kept: Vec<&str> = Vec::new();
     let mut skip_value = false;
@@ -155,7 +170,7 @@ pub fn args_sha256(args: &[String]) -> String {
         }
         match a.as_str() {
             "--out" | "--shard" => skip_value = true,
-            "--json" | "--quiet" | "-q" => {}
+            "--json" | "--quiet" | "-q" | "--shard-references" => {}
             s if s.starts_with("--out=") || s.starts_with("--shard=") => {}
             s => kept.push(s),
         }
@@ -265,6 +280,15 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize> {
              rerun alone)"
         )));
     }
+    if manifests.iter().any(|m| m.references.is_some()) {
+        let mut ordered: Vec<(&Manifest, &Path)> = manifests
+            .iter()
+            .zip(dirs)
+            .map(|(m, d)| (m, d.as_path()))
+            .collect();
+        ordered.sort_by_key(|(m, _)| m.shard.map_or(0, |s| s.index));
+        return crate::similarity::merge_reference_shards(&ordered, out);
+    }
     // Every input once, in the whole run's order.
     let mut inputs: Vec<(&ManifestInput, &Path)> = manifests
         .iter()
@@ -279,21 +303,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize> {
             first.n_inputs
         )));
     }
-    std::fs::create_dir_all(out).map_err(|e| usage(format!("creating {} ({e})", out.display())))?;
-    if out.join(MANIFEST).exists() {
-        return Err(usage(format!(
-            "{} already holds a run's results; merge into a new folder",
-            out.display()
-        )));
-    }
-    for (i, _) in &inputs {
-        if out.join(&i.name).exists() {
-            return Err(usage(format!(
-                "{} already exists; merge into a new folder (nothing is overwritten)",
-                out.join(&i.name).display()
-            )));
-        }
-    }
+    let names: Vec<String> = inputs.iter().map(|(i, _)| i.name.clone()).collect();
+    prepare_merge_folder(out, &names)?;
     for (i, d) in &inputs {
         copy_tree(&d.join(&i.name), &out.join(&i.name))?;
     }
@@ -308,6 +319,27 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize> {
     }
     .write(out)?;
     Ok(inputs.len())
+}
+
+/// Creates the merge's output folder `out`, after checking that it holds no run's results and
+/// none of the inputs' folders `names` (nothing is overwritten).
+pub fn prepare_merge_folder(out: &Path, names: &[String]) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| usage(format!("creating {} ({e})", out.display())))?;
+    if out.join(MANIFEST).exists() {
+        return Err(usage(format!(
+            "{} already holds a run's results; merge into a new folder",
+            out.display()
+        )));
+    }
+    for name in names {
+        if out.join(name).exists() {
+            return Err(usage(format!(
+                "{} already exists; merge into a new folder (nothing is overwritten)",
+                out.join(name).display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Copies the folder `from` to `to` (created), recursively.

@@ -1242,6 +1242,133 @@ fn sharded_runs_merge_into_the_unsharded_output() {
     }
 }
 
+/// `xai similarity --shard i/n --shard-references`: each shard scores every input against its
+/// block of the references; `xai merge` ranks them into the unsharded run's bytes (labelled and
+/// unlabelled references, shards in any order, more shards than chunks of references); a shard
+/// rerun gives the same bytes; shards of the inputs and of the references do not mix; a missing
+/// block is an error.
+#[test]
+fn similarity_shards_of_the_references_merge_into_the_unsharded_output() {
+    let t = tempfile::tempdir().unwrap();
+    let inputs = t.path().join("inputs");
+    for (i, (img, _)) in digits(&[0, ONE, 4]).iter().enumerate() {
+        write_png(img, &inputs.join(format!("d{i}.png")));
+    }
+    let labelled = t.path().join("labelled");
+    let flat = t.path().join("flat");
+    for (i, (img, label)) in digits(&(40..51).collect::<Vec<_>>()).iter().enumerate() {
+        write_png(
+            img,
+            &labelled
+                .join(label.to_string())
+                .join(format!("r{i:02}.png")),
+        );
+        write_png(img, &flat.join(format!("r{i:02}.png")));
+    }
+    let merge = |out: &Path, dirs: &[PathBuf]| {
+        let mut args = vec!["merge"];
+        args.extend(dirs.iter().map(|d| s(d)));
+        args.extend(["--out", s(out)]);
+        xai(&args)
+    };
+    // 11 references in chunks of 3: 4 chunks, so 3 shards get blocks of 3, 3 and 5
+    // references, and 5 shards leave one shard without any.
+    for (refs, n_shards, sim_fn) in [(&labelled, 3, "grad-dot"), (&flat, 5, "grad-cos")] {
+        let dir = t.path().join(format!("{n_shards}"));
+        let extra = [
+            "--reference",
+            s(refs),
+            "--n-similar",
+            "2",
+            "--batch-size",
+            "3",
+            "--sim-fn",
+            sim_fn,
+            "--quiet",
+        ];
+        let run = |out: &str, shard: Option<String>| {
+            let mut args = extra.to_vec();
+            let shard = shard.unwrap_or_default();
+            if !shard.is_empty() {
+                args.extend(["--shard", &shard, "--shard-references"]);
+            }
+            explain("similarity", "alibi_cnn", &inputs, &dir.join(out), &args)
+        };
+        assert_ok(&run("whole", None));
+        let shard_dirs: Vec<PathBuf> = (0..n_shards).map(|i| dir.join(format!("s{i}"))).collect();
+        for i in (0..n_shards).rev() {
+            let o = run(&format!("s{i}"), Some(format!("{i}/{n_shards}")));
+            assert_ok(&o);
+            assert!(
+                stdout(&o).contains("scored against references"),
+                "{}",
+                stdout(&o)
+            );
+        }
+        let mut reversed = shard_dirs.clone();
+        reversed.reverse();
+        assert_ok(&merge(&dir.join("merged"), &reversed));
+        let (whole, merged) = (tree(&dir.join("whole")), tree(&dir.join("merged")));
+        assert_eq!(
+            whole.keys().collect::<Vec<_>>(),
+            merged.keys().collect::<Vec<_>>()
+        );
+        for (path, bytes) in &whole {
+            assert!(merged[path] == *bytes, "{} differs", path.display());
+        }
+        assert_ok(&run("s1_again", Some(format!("1/{n_shards}"))));
+        assert_eq!(tree(&dir.join("s1")), tree(&dir.join("s1_again")));
+        assert_user_error(
+            &merge(&dir.join("m1"), &shard_dirs[1..]),
+            &format!("shard 0/{n_shards} is missing"),
+        );
+    }
+    // Shards of the inputs and of the references of one command line do not merge.
+    let dir = t.path().join("mixed");
+    let base = [
+        "--reference",
+        s(&labelled),
+        "--n-similar",
+        "2",
+        "--batch-size",
+        "3",
+        "--quiet",
+    ];
+    let mut by_refs = base.to_vec();
+    by_refs.extend(["--shard", "0/2", "--shard-references"]);
+    assert_ok(&explain(
+        "similarity",
+        "alibi_cnn",
+        &inputs,
+        &dir.join("a"),
+        &by_refs,
+    ));
+    let mut by_inputs = base.to_vec();
+    by_inputs.extend(["--shard", "1/2"]);
+    assert_ok(&explain(
+        "similarity",
+        "alibi_cnn",
+        &inputs,
+        &dir.join("b"),
+        &by_inputs,
+    ));
+    assert_user_error(
+        &merge(&dir.join("m"), &[dir.join("a"), dir.join("b")]),
+        "do not merge",
+    );
+    // --shard-references needs --shard.
+    assert_user_error(
+        &explain(
+            "similarity",
+            "alibi_cnn",
+            &inputs,
+            &dir.join("c"),
+            &["--reference", s(&labelled), "--shard-references"],
+        ),
+        "--shard",
+    );
+}
+
 /// `xai eval`: one row per input x method x metric (the random map always among the methods),
 /// CSV and JSON, a figure and the maps per input; a good map beats the random one on the
 /// saliency of a model whose output is a weighted sum of its pixels; unknown metrics are

@@ -86,6 +86,10 @@ pub enum GradSimError {
         /// The squared norm that was found.
         squared_norm: f32,
     },
+    /// Explanations of blocks of the reference set that do not merge
+    /// ([`crate::merge_reference_blocks`]).
+    #[error("merging reference blocks: {0}")]
+    InvalidReferenceBlocks(String),
 }
 
 /// Shorthand for results with [`GradSimError`].

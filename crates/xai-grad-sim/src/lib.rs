@@ -71,6 +71,7 @@ mod explanation;
 mod gradients;
 mod hyperparams;
 mod identical_class;
+mod merge;
 pub mod naive;
 mod ranking;
 mod similarity;
@@ -84,4 +85,5 @@ pub use hyperparams::{
 pub use identical_class::{
     identical_class_test, one_hot, IdenticalClassReport, IdenticalClassResult,
 };
+pub use merge::{merge_reference_blocks, ReferenceBlock};
 pub use similarity::SimilarityFn;

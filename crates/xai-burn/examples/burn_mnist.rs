@@ -1,4 +1,4 @@
-//! Train a small MLP in burn on MNIST for one epoch (burn's ndarray backend with autodiff), then
+//! Train a small MLP in burn on MNIST for one epoch (burn's flex CPU backend with autodiff), then
 //! explain it with gradient similarity and KernelSHAP through `BurnModel`, and draw both
 //! explanations.
 //!
@@ -9,7 +9,6 @@
 //! ```
 //! Figures go to `target/xai-burn-example/` (`grad_sim.png`, `kernel_shap.png`) unless `--out`
 //! names another folder.
-#![allow(deprecated)] // burn 0.22 deprecates its ndarray backend in favour of `flex`
 
 use anyhow::{Context, Result};
 use burn::module::Module;
@@ -85,8 +84,8 @@ fn run(args: &Args) -> Result<()> {
     let x_test = mnist.test.images_f32(Scaling::UnitInterval);
     let y_test = mnist.test.labels_usize();
 
-    // 1. Train for one epoch with burn's Adam (any device works: Device::flex(), a GPU, ...).
-    let device = Device::ndarray().autodiff();
+    // 1. Train for one epoch with burn's Adam (any device works: Device::ndarray(), a GPU, ...).
+    let device = Device::flex().autodiff();
     device.seed(0);
     let mut module = Mlp {
         hidden: LinearConfig::new(784, 64).init(&device),

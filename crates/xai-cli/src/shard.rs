@@ -178,16 +178,50 @@ pub fn args_sha256(args: &[String]) -> String {
     sha256_hex(kept.join("\0").as_bytes())
 }
 
-/// SHA-256 of the model: the file's bytes, or the shipped model's name.
+/// SHA-256 of the model: the file's bytes and, for an ONNX file whose weights live in external
+/// data files (`model.onnx.data`, as torch's exporter writes them), each such file's name and
+/// bytes; or the shipped model's name. Shards run against different external weights thus differ.
 pub fn model_sha256(model: &str) -> Result<String> {
     let path = Path::new(model);
-    if path.is_file() {
-        let bytes = std::fs::read(path)
-            .map_err(|e| usage(format!("{}: cannot read the model ({e})", path.display())))?;
-        Ok(sha256_hex(&bytes))
-    } else {
-        Ok(sha256_hex(format!("shipped:{model}").as_bytes()))
+    if !path.is_file() {
+        return Ok(sha256_hex(format!("shipped:{model}").as_bytes()));
     }
+    let mut hasher = Sha256::new();
+    let mut add_file = |p: &Path| -> Result<()> {
+        let mut f = std::fs::File::open(p)
+            .map_err(|e| usage(format!("{}: cannot read the model ({e})", p.display())))?;
+        std::io::copy(&mut f, &mut hasher)
+            .map_err(|e| usage(format!("{}: cannot read the model ({e})", p.display())))?;
+        Ok(())
+    };
+    add_file(path)?;
+    let is_onnx = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+    if is_onnx {
+        // A model that does not parse fails when it loads, with the loader's message.
+        for data in xai_onnx::external_data_files(path).unwrap_or_default() {
+            let name = data.file_name().map(|n| n.to_string_lossy().into_owned());
+            add_file_name(&mut hasher, name.as_deref().unwrap_or(""));
+            let mut f = std::fs::File::open(&data).map_err(|e| {
+                usage(format!("{}: cannot read the model's data ({e})", data.display()))
+            })?;
+            std::io::copy(&mut f, &mut hasher).map_err(|e| {
+                usage(format!("{}: cannot read the model's data ({e})", data.display()))
+            })?;
+        }
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Separates the files of a model's hash: a data file's name, length-prefixed.
+fn add_file_name(hasher: &mut Sha256, name: &str) {
+    hasher.update((name.len() as u64).to_le_bytes());
+    hasher.update(name.as_bytes());
 }
 
 impl Manifest {
@@ -422,6 +456,33 @@ mod tests {
                 assert_eq!(all, (0..n).collect::<Vec<_>>(), "{n} in {count}");
             }
         }
+    }
+
+    #[test]
+    fn the_model_hash_covers_external_data() {
+        let t = tempfile::tempdir().unwrap();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../xai-onnx/fixtures");
+        for ext in ["onnx", "onnx.data"] {
+            std::fs::copy(
+                fixtures.join(format!("torch_dynamic_hw.{ext}")),
+                t.path().join(format!("torch_dynamic_hw.{ext}")),
+            )
+            .unwrap();
+        }
+        let model = t.path().join("torch_dynamic_hw.onnx");
+        let model = model.to_str().unwrap();
+        let before = model_sha256(model).unwrap();
+        assert_eq!(before, model_sha256(model).unwrap());
+        // Other weights in the data file: another hash.
+        let data = t.path().join("torch_dynamic_hw.onnx.data");
+        let mut bytes = std::fs::read(&data).unwrap();
+        bytes[0] ^= 1;
+        std::fs::write(&data, bytes).unwrap();
+        assert_ne!(before, model_sha256(model).unwrap());
+        assert_ne!(
+            model_sha256("alibi_cnn").unwrap(),
+            model_sha256("cem_cnn").unwrap()
+        );
     }
 
     #[test]

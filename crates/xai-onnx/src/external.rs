@@ -130,6 +130,72 @@ fn byte_size(data_type: i32, n: u64) -> Option<u64> {
     Some(n.checked_mul(bits)?.div_ceil(8))
 }
 
+/// The external data files the ONNX model at `path` names (each once, in the order its tensors
+/// first name them), resolved in the model's folder with the checks of loading: a location must
+/// be a relative path of plain components that stays inside the folder once symbolic links are
+/// followed. Empty for a model whose data is inline. For a fingerprint of everything a model's
+/// outputs depend on (the `xai` command's manifests hash the model and these files).
+///
+/// Errors: [`OnnxError::FileNotFound`], [`OnnxError::NotOnnx`], [`OnnxError::ExternalData`]
+/// for a location that is missing, outside the folder or not a readable file.
+pub fn external_data_files(path: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let path = path.as_ref();
+    let mut model = crate::proto::read_model(path)?;
+    if !has_external_data(&model) {
+        return Ok(Vec::new());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let canonical_dir = dir.canonicalize().map_err(|source| OnnxError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = Vec::new();
+    let Some(graph) = model.graph.as_mut() else {
+        return Ok(files);
+    };
+    for_each_tensor(graph, &mut |t| {
+        if !is_external(t) {
+            return Ok(());
+        }
+        let location = location_of(t).unwrap_or_default();
+        let err = |reason: String| OnnxError::ExternalData {
+            tensor: t.name.clone(),
+            location: location.clone(),
+            reason,
+        };
+        let rel = Path::new(&location);
+        if location.is_empty()
+            || rel
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Err(err(
+                "expected a file name relative to the model's folder, inside it".into(),
+            ));
+        }
+        let real = canonical_dir.join(rel).canonicalize().map_err(|e| {
+            err(format!(
+                "the data file cannot be opened ({e}); expected it beside the model"
+            ))
+        })?;
+        if !real.starts_with(&canonical_dir) || !real.is_file() {
+            return Err(err(format!(
+                "it resolves to {}, not a file inside the model's folder {}",
+                real.display(),
+                canonical_dir.display()
+            )));
+        }
+        if !files.contains(&real) {
+            files.push(real);
+        }
+        Ok(())
+    })?;
+    Ok(files)
+}
+
 /// An opened data file and its length.
 struct DataFile {
     file: File,
@@ -380,6 +446,35 @@ mod tests {
             Err(e) => panic!("expected ExternalData, got {e:?}"),
             Ok(_) => panic!("expected ExternalData, the model loaded"),
         }
+    }
+
+    #[test]
+    fn lists_the_data_files_once_and_checks_them() {
+        let files = super::external_data_files(fixture("onnx")).unwrap();
+        let want = fixture("onnx.data").canonicalize().unwrap();
+        assert_eq!(files, [want]);
+        // Inline data: no file.
+        let mut inline = proto();
+        resolve_external_data(&mut inline, &fixture("onnx")).unwrap();
+        let dir = temp_dir("list");
+        std::fs::write(dir.join("inline.onnx"), inline.encode_to_vec()).unwrap();
+        assert!(super::external_data_files(dir.join("inline.onnx"))
+            .unwrap()
+            .is_empty());
+        // A location outside the folder, or a missing file, is an error.
+        let mut m = proto();
+        set(first_external(&mut m), "location", "../elsewhere.data");
+        std::fs::write(dir.join("outside.onnx"), m.encode_to_vec()).unwrap();
+        assert!(matches!(
+            super::external_data_files(dir.join("outside.onnx")),
+            Err(OnnxError::ExternalData { .. })
+        ));
+        std::fs::write(dir.join("missing.onnx"), proto().encode_to_vec()).unwrap();
+        assert!(matches!(
+            super::external_data_files(dir.join("missing.onnx")),
+            Err(OnnxError::ExternalData { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

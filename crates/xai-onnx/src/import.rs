@@ -527,6 +527,25 @@ impl<'a> Importer<'a> {
     fn fold(&mut self, node: &NodeProto) -> Result<()> {
         let op = node.op_type.as_str();
         let out_name = node.output.first().cloned().unwrap_or_default();
+        // Identity of a constant (torch's exporter wraps shared weights in one): the same
+        // constant under the output's name.
+        if op == "Identity" {
+            let name = node.input.first().cloned().unwrap_or_default();
+            if let Some(i) = self.ints.get(&name).cloned() {
+                self.ints.insert(out_name, i);
+                return Ok(());
+            }
+            if let Some(t) = self.consts.get(&name).cloned() {
+                self.consts.insert(
+                    out_name.clone(),
+                    TensorProto {
+                        name: out_name,
+                        ..t
+                    },
+                );
+                return Ok(());
+            }
+        }
         let int_in = |k: usize| -> Result<Ints> {
             let name = node.input.get(k).cloned().unwrap_or_default();
             self.ints(&name).ok_or_else(|| {

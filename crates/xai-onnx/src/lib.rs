@@ -64,6 +64,7 @@ mod tract_backend;
 mod tract_ops;
 
 pub use error::{OnnxError, Result};
+pub use external::external_data_files;
 pub use export::{save_onnx, to_onnx, to_onnx_bytes, ExportOptions, EXPORT_OPSET};
 pub use model::OnnxModel;
 pub use options::{

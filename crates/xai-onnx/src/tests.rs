@@ -985,3 +985,34 @@ fn batch_norm_inputs_of_too_low_a_rank_are_typed_errors() {
         }
     }
 }
+
+/// torch's exporter (2.15, TorchScript path) writes `Identity` nodes on shared weights: the
+/// importer folds an Identity of a constant into the constant, so such a model still runs on the
+/// importer's layers, with the same outputs.
+#[test]
+fn identity_of_a_weight_is_folded_by_the_importer() {
+    let net = tiny_net(21);
+    let x = images(3, [1, 14, 7], 22);
+    let expected = net.predict(x.view().into_dyn()).unwrap();
+    let mut m = model_of(&net, &ExportOptions::new());
+    {
+        let g = graph_mut(&mut m);
+        let ci = g.node.iter().position(|n| n.op_type == "Conv").unwrap();
+        let w = g.node[ci].input[1].clone();
+        g.node[ci].input[1] = "w_identity".into();
+        g.node.insert(
+            ci,
+            NodeProto {
+                input: vec![w],
+                output: vec!["w_identity".into()],
+                name: "Identity_0".into(),
+                op_type: "Identity".into(),
+                ..Default::default()
+            },
+        );
+    }
+    let model = load(&encode(&m), options([1, 14, 7], Backend::Import));
+    assert_eq!(model.engine(), Engine::Imported);
+    let got = model.predict(x.view().into_dyn()).unwrap();
+    assert_close(&got, &expected, TOL, "identity of a weight");
+}

@@ -184,22 +184,17 @@ fn grad_cam_of_a_one_layer_model_by_hand() {
         for i in 0..2 {
             for j in 0..2 {
                 let c = targets.classes()[[i, j]];
-                for y in 0..4 {
-                    for z in 0..3 {
-                        let mut s = 0.0f32;
-                        for k in 0..3 {
-                            let alpha = model
-                                .v
-                                .index_axis(Axis(0), c)
-                                .index_axis(Axis(0), k)
-                                .mean()
-                                .unwrap();
-                            s += alpha * a[[i, k, y, z]];
-                        }
-                        let expected = if relu { s.max(0.0) } else { s };
-                        positive += usize::from(s > 0.0);
-                        assert!(close(cam.layer_map[[i, j, y, z]], expected, 1e-5));
-                    }
+                // ∂f_c/∂A = V_c.
+                let (s, expected) = cam_by_hand(
+                    a.index_axis(Axis(0), i),
+                    model.v.index_axis(Axis(0), c),
+                    relu,
+                );
+                positive += s.iter().filter(|v| **v > 0.0).count();
+                let got = cam.layer_map.index_axis(Axis(0), i);
+                let got = got.index_axis(Axis(0), j);
+                for (g, e) in got.iter().zip(expected.iter()) {
+                    assert!(close(*g, *e, 1e-5), "{g} != {e}");
                 }
             }
         }
@@ -212,6 +207,154 @@ fn grad_cam_of_a_one_layer_model_by_hand() {
         .unwrap_err();
     assert!(
         err.to_string().contains("`B`") && err.to_string().contains("A"),
+        "{err}"
+    );
+}
+
+/// Grad-CAM by hand from one sample's activation `a` and gradient `g` (`[K, ..spatial]`):
+/// `α_k = mean(g_k)`, `s = Σ_k α_k a_k`; returns `(s, ReLU(s) or s)`.
+fn cam_by_hand(
+    a: ndarray::ArrayViewD<'_, f32>,
+    g: ndarray::ArrayViewD<'_, f32>,
+    relu: bool,
+) -> (ArrayD<f32>, ArrayD<f32>) {
+    let mut s = ArrayD::<f32>::zeros(IxDyn(&a.shape()[1..]));
+    for k in 0..a.shape()[0] {
+        let alpha = g.index_axis(Axis(0), k).mean().unwrap();
+        s.scaled_add(alpha, &a.index_axis(Axis(0), k));
+    }
+    let cam = if relu {
+        s.mapv(|v| v.max(0.0))
+    } else {
+        s.clone()
+    };
+    (s, cam)
+}
+
+/// Grad-CAM of an `xai_models::Network` (`conv` 3x3 → `relu` → `pool` 2x2 → `flatten` →
+/// `fc`, logits) on its pooling layer, by hand: the activation from a hand-written
+/// convolution, ReLU and max pooling, the gradient of logit `c` with respect to it the dense
+/// layer's column `c` read in the network's (NHWC) flatten order, the map upsampled from 3x2
+/// to the input's 8x6 by PyTorch's nearest index `⌊d · in/out⌋`.
+#[test]
+fn grad_cam_of_a_network_by_hand() {
+    use xai_models::{Conv2d, Dense, Layer, MaxPool2d, NamedLayer, Network, Padding};
+    let (ci, co, h, w, classes) = (2usize, 3usize, 8usize, 6usize, 4usize);
+    let (ph, pw) = ((h - 2) / 2, (w - 2) / 2);
+    // Weights [kh, kw, in, out], dense [in, out] with `in` in NHWC order (y, x, channel).
+    let kw = array(&[3, 3, ci, co], 21, -1.0, 1.0);
+    let kb = array(&[co], 22, -0.3, 0.3);
+    let dw = array(&[ph, pw, co, classes], 23, -1.0, 1.0);
+    let named = |name: &str, layer: Layer| NamedLayer {
+        name: name.into(),
+        layer,
+    };
+    let net = Network::new(
+        "cam",
+        [ci, h, w],
+        vec![
+            named(
+                "conv",
+                Layer::Conv2d(Conv2d {
+                    in_channels: ci,
+                    out_channels: co,
+                    kernel: (3, 3),
+                    stride: (1, 1),
+                    padding: Padding::Valid,
+                    weight: kw.iter().copied().collect(),
+                    bias: kb.iter().copied().collect(),
+                }),
+            ),
+            named("relu", Layer::Relu),
+            named("pool", Layer::MaxPool2d(MaxPool2d::new(2, Padding::Valid))),
+            named("flatten", Layer::Flatten),
+            named(
+                "fc",
+                Layer::Dense(Dense {
+                    in_features: ph * pw * co,
+                    out_features: classes,
+                    weight: dw.iter().copied().collect(),
+                    bias: vec![0.1; classes],
+                }),
+            ),
+        ],
+    )
+    .unwrap();
+    let x = array(&[3, ci, h, w], 24, -1.0, 1.0);
+    let targets = ClassTargets::per_input(vec![vec![0, 3], vec![2, 1], vec![1, 1]]).unwrap();
+    // The pooled activation by hand, [n, co, ph, pw].
+    let conv_relu = |i: usize, o: usize, y: usize, z: usize| {
+        let mut v = kb[[o]];
+        for dy in 0..3 {
+            for dz in 0..3 {
+                for c in 0..ci {
+                    v += kw[[dy, dz, c, o]] * x[[i, c, y + dy, z + dz]];
+                }
+            }
+        }
+        v.max(0.0)
+    };
+    let mut a = ArrayD::<f32>::zeros(IxDyn(&[3, co, ph, pw]));
+    for ((i, o, y, z), v) in a
+        .view_mut()
+        .into_dimensionality::<ndarray::Ix4>()
+        .unwrap()
+        .indexed_iter_mut()
+    {
+        *v = (0..2)
+            .flat_map(|dy| (0..2).map(move |dz| (dy, dz)))
+            .map(|(dy, dz)| conv_relu(i, o, 2 * y + dy, 2 * z + dz))
+            .fold(f32::NEG_INFINITY, f32::max);
+    }
+    let nearest = |d: usize, input: usize, output: usize| {
+        (((d as f32) * (input as f32 / output as f32)).floor() as usize).min(input - 1)
+    };
+    for relu in [true, false] {
+        let cam = GradCam::new(
+            &net,
+            GradCamParams::new("pool")
+                .relu_attributions(relu)
+                .batch_size(4)
+                .check()
+                .unwrap(),
+        )
+        .attribute(x.view(), &targets)
+        .unwrap();
+        assert_eq!(cam.layer_map.shape(), &[3, 2, ph, pw]);
+        let up = cam.upsampled.as_ref().unwrap();
+        assert_eq!(up.shape(), &[3, 2, h, w]);
+        let (mut positive, mut negative) = (0, 0);
+        for i in 0..3 {
+            for j in 0..2 {
+                let c = targets.classes()[[i, j]];
+                // ∂f_c/∂A[o, y, z] = fc.weight[(y, z, o), c].
+                let g = ArrayD::from_shape_fn(IxDyn(&[co, ph, pw]), |p| dw[[p[1], p[2], p[0], c]]);
+                let (s, expected) = cam_by_hand(a.index_axis(Axis(0), i), g.view(), relu);
+                positive += s.iter().filter(|v| **v > 0.0).count();
+                negative += s.iter().filter(|v| **v < 0.0).count();
+                for y in 0..h {
+                    for z in 0..w {
+                        let (sy, sz) = (nearest(y, ph, h), nearest(z, pw, w));
+                        let e = expected[[sy, sz]];
+                        assert!(close(cam.layer_map[[i, j, sy, sz]], e, 1e-5));
+                        assert!(
+                            close(up[[i, j, y, z]], e, 1e-5),
+                            "{i} {j} {y} {z}: {} != {e}",
+                            up[[i, j, y, z]]
+                        );
+                    }
+                }
+            }
+        }
+        // Neither all clipped nor all kept: the ReLU matters.
+        assert!(positive > 0 && negative > 0, "{positive} {negative}");
+    }
+    // An unknown layer: the network's typed error, naming its layers.
+    let err = GradCam::new(&net, GradCamParams::new("conv9").check().unwrap())
+        .attribute(x.view(), &ClassTargets::one_per_input(vec![0, 0, 0]))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("`conv9`") && err.to_string().contains("conv, relu, pool"),
         "{err}"
     );
 }

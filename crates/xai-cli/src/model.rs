@@ -364,20 +364,19 @@ impl LoadedModel {
         }
     }
 
-    /// The model with its layers' activations (Grad-CAM), or a usage error naming `method`.
+    /// The model with its layers' activations (Grad-CAM): a shipped network (its layers by
+    /// name, e.g. `conv2`; with `probabilities` last when a softmax was appended) or an ONNX
+    /// model on the graph engine (its node outputs); a usage error naming `method` for an ONNX
+    /// model on another engine.
     pub fn layer_model(&self, method: &str) -> Result<&dyn xai_core::LayerModel> {
         match &self.inner {
+            Inner::Shipped(_, net, _) => Ok(net),
             Inner::Onnx(m) if m.engine() == Engine::Graph => Ok(m.as_ref()),
             Inner::Onnx(m) => Err(usage(format!(
                 "`xai {method}` needs a layer's activations, which the graph engine gives; `{}` \
                  runs on the {} back end (load it with --backend graph)",
                 m.name(),
                 m.engine()
-            ))),
-            Inner::Shipped(kind, _, _) => Err(usage(format!(
-                "`xai {method}` needs a layer's activations, which the shipped network `{}` does \
-                 not expose yet; export it to ONNX and load it with --backend graph",
-                kind.name()
             ))),
         }
     }

@@ -1445,8 +1445,8 @@ fn eval_scores_every_method_with_every_metric() {
 
 /// The attribution subcommands (captum's methods): per input `attributions.npy` `[k, c, h, w]`,
 /// `explanation.json` with the parameters and classes (IG with a convergence delta that is
-/// small), the figure; Grad-CAM on the graph engine by node name; one-line errors for a shipped
-/// network's layers and for an unknown layer.
+/// small), the figure; Grad-CAM on the graph engine by node name; a one-line error for an
+/// unknown layer.
 #[test]
 fn attribution_subcommands_write_maps_and_deltas() {
     let t = tempfile::tempdir().unwrap();
@@ -1536,14 +1536,71 @@ fn attribution_subcommands_write_maps_and_deltas() {
         &gc(&["--layer", "nope"]),
         "expected one of the model's layers",
     );
+}
+
+/// `xai gradcam` on a shipped network's convolution (`mnist_net`'s logits, as captum explains a
+/// network without a softmax): the map upsampled to the digit, and without the ReLU the same as
+/// Grad-CAM of the network's ONNX export on the graph engine (the export names its `Conv` node
+/// after the layer); an unknown layer is a one-line usage error listing the layers.
+#[test]
+fn gradcam_on_a_shipped_network_layer() {
+    let t = tempfile::tempdir().unwrap();
+    let png = t.path().join("one.png");
+    digit_png(ONE, &png);
+    let out = t.path().join("out");
+    let gradcam = |model: &str, dir: &str, extra: &[&str]| {
+        let args = [
+            &["--layer", "conv2", "--labels", "1,7", "--logits"][..],
+            extra,
+        ]
+        .concat();
+        let o = explain("gradcam", model, &png, &out.join(dir), &args);
+        assert_ok(&o);
+        assert_files(
+            &out.join(dir).join("one"),
+            &["attributions.npy", "explanation.json", "attributions.png"],
+        );
+        read_array(&out.join(dir).join("one").join("attributions.npy"))
+    };
+    let shipped = gradcam("mnist_net", "shipped", &[]);
+    assert_eq!(shipped.shape(), &[2, 1, 28, 28]);
+    assert!(shipped.iter().all(|v| *v >= 0.0 && v.is_finite()));
+    assert!(shipped.iter().any(|v| *v > 0.0), "an all-zero map");
+    let json = read_json(&out.join("shipped").join("one").join("explanation.json"));
+    assert_eq!(json["meta"]["params"]["layer"], "conv2", "{json}");
+    // Without the ReLU (nothing clipped), against the ONNX export on the graph engine.
+    let signed = gradcam("mnist_net", "signed", &["--no-relu"]);
+    assert!(
+        signed.iter().any(|v| *v < 0.0),
+        "nothing negative without the ReLU"
+    );
+    let model = export(ModelKind::MnistNet, t.path());
+    let onnx = gradcam(s(&model), "onnx", &["--no-relu", "--backend", "graph"]);
+    assert_eq!(onnx.shape(), signed.shape());
+    for k in 0..2 {
+        let (a, b) = (
+            signed.index_axis(ndarray::Axis(0), k),
+            onnx.index_axis(ndarray::Axis(0), k),
+        );
+        let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let max_diff = a
+            .iter()
+            .zip(b.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            scale > 1e-3 && max_diff <= 1e-4 * scale,
+            "class {k}: shipped and ONNX Grad-CAM differ by {max_diff} (largest value {scale})"
+        );
+    }
     assert_user_error(
         &explain(
             "gradcam",
-            "binary_cnn",
+            "mnist_net",
             &png,
-            &out.join("x"),
-            &["--layer", "conv1"],
+            &out.join("bad"),
+            &["--layer", "conv9"],
         ),
-        "load it with --backend graph",
+        "`conv9` is invalid: expected one of the model's layers: conv1, pool1, relu1, conv2",
     );
 }

@@ -14,7 +14,8 @@
 //! * [`Network`] — a sequential network (or, built with [`Network::graph`], a DAG of layers
 //!   with residual connections) implementing [`xai_core::Predictor`] and
 //!   [`xai_core::DifferentiableModel`], with batched per-sample parameter gradients (dense layers
-//!   factored as input ⊗ delta, convolutions as one small matrix product per sample).
+//!   factored as input ⊗ delta, convolutions as one small matrix product per sample), and
+//!   [`xai_core::LayerModel`] (a named layer's activation and gradient, for Grad-CAM).
 //! * [`train()`] — Adam, seeded shuffling and dropout, an `indicatif` progress bar; [`evaluate`].
 //!   Each step is [`Network::train_gradients`]: chunks of samples on rayon's threads, gradients
 //!   reduced in a fixed order, so the trained weights do not depend on the number of threads.
@@ -41,6 +42,7 @@ mod direct;
 mod error;
 mod gemm;
 mod io;
+mod layer_access;
 pub mod layers;
 mod network;
 pub mod ops;
@@ -59,6 +61,8 @@ pub use train::{evaluate, train, Adam, Metrics, TrainConfig};
 mod bn_train_tests;
 #[cfg(test)]
 mod graph_tests;
+#[cfg(test)]
+mod layer_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

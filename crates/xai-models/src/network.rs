@@ -33,7 +33,9 @@ pub struct NamedLayer {
 /// autoencoder, outputs it flattened in `[c, h, w]` order) and a [`DifferentiableModel`] with
 /// batched per-sample gradients: a dense layer's per-sample weight gradient is returned factored
 /// ([`GradBlock::Outer`]: its input and its output delta), a convolution's as one small matrix
-/// product per sample over the im2col patches (`colsₙᵀ · δₙ`).
+/// product per sample over the im2col patches (`colsₙᵀ · δₙ`). It is a
+/// [`xai_core::LayerModel`] too: each layer's output and its gradient, by the layer's name
+/// (Grad-CAM).
 ///
 /// Deserialising rebuilds the network through [`Network::new`] / [`Network::graph`], so its
 /// layer sizes are derived and checked again: a file cannot hand over a network that skipped
@@ -164,6 +166,8 @@ enum ParamMode<'a> {
 }
 
 struct BackwardOut {
+    /// The gradient with respect to the node the pass was asked for (the network's input for
+    /// input gradients), internal order.
     input: Option<Vec<f32>>,
     /// `(layer, inputs [n, in], output gradients [n, out])` of dense layers under
     /// [`ParamMode::SummedDenseFactored`].
@@ -512,6 +516,19 @@ impl Network {
         rng: Option<&mut StdRng>,
         for_params: bool,
     ) -> Result<ChunkTrace, ModelError> {
+        self.chunk_trace_keeping(x, rng, for_params, None)
+    }
+
+    /// [`Network::chunk_trace`] that also keeps node `keep`'s activation in the trace: a
+    /// chain's elementwise layer otherwise works in place on its input, leaving that node's slot
+    /// empty (a graph keeps every node anyway).
+    fn chunk_trace_keeping(
+        &self,
+        x: ArrayView4<'_, f32>,
+        rng: Option<&mut StdRng>,
+        for_params: bool,
+        keep: Option<usize>,
+    ) -> Result<ChunkTrace, ModelError> {
         self.check_nchw(&x)?;
         let shape = x.shape();
         let n = shape[0];
@@ -532,8 +549,10 @@ impl Network {
         }
         for (i, l) in self.layers.iter().enumerate() {
             // ReLU, dropout and flatten never need their input again, so they work in place,
-            // unless that input is the output of a layer whose backward pass reads its output.
+            // unless that input is the output of a layer whose backward pass reads its output,
+            // or the node the caller keeps.
             let in_place = l.layer.is_elementwise()
+                && keep != Some(i)
                 && (i == 0 || !self.layers[i - 1].layer.backward_reads_output());
             let (out, cache) = if in_place {
                 let mut buf = std::mem::take(acts.last_mut().expect("input"));
@@ -811,41 +830,48 @@ impl Network {
         Ok(())
     }
 
+    /// The backward pass of one chunk from `grad_output`, the gradient with respect to node
+    /// `top` (internal order). `grad_node` asks for the gradient with respect to a node at or
+    /// below `top`, returned in [`BackwardOut::input`]: node 0 is the network's input, node
+    /// `j + 1` the output of layer `j` (Grad-CAM's layer gradient). The pass goes down to that
+    /// node or to the lowest layer whose parameter gradients `params` asks for, whichever is
+    /// lower.
     fn backward_impl(
         &self,
         trace: &ChunkTrace,
         grad_output: Vec<f32>,
         top: usize,
-        need_input: bool,
+        grad_node: Option<usize>,
         params: ParamMode<'_>,
     ) -> Result<BackwardOut, ModelError> {
+        if let Some(b) = grad_node.filter(|&b| b > top) {
+            return Err(ModelError::Internal(format!(
+                "the gradient of node {b} was asked from a pass that starts at node {top}"
+            )));
+        }
         if let Some(inputs) = &self.inputs {
-            return self.backward_graph(inputs, trace, grad_output, top, need_input, params);
+            return self.backward_graph(inputs, trace, grad_output, top, grad_node, params);
         }
         let n = trace.n;
-        // The lowest layer whose gradient is needed decides how far the pass goes.
-        let lowest = if need_input {
-            0
-        } else {
-            match (0..top).find(|&i| self.needs_params(i, &params)) {
-                Some(i) => i,
-                None => {
-                    return Ok(BackwardOut {
-                        input: None,
-                        dense: vec![],
-                        summed: vec![],
-                        per_sample: vec![],
-                    })
-                }
-            }
-        };
-        let mut dy = grad_output;
         let mut out = BackwardOut {
             input: None,
             dense: Vec::new(),
             summed: Vec::new(),
             per_sample: Vec::new(),
         };
+        // The lowest node whose gradient is needed decides how far the pass goes.
+        let lowest_params = (0..top).find(|&i| self.needs_params(i, &params));
+        let lowest = match (grad_node, lowest_params) {
+            (Some(b), Some(p)) => b.min(p),
+            (Some(b), None) => b,
+            (None, Some(p)) => p,
+            (None, None) => return Ok(out),
+        };
+        let mut dy = grad_output;
+        // The node's gradient is kept as a copy when the pass goes on below it.
+        if grad_node == Some(top) && top > lowest {
+            out.input = Some(dy.clone());
+        }
         for i in (lowest..top).rev() {
             let l = &self.layers[i];
             if self.needs_params(i, &params) {
@@ -860,7 +886,7 @@ impl Network {
                     &mut out,
                 )?;
             }
-            if i > lowest || need_input {
+            if i > lowest || grad_node == Some(lowest) {
                 if l.layer.is_elementwise() {
                     l.layer
                         .backward_in_place(&trace.acts[i + 1], &trace.caches[i], &mut dy);
@@ -875,9 +901,12 @@ impl Network {
                         self.kernels.get(i).unwrap_or(&ConvKernels::default()),
                     )?;
                 }
+                if grad_node == Some(i) && i > lowest {
+                    out.input = Some(dy.clone());
+                }
             }
         }
-        if need_input {
+        if grad_node == Some(lowest) {
             out.input = Some(dy);
         }
         Ok(out)
@@ -892,7 +921,7 @@ impl Network {
         trace: &ChunkTrace,
         grad_output: Vec<f32>,
         top: usize,
-        need_input: bool,
+        grad_node: Option<usize>,
         params: ParamMode<'_>,
     ) -> Result<BackwardOut, ModelError> {
         let n = trace.n;
@@ -904,16 +933,31 @@ impl Network {
         };
         // needed[j]: the gradient with respect to node j is needed.
         let mut needed = vec![false; top + 1];
-        needed[0] = need_input;
+        if let Some(b) = grad_node {
+            needed[b] = true;
+        }
         for i in 0..top {
-            needed[i + 1] = self.needs_params(i, &params) || inputs[i].iter().any(|&j| needed[j]);
+            needed[i + 1] = needed[i + 1]
+                || self.needs_params(i, &params)
+                || inputs[i].iter().any(|&j| needed[j]);
         }
         if !needed[top] {
             return Ok(out);
         }
+        let zeros = |j: usize| vec![0.0; n * self.dims[j].len()];
         let mut dys: Vec<Option<Vec<f32>>> = vec![None; top + 1];
         dys[top] = Some(grad_output);
         for i in (0..top).rev() {
+            // Every reader of node i + 1 comes after layer i: its gradient is complete here.
+            if grad_node == Some(i + 1) {
+                let below = self.needs_params(i, &params) || inputs[i].iter().any(|&j| needed[j]);
+                let g = if below {
+                    dys[i + 1].clone()
+                } else {
+                    dys[i + 1].take()
+                };
+                out.input = Some(g.unwrap_or_else(|| zeros(i + 1)));
+            }
             if !needed[i + 1] {
                 continue;
             }
@@ -969,12 +1013,8 @@ impl Network {
                 }
             }
         }
-        if need_input {
-            out.input = Some(
-                dys[0]
-                    .take()
-                    .unwrap_or_else(|| vec![0.0; n * self.dims[0].len()]),
-            );
+        if grad_node == Some(0) {
+            out.input = Some(dys[0].take().unwrap_or_else(|| zeros(0)));
         }
         Ok(out)
     }
@@ -1052,7 +1092,13 @@ impl Network {
         let run = |k: usize, (start, end): (usize, usize)| {
             let chunk = &trace.chunks[k].1;
             let dy = dy[start * per_sample..end * per_sample].to_vec();
-            self.backward_impl(chunk, dy, top, need_input, ParamMode::SummedDenseFactored)
+            self.backward_impl(
+                chunk,
+                dy,
+                top,
+                need_input.then_some(0),
+                ParamMode::SummedDenseFactored,
+            )
         };
         let parts = if ranges.len() == 1 && trace.n > crate::parallel::CHUNK {
             // A whole-batch trace (see `forward_trace`): its layers use the threads themselves.
@@ -1235,8 +1281,7 @@ impl Network {
             let trace = self.chunk_trace(chunk, Some(&mut chunk_rng), true)?;
             let outputs = outputs_of(trace.output_flat(), end - start)?;
             let (dy, losses) = output_grad(&outputs, (start, end))?;
-            let back =
-                self.backward_impl(&trace, dy, top, false, ParamMode::SummedDenseFactored)?;
+            let back = self.backward_impl(&trace, dy, top, None, ParamMode::SummedDenseFactored)?;
             Ok((outputs, losses, back))
         };
         let parts = run_chunks(&ranges, run)?;
@@ -1373,8 +1418,7 @@ impl Network {
         let n = x.shape()[0];
         let trace = self.chunk_trace(x, None, true)?;
         let dy = self.output_order(&grad_output.iter().copied().collect::<Vec<_>>(), n, false);
-        let mut out =
-            self.backward_impl(&trace, dy, self.layers.len(), false, ParamMode::Summed)?;
+        let mut out = self.backward_impl(&trace, dy, self.layers.len(), None, ParamMode::Summed)?;
         out.summed.sort_by_key(|(i, _)| *i);
         Ok(out
             .summed
@@ -1419,7 +1463,8 @@ impl DifferentiableModel for Network {
             let trace = self.chunk_trace(chunk, None, false)?;
             let w = output_weights.slice(ndarray::s![start..end, ..]);
             let dy = self.output_order(&w.iter().copied().collect::<Vec<_>>(), end - start, false);
-            let out = self.backward_impl(&trace, dy, self.layers.len(), true, ParamMode::None)?;
+            let out =
+                self.backward_impl(&trace, dy, self.layers.len(), Some(0), ParamMode::None)?;
             out.input.ok_or_else(|| {
                 ModelError::Internal("backward pass returned no input gradient".into())
             })
@@ -1465,7 +1510,7 @@ impl DifferentiableModel for Network {
         let weights = weights.slice(ndarray::s![..rows, ..]);
         let dy = self.output_order(&weights.iter().copied().collect::<Vec<_>>(), rows, false);
         let out = crate::parallel::large_layers_only(|| {
-            self.backward_impl(&trace, dy, self.layers.len(), true, ParamMode::None)
+            self.backward_impl(&trace, dy, self.layers.len(), Some(0), ParamMode::None)
         })?;
         let mut input = out
             .input
@@ -1526,6 +1571,41 @@ impl DifferentiableModel for Network {
 }
 
 impl Network {
+    /// Node `node`'s activation (internal NHWC order, `[n, dims[node]]` flattened) and the
+    /// gradient of `Σ w ∘ f(x)` with respect to it (same order), for an NCHW batch `x` and
+    /// output weights `w` (`[n, n_outputs]`, checked by the caller): per chunk of samples (as
+    /// [`DifferentiableModel::input_gradient`]), one forward pass that keeps the node and one
+    /// backward pass from `w` that stops at it. Node 0 is the input, node `j + 1` layer `j`'s
+    /// output.
+    pub(crate) fn node_activation_and_gradient(
+        &self,
+        x: ArrayView4<'_, f32>,
+        node: usize,
+        w: ArrayView2<'_, f32>,
+    ) -> Result<(Vec<f32>, Vec<f32>), ModelError> {
+        if node > self.layers.len() {
+            return Err(ModelError::Internal(format!(
+                "node {node} of a network with {} layers",
+                self.layers.len()
+            )));
+        }
+        let ranges = crate::parallel::chunk_ranges(x.shape()[0]);
+        let parts = run_chunks(&ranges, |_, (start, end)| {
+            let chunk = x.slice(ndarray::s![start..end, .., .., ..]);
+            let mut trace = self.chunk_trace_keeping(chunk, None, false, Some(node))?;
+            let wc = w.slice(ndarray::s![start..end, ..]);
+            let dy = self.output_order(&wc.iter().copied().collect::<Vec<_>>(), end - start, false);
+            let out =
+                self.backward_impl(&trace, dy, self.layers.len(), Some(node), ParamMode::None)?;
+            let grad = out.input.ok_or_else(|| {
+                ModelError::Internal("backward pass returned no gradient for the node".into())
+            })?;
+            Ok((std::mem::take(&mut trace.acts[node]), grad))
+        })?;
+        let (acts, grads): (Vec<Vec<f32>>, Vec<Vec<f32>>) = parts.into_iter().unzip();
+        Ok((acts.concat(), grads.concat()))
+    }
+
     /// Per-sample gradients of one chunk of a batch (see [`DifferentiableModel::per_sample_grads`]).
     fn per_sample_grads_chunk(
         &self,
@@ -1547,7 +1627,7 @@ impl Network {
             &trace,
             dy,
             self.layers.len(),
-            false,
+            None,
             ParamMode::PerSample(selection),
         )?;
         let mut per_layer = out.per_sample;

@@ -204,10 +204,16 @@ pub fn model_sha256(model: &str) -> Result<String> {
             let name = data.file_name().map(|n| n.to_string_lossy().into_owned());
             add_file_name(&mut hasher, name.as_deref().unwrap_or(""));
             let mut f = std::fs::File::open(&data).map_err(|e| {
-                usage(format!("{}: cannot read the model's data ({e})", data.display()))
+                usage(format!(
+                    "{}: cannot read the model's data ({e})",
+                    data.display()
+                ))
             })?;
             std::io::copy(&mut f, &mut hasher).map_err(|e| {
-                usage(format!("{}: cannot read the model's data ({e})", data.display()))
+                usage(format!(
+                    "{}: cannot read the model's data ({e})",
+                    data.display()
+                ))
             })?;
         }
     }

@@ -64,8 +64,8 @@ mod tract_backend;
 mod tract_ops;
 
 pub use error::{OnnxError, Result};
-pub use external::external_data_files;
 pub use export::{save_onnx, to_onnx, to_onnx_bytes, ExportOptions, EXPORT_OPSET};
+pub use external::external_data_files;
 pub use model::OnnxModel;
 pub use options::{
     Backend, Engine, Layout, OnnxOptions, OutputKind, ValidOnnxOptions, IMAGENET_MEAN, IMAGENET_STD,

@@ -112,7 +112,7 @@ struct Ints {
 }
 
 const SUPPORTED: &str = "the importer handles Conv (groups, dilations), MaxPool, AveragePool, \
-     GlobalAveragePool, BatchNormalization, Gemm, MatMul (+ Add), Relu, Clip, Sigmoid, Tanh, \
+     GlobalAveragePool (and ReduceMean over H and W), BatchNormalization, Gemm, MatMul (+ Add), Relu, Clip, Sigmoid, Tanh, \
      LeakyRelu, HardSigmoid, HardSwish, Add/Sub/Mul/Div, Concat, Flatten, Reshape, Squeeze, \
      Transpose between NCHW and NHWC, Softmax, LogSoftmax, Dropout, Identity and shape \
      subgraphs (Shape, Gather, Unsqueeze, Squeeze, Concat, Cast, Slice, ConstantOfShape)";
@@ -448,6 +448,7 @@ impl<'a> Importer<'a> {
                 let out = self.push_same("gap", Layer::GlobalAvgPool, &name)?;
                 self.set_output(node, out);
             }
+            "ReduceMean" => self.reduce_mean(node)?,
             "BatchNormalization" => self.batch_norm(node)?,
             "Relu" | "Sigmoid" | "Tanh" | "LeakyRelu" | "HardSigmoid" | "HardSwish" | "Clip" => {
                 self.activation(node)?
@@ -804,6 +805,50 @@ impl<'a> Importer<'a> {
             }
         };
         self.ints.insert(out_name, result);
+        Ok(())
+    }
+
+    /// `ReduceMean` over the height and width of an NCHW image (torch's dynamo exporter writes
+    /// `AdaptiveAvgPool2d(1)` and `x.mean((2, 3))` so): a global average pool, kept as
+    /// `[c, 1, 1]` (`keepdims = 1`) or flat (`keepdims = 0`). The axes come from the attribute
+    /// (opsets before 18) or the constant second input (opset 18 on).
+    fn reduce_mean(&mut self, node: &NodeProto) -> Result<()> {
+        let (name, _, _) = self.data_input(node)?;
+        self.image("ReduceMean", &name)?;
+        let axes: Vec<i64> = match attr_ints(node, "axes") {
+            Some(a) => a,
+            None => match node.input.get(1).filter(|s| !s.is_empty()) {
+                Some(a) => self
+                    .ints(a)
+                    .ok_or_else(|| self.err("ReduceMean with axes that are not constant"))?
+                    .vals
+                    .iter()
+                    .map(|v| match v {
+                        Sym::Known(k) => Ok(*k),
+                        Sym::Batch => Err(self.err("ReduceMean axes holding the batch size")),
+                    })
+                    .collect::<Result<_>>()?,
+                None => Vec::new(),
+            },
+        };
+        let mut axes: Vec<i64> = axes
+            .iter()
+            .map(|&a| if a < 0 { a + 4 } else { a })
+            .collect();
+        axes.sort_unstable();
+        if axes != [2, 3] {
+            return Err(self.err(format!(
+                "ReduceMean over axes {axes:?} of an NCHW image (only over height and width, \
+                 [2, 3]: a global average pool)"
+            )));
+        }
+        let out = self.push_same("gap", Layer::GlobalAvgPool, &name)?;
+        let keepdims = attr_i(node, "keepdims").unwrap_or(1);
+        self.set_output(node, out);
+        if keepdims == 0 {
+            let pooled = node.output.first().cloned().unwrap_or_default();
+            self.flatten(node, &pooled)?;
+        }
         Ok(())
     }
 

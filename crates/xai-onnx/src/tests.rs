@@ -1016,3 +1016,81 @@ fn identity_of_a_weight_is_folded_by_the_importer() {
     let got = model.predict(x.view().into_dyn()).unwrap();
     assert_close(&got, &expected, TOL, "identity of a weight");
 }
+
+/// torch's dynamo exporter writes global average pooling as `ReduceMean` over axes 2 and 3 (axes
+/// as an attribute before opset 18, as an input from 18 on; `keepdims` 1, or 0 for
+/// `x.mean((2, 3))`): the importer reads each as the pool, with the network's outputs; other
+/// axes are a typed refusal, and `Backend::Auto` then runs the model on the graph engine.
+#[test]
+fn reduce_mean_over_height_and_width_is_a_global_average_pool() {
+    let net = ModelKind::ResnetBn.build(3);
+    let x = images(2, [1, 28, 28], 23);
+    let expected = net.predict(x.view().into_dyn()).unwrap();
+    for (axes_as_input, keepdims, axes) in [
+        (false, 1, vec![2, 3]),
+        (true, 1, vec![-1, -2]),
+        (true, 0, vec![2, 3]),
+    ] {
+        let mut m = model_of(&net, &ExportOptions::new());
+        {
+            let g = graph_mut(&mut m);
+            let gi = g
+                .node
+                .iter()
+                .position(|n| n.op_type == "GlobalAveragePool")
+                .unwrap();
+            let node = &mut g.node[gi];
+            node.op_type = "ReduceMean".into();
+            node.attribute = vec![crate::pb::AttributeProto {
+                name: "keepdims".into(),
+                r#type: crate::pb::attribute_proto::AttributeType::Int as i32,
+                i: keepdims,
+                ..Default::default()
+            }];
+            if axes_as_input {
+                node.input.push("rm_axes".into());
+                g.node.insert(gi, int64_constant("rm_axes", &axes));
+            } else {
+                node.attribute.push(crate::pb::AttributeProto {
+                    name: "axes".into(),
+                    r#type: crate::pb::attribute_proto::AttributeType::Ints as i32,
+                    ints: axes.clone(),
+                    ..Default::default()
+                });
+            }
+        }
+        let what = format!("axes {axes:?} (input: {axes_as_input}), keepdims {keepdims}");
+        let model = load(&encode(&m), options([1, 28, 28], Backend::Import));
+        assert_eq!(model.engine(), Engine::Imported, "{what}");
+        let got = model.predict(x.view().into_dyn()).unwrap();
+        assert_close(&got, &expected, TOL, &what);
+    }
+    // The mean over the channels is not a pool: refused by the importer.
+    let mut m = model_of(&net, &ExportOptions::new());
+    {
+        let g = graph_mut(&mut m);
+        let gi = g
+            .node
+            .iter()
+            .position(|n| n.op_type == "GlobalAveragePool")
+            .unwrap();
+        g.node[gi].op_type = "ReduceMean".into();
+        g.node[gi].attribute = vec![crate::pb::AttributeProto {
+            name: "axes".into(),
+            r#type: crate::pb::attribute_proto::AttributeType::Ints as i32,
+            ints: vec![1],
+            ..Default::default()
+        }];
+    }
+    let Err(err) = options([1, 28, 28], Backend::Import)
+        .check()
+        .unwrap()
+        .load_bytes(&encode(&m))
+    else {
+        panic!("a ReduceMean over the channels was imported");
+    };
+    assert!(
+        err.to_string().contains("ReduceMean over axes [1]"),
+        "{err}"
+    );
+}

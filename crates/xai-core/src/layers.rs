@@ -4,7 +4,7 @@
 
 use ndarray::{ArrayD, ArrayView2, ArrayViewD};
 
-use crate::{DifferentiableModel, Result};
+use crate::{check_batch, CoreError, DifferentiableModel, Predictor, Result};
 
 /// A [`DifferentiableModel`] whose intermediate layers can be read by name. Object safe.
 ///
@@ -29,6 +29,24 @@ pub trait LayerModel: DifferentiableModel {
         layer: &str,
         output_weights: ArrayView2<'_, f32>,
     ) -> Result<(ArrayD<f32>, ArrayD<f32>)>;
+}
+
+/// Checks the batch `x` and the output weights of a [`LayerModel::layer_activation_and_gradient`]
+/// request against `model`'s input shape and outputs (`[n, n_outputs]`); returns `n`.
+pub fn check_layer_request<M: Predictor + ?Sized>(
+    model: &M,
+    x: &ArrayViewD<'_, f32>,
+    output_weights: ArrayView2<'_, f32>,
+) -> Result<usize> {
+    let n = check_batch("input", x, model.input_shape())?;
+    if output_weights.dim() != (n, model.n_outputs()) {
+        return Err(CoreError::shape(
+            "output weights",
+            output_weights.shape(),
+            format!("[{n}, {}]", model.n_outputs()),
+        ));
+    }
+    Ok(n)
 }
 
 /// The error for a layer name that a model does not have: lists up to 20 of its layers.

@@ -45,7 +45,7 @@ mod predictor;
 pub use error::{CoreError, Result};
 pub use explanation::{write_npy, Explanation, Meta, NpyArrays};
 pub use grads::{GradBlock, ParamGroup, ParamSelection, PerSampleGrads};
-pub use layers::{unknown_layer, LayerModel};
+pub use layers::{check_layer_request, unknown_layer, LayerModel};
 pub use loss::{Loss, OutputKind, Targets};
 pub use predictor::{
     argmax_rows, check_batch, check_finite, DifferentiableModel, FnPredictor, Predictor,

@@ -4,7 +4,7 @@
 
 use ndarray::{s, ArrayD, ArrayView2, ArrayViewD, Axis, IxDyn};
 use rayon::prelude::*;
-use xai_core::{check_batch, unknown_layer, CoreError, LayerModel, Predictor};
+use xai_core::{unknown_layer, CoreError, LayerModel};
 
 use crate::error::GraphError;
 use crate::model::GraphModel;
@@ -23,14 +23,7 @@ impl LayerModel for GraphModel {
         layer: &str,
         output_weights: ArrayView2<'_, f32>,
     ) -> xai_core::Result<(ArrayD<f32>, ArrayD<f32>)> {
-        let n = check_batch("input", &x, self.input_shape())?;
-        if output_weights.dim() != (n, self.n_outputs()) {
-            return Err(CoreError::shape(
-                "output weights",
-                output_weights.shape(),
-                format!("[{n}, {}]", self.n_outputs()),
-            ));
-        }
+        let n = xai_core::check_layer_request(self, &x, output_weights)?;
         let graph = self.graph();
         let slot = graph
             .computed_slot(layer)

@@ -22,7 +22,7 @@
 use std::collections::HashSet;
 
 use ndarray::{ArrayD, ArrayView2, ArrayViewD, Ix4, IxDyn};
-use xai_core::{check_batch, unknown_layer, CoreError, LayerModel, Predictor};
+use xai_core::{unknown_layer, CoreError, LayerModel};
 
 use crate::{ModelError, Network};
 
@@ -74,14 +74,7 @@ impl LayerModel for Network {
         layer: &str,
         output_weights: ArrayView2<'_, f32>,
     ) -> xai_core::Result<(ArrayD<f32>, ArrayD<f32>)> {
-        let n = check_batch("input", &x, self.input_shape())?;
-        if output_weights.dim() != (n, self.n_outputs()) {
-            return Err(CoreError::shape(
-                "output weights",
-                output_weights.shape(),
-                format!("[{n}, {}]", self.n_outputs()),
-            ));
-        }
+        let n = xai_core::check_layer_request(self, &x, output_weights)?;
         let names = self.layer_access_names();
         let index = names
             .iter()

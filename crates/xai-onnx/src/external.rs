@@ -144,14 +144,7 @@ pub fn external_data_files(path: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     if !has_external_data(&model) {
         return Ok(Vec::new());
     }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let canonical_dir = dir.canonicalize().map_err(|source| OnnxError::Io {
-        path: dir.clone(),
-        source,
-    })?;
+    let canonical_dir = model_folder(path)?;
     let mut files: Vec<PathBuf> = Vec::new();
     let Some(graph) = model.graph.as_mut() else {
         return Ok(files);
@@ -196,6 +189,17 @@ pub fn external_data_files(path: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The model file's folder, canonical (symbolic links followed): external data locations are
+/// relative to it and must stay inside it.
+fn model_folder(model_path: &Path) -> Result<PathBuf> {
+    let dir = match model_path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    dir.canonicalize()
+        .map_err(|source| OnnxError::Io { path: dir, source })
+}
+
 /// An opened data file and its length.
 struct DataFile {
     file: File,
@@ -211,14 +215,7 @@ pub(crate) fn resolve_external_data(model: &mut ModelProto, model_path: &Path) -
     if !has_external_data(model) {
         return Ok(());
     }
-    let dir = match model_path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let canonical_dir = dir.canonicalize().map_err(|source| OnnxError::Io {
-        path: dir.clone(),
-        source,
-    })?;
+    let canonical_dir = model_folder(model_path)?;
     let mut files: HashMap<PathBuf, DataFile> = HashMap::new();
     let Some(graph) = model.graph.as_mut() else {
         return Ok(());

@@ -1132,6 +1132,40 @@ fn sharded_runs_merge_into_the_unsharded_output() {
                 "4",
             ],
         ),
+        ("saliency", "binary_cnn", vec!["--times-input"]),
+        (
+            "ig",
+            "binary_cnn",
+            vec!["--n-steps", "8", "--internal-batch-size", "4"],
+        ),
+        (
+            "smoothgrad",
+            "binary_cnn",
+            vec!["--nt-samples", "3", "--stdevs", "0.1"],
+        ),
+        (
+            "gradient-shap",
+            "binary_cnn",
+            vec!["--reference", s(&train), "--n-samples", "3"],
+        ),
+        ("gradcam", "binary_cnn", vec!["--layer", "conv2"]),
+        (
+            "occlusion",
+            "binary_cnn",
+            vec!["--window", "7x7", "--strides", "7x7"],
+        ),
+        (
+            "eval",
+            "binary_cnn",
+            vec![
+                "--methods",
+                "saliency,smoothgrad",
+                "--metrics",
+                "deletion_auc,insertion_auc",
+                "--steps",
+                "10",
+            ],
+        ),
     ];
     for (method, model, extra) in &cases {
         let dir = t.path().join(method);

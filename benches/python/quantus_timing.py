@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The Python side of the xai-eval timing (issue 28 item 4): Quantus 0.6's time per image for
 deletion (pixel flipping), ROAD and infidelity on a seeded MNIST-size CNN on the CPU, and the
-ONNX file and inputs the Rust side (`cargo run -p xai-eval --example timing`) times on.
+ONNX file and inputs the Rust side (`cargo run -p xai-eval --example eval_timing`) times on.
 
     nice -n 10 /work/venv/bin/python benches/python/quantus_timing.py [--out target/quantus-timing]
         [--images 4] [--threads 1]

@@ -4,14 +4,14 @@
 //!
 //! ```text
 //! /work/venv/bin/python benches/python/quantus_timing.py            # writes target/quantus-timing
-//! RAYON_NUM_THREADS=1 cargo run --release -p xai-eval --example timing [-- target/quantus-timing]
+//! RAYON_NUM_THREADS=1 cargo run --release -p xai-eval --example eval_timing [-- target/quantus-timing]
 //! ```
 //!
 //! Without a release build, the dev profile with the hot crates at release optimisation gives
 //! the same code for them (the model's layers, the metrics; tract is not used):
 //!
 //! ```text
-//! RAYON_NUM_THREADS=1 cargo run -p xai-eval --example timing \
+//! RAYON_NUM_THREADS=1 cargo run -p xai-eval --example eval_timing \
 //!     --config profile.dev.package.xai-models.opt-level=3 \
 //!     --config profile.dev.package.xai-eval.opt-level=3 \
 //!     --config profile.dev.package.xai-core.opt-level=3

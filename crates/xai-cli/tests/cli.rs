@@ -1390,6 +1390,62 @@ fn similarity_shards_of_the_references_merge_into_the_unsharded_output() {
         &merge(&dir.join("m"), &[dir.join("a"), dir.join("b")]),
         "do not merge",
     );
+    // The README's form: the references as images.npy with labels.npy (what `cargo xtask
+    // mnist-npy` writes), in 2 shards.
+    let npy = t.path().join("npy");
+    std::fs::create_dir_all(&npy).unwrap();
+    let split = Mnist::load_default()
+        .unwrap()
+        .train
+        .subset(&(0..10).collect::<Vec<_>>())
+        .unwrap();
+    xai_core::write_npy(
+        npy.join("images.npy"),
+        &split.images_f32(Scaling::UnitInterval).into_dyn(),
+    )
+    .unwrap();
+    let labels: Vec<f32> = split.labels_usize().iter().map(|&l| l as f32).collect();
+    xai_core::write_npy(
+        npy.join("labels.npy"),
+        &ndarray::ArrayD::from_shape_vec(vec![10], labels).unwrap(),
+    )
+    .unwrap();
+    let images = npy.join("images.npy");
+    let labels = npy.join("labels.npy");
+    let npy_args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "--reference",
+            s(&images),
+            "--reference-labels",
+            s(&labels),
+            "--batch-size",
+            "4",
+            "--quiet",
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    assert_ok(&explain(
+        "similarity",
+        "alibi_cnn",
+        &inputs,
+        &npy.join("whole"),
+        &npy_args(&[]),
+    ));
+    for (i, shard) in ["0/2", "1/2"].iter().enumerate() {
+        assert_ok(&explain(
+            "similarity",
+            "alibi_cnn",
+            &inputs,
+            &npy.join(format!("s{i}")),
+            &npy_args(&["--shard", shard, "--shard-references"]),
+        ));
+    }
+    assert_ok(&merge(
+        &npy.join("merged"),
+        &[npy.join("s0"), npy.join("s1")],
+    ));
+    assert_eq!(tree(&npy.join("whole")), tree(&npy.join("merged")));
     // --shard-references needs --shard.
     assert_user_error(
         &explain(

@@ -392,9 +392,11 @@ fn occlusion_windows_and_strides() {
     );
 }
 
-/// The importer's networks do not expose layers: Grad-CAM says to load with the graph engine.
+/// The importer's networks expose their layers by ONNX name too: Grad-CAM on the imported
+/// model agrees with captum on the same nodes (by output and by node name); an unknown name
+/// lists the layers.
 #[test]
-fn grad_cam_on_an_imported_model_is_a_typed_error() {
+fn grad_cam_on_an_imported_model_by_onnx_name() {
     let imported = OnnxOptions::new()
         .input_shape([3, 16, 16])
         .backend(Backend::Import)
@@ -402,15 +404,43 @@ fn grad_cam_on_an_imported_model_is_a_typed_error() {
         .unwrap()
         .load(fixture("cnn.onnx"))
         .unwrap();
-    assert!(xai_core::LayerModel::layer_names(&imported).is_empty());
+    let names = xai_core::LayerModel::layer_names(&imported);
+    assert!(
+        names.iter().any(|n| n == "/conv2/Conv_output_0"),
+        "{names:?}"
+    );
     let x = npy("inputs");
-    let err = GradCam::new(
+    let meta = meta();
+    for (case, relu) in [("conv2", true), ("pool", false)] {
+        let layer = meta["gradcam_layers"][case].as_str().unwrap();
+        let params = GradCamParams::new(layer)
+            .relu_attributions(relu)
+            .check()
+            .unwrap();
+        let cam = GradCam::new(&imported, params)
+            .attribute(x.view(), &targets())
+            .unwrap();
+        assert_close(
+            &format!("grad-cam {case} (importer)"),
+            cam.layer_map.view(),
+            npy(&format!("gradcam_{case}_layer")).view(),
+        );
+    }
+    let by_node = GradCam::new(
         &imported,
-        GradCamParams::new("/conv2/Conv_output_0").check().unwrap(),
+        GradCamParams::new("/conv2/Conv").check().unwrap(),
     )
     .attribute(x.view(), &targets())
-    .unwrap_err();
-    assert!(err.to_string().contains("Backend::Graph"), "{err}");
+    .unwrap();
+    assert_close(
+        "grad-cam by node name (importer)",
+        by_node.layer_map.view(),
+        npy("gradcam_conv2_layer").view(),
+    );
+    let err = GradCam::new(&imported, GradCamParams::new("/nope").check().unwrap())
+        .attribute(x.view(), &targets())
+        .unwrap_err();
+    assert!(err.to_string().contains("/conv2/Conv_output_0"), "{err}");
     // The gradient methods run on it and agree with captum too.
     let a = Saliency::new(&imported, SaliencyParams::new().check().unwrap())
         .attribute(x.view(), &targets())

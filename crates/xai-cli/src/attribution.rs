@@ -177,8 +177,8 @@ pub struct GradCamArgs {
     /// Model, inputs, output, classes.
     #[command(flatten)]
     pub attr: AttributionCommon,
-    /// The layer: a shipped network's layer name (e.g. `conv2`) or, for an ONNX model on the
-    /// graph engine, a node's output name (an unknown name's error lists the layers).
+    /// The layer: a shipped network's layer name (e.g. `conv2`) or, for an ONNX model, a node's
+    /// output name or the node's name (an unknown name's error lists the layers).
     #[arg(long, required = true, value_name = "NAME")]
     pub layer: String,
     /// Keep negative values (captum's `relu_attributions=False`); the paper's ReLU is the

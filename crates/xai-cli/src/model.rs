@@ -371,12 +371,14 @@ impl LoadedModel {
     pub fn layer_model(&self, method: &str) -> Result<&dyn xai_core::LayerModel> {
         match &self.inner {
             Inner::Shipped(_, net, _) => Ok(net),
-            Inner::Onnx(m) if m.engine() == Engine::Graph => Ok(m.as_ref()),
+            Inner::Onnx(m) if m.engine() != Engine::Tract => Ok(m.as_ref()),
             Inner::Onnx(m) => Err(usage(format!(
-                "`xai {method}` needs a layer's activations, which the graph engine gives; `{}` \
-                 runs on the {} back end (load it with --backend graph)",
+                "`xai {method}` needs a layer's activations, which the importer and the graph \
+                 engine give; `{}` runs on tract{}",
                 m.name(),
-                m.engine()
+                m.fallback_reason()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
             ))),
         }
     }

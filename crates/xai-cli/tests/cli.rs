@@ -1666,11 +1666,17 @@ fn gradcam_on_a_shipped_network_layer() {
     );
     let model = export(ModelKind::MnistNet, t.path());
     let onnx = gradcam(s(&model), "onnx", &["--no-relu", "--backend", "graph"]);
+    // The same file on the importer: its layers by ONNX name.
+    let imported = gradcam(
+        s(&model),
+        "onnx_import",
+        &["--no-relu", "--backend", "import"],
+    );
     assert_eq!(onnx.shape(), signed.shape());
-    for k in 0..2 {
+    for (k, other) in [(0, &onnx), (1, &onnx), (0, &imported), (1, &imported)] {
         let (a, b) = (
             signed.index_axis(ndarray::Axis(0), k),
-            onnx.index_axis(ndarray::Axis(0), k),
+            other.index_axis(ndarray::Axis(0), k),
         );
         let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let max_diff = a

@@ -70,6 +70,11 @@ pub(crate) struct Imported {
     pub pre_scale: f32,
     /// See `pre_scale`.
     pub pre_offset: f32,
+    /// The ONNX tensor each network layer's output holds: `(value name, node name, layer
+    /// index)`, for the layers whose output is one of the graph's values (the last value the
+    /// import mapped onto it: after a batch norm folded into a convolution, the batch norm's
+    /// output), in layer order.
+    pub onnx_layers: Vec<(String, String, usize)>,
 }
 
 /// An ONNX data tensor: a 4-D image batch (`nchw` tells its ONNX layout; our network holds it
@@ -136,6 +141,9 @@ struct Importer<'a> {
     head: Head,
     graph_output: String,
     node: Option<&'a NodeProto>,
+    /// Every ONNX value mapped onto a network node, in import order: `(value name, node name,
+    /// network node)`.
+    assigned: Vec<(String, String, usize)>,
 }
 
 /// Imports `model` for inputs described by `opts` (`input_name` is the graph's data input).
@@ -195,6 +203,7 @@ pub(crate) fn import(
         head: Head::Identity,
         graph_output: graph_output.to_string(),
         node: None,
+        assigned: Vec::new(),
     };
     for node in &g.node {
         im.node = Some(node);
@@ -233,12 +242,26 @@ pub(crate) fn import(
     } else {
         g.name.clone()
     };
+    // Each layer's output under the last ONNX value mapped onto it (node 0 is the input).
+    let mut live: Vec<Option<(String, String)>> = vec![None; im.layers.len() + 1];
+    for (value, node, j) in im.assigned {
+        if let Some(slot) = live.get_mut(j) {
+            *slot = Some((value, node));
+        }
+    }
+    let onnx_layers = live
+        .into_iter()
+        .enumerate()
+        .skip(1)
+        .filter_map(|(j, l)| l.map(|(value, node)| (value, node, j - 1)))
+        .collect();
     let net = Network::graph(name, opts.network_input_shape(), im.layers, im.inputs)?;
     Ok(Imported {
         net,
         head: im.head,
         pre_scale: im.pre_scale,
         pre_offset: im.pre_offset,
+        onnx_layers,
     })
 }
 
@@ -338,6 +361,7 @@ impl<'a> Importer<'a> {
     fn set_output(&mut self, node: &NodeProto, value: (usize, Value)) {
         if let Some(o) = node.output.first() {
             self.values.insert(o.clone(), value);
+            self.assigned.push((o.clone(), node.name.clone(), value.0));
         }
     }
 

@@ -1,21 +1,23 @@
 //! [`LayerModel`] for [`OnnxModel`]: the graph engine's layers (every value a node computes,
-//! by value or node name). The importer's networks and tract do not expose their layers: a
-//! model they run gives a typed error saying to load it with [`crate::Backend::Graph`].
+//! by value or node name) or the importer's (the ONNX values its layers' outputs hold, by value
+//! or node name; a value folded away, such as a convolution's output under a batch norm folded
+//! into it, is not one). tract does not expose layers: a model it runs gives a typed error.
 
 use ndarray::{ArrayD, ArrayView2, ArrayViewD};
-use xai_core::{CoreError, LayerModel};
+use xai_core::LayerModel;
 
 use crate::error::OnnxError;
 use crate::model::OnnxModel;
 use crate::options::Engine;
 
 impl LayerModel for OnnxModel {
-    /// The graph engine's layer names ([`xai_graph::GraphModel`]); empty for a model another
-    /// engine runs.
+    /// The layer names of the engine that runs the model: the graph engine's (every value a
+    /// node computes, [`xai_graph::GraphModel`]), or for the importer the ONNX value names its
+    /// layers' outputs hold (a node's name is accepted too); empty for tract.
     fn layer_names(&self) -> Vec<String> {
         match self.graph_model() {
             Some(m) => m.layer_names(),
-            None => Vec::new(),
+            None => self.imported_layer_names().unwrap_or_default(),
         }
     }
 
@@ -29,15 +31,12 @@ impl LayerModel for OnnxModel {
             (Some(m), _) => m.layer_activation_and_gradient(x, layer, output_weights),
             (None, Engine::Tract) => Err(OnnxError::NotDifferentiable {
                 reason: format!(
-                    "; layer `{layer}` was asked for, and only the graph engine (Backend::Graph) reads layers"
+                    "; layer `{layer}` was asked for, and only the importer and the graph engine \
+                     read layers"
                 ),
             }
             .into()),
-            (None, engine) => Err(CoreError::from(OnnxError::Unsupported(format!(
-                "layer `{layer}` of `{}`: the {engine} back end does not expose layer activations; \
-                 load the model with Backend::Graph (the graph engine names every node's output)",
-                self.name()
-            )))),
+            (None, _) => self.imported_layer(&x, layer, output_weights),
         }
     }
 }

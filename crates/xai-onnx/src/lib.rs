@@ -9,8 +9,9 @@
 //!   optional conversion to probabilities (what KernelSHAP explains), and the [`Backend`].
 //! * [`OnnxModel`] — the loaded model: a [`xai_core::Predictor`], and a
 //!   [`xai_core::DifferentiableModel`] when the importer or the graph engine runs it, and an
-//!   [`xai_core::LayerModel`] (activations and gradients of named nodes, for Grad-CAM) when
-//!   the graph engine runs it.
+//!   [`xai_core::LayerModel`] (activations and gradients of named nodes, for Grad-CAM) on
+//!   either: every node output on the graph engine, the ONNX values its layers hold on the
+//!   importer.
 //! * Three engines behind one loader ([`Engine`]):
 //!   the **importer** turns graphs as PyTorch and tf2onnx export them — `Conv` (grouped,
 //!   depthwise, dilated), `BatchNormalization`, `MaxPool` / `AveragePool` /

@@ -47,6 +47,8 @@ enum Inner {
         head: Head,
         /// Input transform, the options' and the graph's own scaling combined.
         affine: ChannelAffine,
+        /// The ONNX value (and node) each layer's output holds: `(value, node, layer index)`.
+        onnx_layers: Vec<(String, String, usize)>,
     },
     /// The general graph engine; the input transform and the conversion to probabilities are
     /// nodes of its graph.
@@ -289,6 +291,7 @@ impl ValidOnnxOptions {
             mut head,
             pre_scale,
             pre_offset,
+            onnx_layers,
         } = imp;
         let mut net = net;
         if self.probabilities {
@@ -316,6 +319,7 @@ impl ValidOnnxOptions {
             net,
             head,
             affine: self.channel_affine().then(pre_scale, pre_offset),
+            onnx_layers,
         })
     }
 }
@@ -413,13 +417,71 @@ impl OnnxModel {
         .into()
     }
 
+    /// The ONNX value names of the imported network's layers, in layer order (the layers whose
+    /// output is one of the graph's values); `None` for a model another engine runs.
+    pub(crate) fn imported_layer_names(&self) -> Option<Vec<String>> {
+        match &self.inner {
+            Inner::Imported { onnx_layers, .. } => {
+                Some(onnx_layers.iter().map(|(v, _, _)| v.clone()).collect())
+            }
+            _ => None,
+        }
+    }
+
+    /// [`xai_core::LayerModel::layer_activation_and_gradient`] on the imported network: `layer`
+    /// is an ONNX value name or the name of the node computing it; the weights on the model's
+    /// outputs are pulled back through its head (`LogSoftmax`, `Exp`) onto the network's.
+    pub(crate) fn imported_layer(
+        &self,
+        x: &ArrayViewD<'_, f32>,
+        layer: &str,
+        output_weights: ArrayView2<'_, f32>,
+    ) -> xai_core::Result<(ArrayD<f32>, ArrayD<f32>)> {
+        let Inner::Imported { onnx_layers, .. } = &self.inner else {
+            return Err(self.not_differentiable());
+        };
+        let (net, head, _, n, xt) = self.imported_input(x)?;
+        if output_weights.dim() != (n, self.n_outputs) {
+            return Err(CoreError::shape(
+                "output weights",
+                output_weights.shape(),
+                format!("[{n}, {}]", self.n_outputs),
+            ));
+        }
+        let index = onnx_layers
+            .iter()
+            .find(|(value, node, _)| value == layer || (!node.is_empty() && node == layer))
+            .map(|l| l.2)
+            .ok_or_else(|| {
+                let names: Vec<String> = onnx_layers.iter().map(|(v, _, _)| v.clone()).collect();
+                xai_core::unknown_layer(layer, &names)
+            })?;
+        let net_name = xai_core::LayerModel::layer_names(net)
+            .get(index)
+            .cloned()
+            .ok_or_else(|| {
+                CoreError::Model(format!("the imported network has no layer {index}"))
+            })?;
+        let g = match head {
+            Head::Identity => output_weights.to_owned(),
+            _ => {
+                let y = head.forward(net.predict(xt.view())?);
+                head.vjp(&y, output_weights)
+            }
+        };
+        xai_core::LayerModel::layer_activation_and_gradient(net, xt.view(), &net_name, g.view())
+    }
+
     /// The imported network, its head and input scale, the batch size and the batch scaled as the
     /// network expects, or an error for a tract-run model or a batch of the wrong shape.
     fn imported_input(
         &self,
         x: &ArrayViewD<'_, f32>,
     ) -> xai_core::Result<(&Network, &Head, &ChannelAffine, usize, ArrayD<f32>)> {
-        let Inner::Imported { net, head, affine } = &self.inner else {
+        let Inner::Imported {
+            net, head, affine, ..
+        } = &self.inner
+        else {
             return Err(self.not_differentiable());
         };
         let n = check_batch("input", x, &self.input_shape)?;
@@ -495,7 +557,9 @@ impl Predictor for OnnxModel {
     fn predict(&self, x: ArrayViewD<'_, f32>) -> xai_core::Result<Array2<f32>> {
         let n = check_batch("input", &x, &self.input_shape)?;
         match &self.inner {
-            Inner::Imported { net, head, affine } => {
+            Inner::Imported {
+                net, head, affine, ..
+            } => {
                 let z = if affine.is_identity() && self.options.input_features().is_none() {
                     net.predict(x)?
                 } else {

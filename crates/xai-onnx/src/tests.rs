@@ -1094,3 +1094,59 @@ fn reduce_mean_over_height_and_width_is_a_global_average_pool() {
         "{err}"
     );
 }
+
+/// Layers of an imported model by ONNX name: the activation and gradient of a convolution's
+/// output (by value and by node name) equal the graph engine's for the same file, through a
+/// softmax head; the names are the graph's values; an unknown name lists them.
+#[test]
+fn imported_layers_by_onnx_name_match_the_graph_engine() {
+    use xai_core::LayerModel;
+    let net = ModelKind::MnistNet.build(5);
+    let mut m = model_of(&net, &ExportOptions::new());
+    let conv = {
+        let g = graph_mut(&mut m);
+        let convs: Vec<usize> = (0..g.node.len())
+            .filter(|&i| g.node[i].op_type == "Conv")
+            .collect();
+        let last = *convs.last().unwrap();
+        if g.node[last].name.is_empty() {
+            g.node[last].name = "the_conv".into();
+        }
+        g.node[last].clone()
+    };
+    let bytes = encode(&m);
+    let opts = |b| options([1, 28, 28], b).probabilities(true);
+    let imported = load(&bytes, opts(Backend::Import));
+    let graph = load(&bytes, opts(Backend::Graph));
+    assert_eq!(imported.engine(), Engine::Imported);
+    let names = imported.layer_names();
+    assert!(names.contains(&conv.output[0]), "{names:?}");
+    let x = images(3, [1, 28, 28], 6);
+    let mut w = Array2::zeros((3, 10));
+    for i in 0..3 {
+        w[[i, (i * 3) % 10]] = 1.0;
+    }
+    let (a_g, g_g) = graph
+        .layer_activation_and_gradient(x.view().into_dyn(), &conv.output[0], w.view())
+        .unwrap();
+    for name in [&conv.output[0], &conv.name] {
+        let (a, g) = imported
+            .layer_activation_and_gradient(x.view().into_dyn(), name, w.view())
+            .unwrap();
+        assert_eq!(a.shape(), a_g.shape(), "{name}");
+        let scale = |v: &ArrayD<f32>| v.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
+        assert!(
+            max_diff(&a, &a_g) <= 1e-4 * scale(&a_g),
+            "activation by {name}"
+        );
+        assert!(
+            max_diff(&g, &g_g) <= 1e-4 * scale(&g_g),
+            "gradient by {name}"
+        );
+    }
+    let err = imported
+        .layer_activation_and_gradient(x.view().into_dyn(), "nope", w.view())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&conv.output[0]), "{err}");
+}

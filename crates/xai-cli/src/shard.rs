@@ -187,34 +187,21 @@ pub fn model_sha256(model: &str) -> Result<String> {
         return Ok(sha256_hex(format!("shipped:{model}").as_bytes()));
     }
     let mut hasher = Sha256::new();
-    let mut add_file = |p: &Path| -> Result<()> {
-        let mut f = std::fs::File::open(p)
-            .map_err(|e| usage(format!("{}: cannot read the model ({e})", p.display())))?;
-        std::io::copy(&mut f, &mut hasher)
-            .map_err(|e| usage(format!("{}: cannot read the model ({e})", p.display())))?;
-        Ok(())
-    };
-    add_file(path)?;
-    let is_onnx = path
+    hash_file(&mut hasher, path)?;
+    if path
         .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
-    if is_onnx {
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
         // A model that does not parse fails when it loads, with the loader's message.
         for data in xai_onnx::external_data_files(path).unwrap_or_default() {
-            let name = data.file_name().map(|n| n.to_string_lossy().into_owned());
-            add_file_name(&mut hasher, name.as_deref().unwrap_or(""));
-            let mut f = std::fs::File::open(&data).map_err(|e| {
-                usage(format!(
-                    "{}: cannot read the model's data ({e})",
-                    data.display()
-                ))
-            })?;
-            std::io::copy(&mut f, &mut hasher).map_err(|e| {
-                usage(format!(
-                    "{}: cannot read the model's data ({e})",
-                    data.display()
-                ))
-            })?;
+            // The data file's name, length-prefixed, separates it from the bytes before.
+            let name = data
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            hasher.update((name.len() as u64).to_le_bytes());
+            hasher.update(name.as_bytes());
+            hash_file(&mut hasher, &data)?;
         }
     }
     Ok(hasher
@@ -224,10 +211,17 @@ pub fn model_sha256(model: &str) -> Result<String> {
         .collect())
 }
 
-/// Separates the files of a model's hash: a data file's name, length-prefixed.
-fn add_file_name(hasher: &mut Sha256, name: &str) {
-    hasher.update((name.len() as u64).to_le_bytes());
-    hasher.update(name.as_bytes());
+/// Streams the file at `path` into `hasher`.
+fn hash_file(hasher: &mut Sha256, path: &Path) -> Result<()> {
+    let read_error = |e: std::io::Error| {
+        usage(format!(
+            "{}: cannot read the model or its data ({e})",
+            path.display()
+        ))
+    };
+    let mut f = std::fs::File::open(path).map_err(read_error)?;
+    std::io::copy(&mut f, hasher).map_err(read_error)?;
+    Ok(())
 }
 
 impl Manifest {

@@ -303,17 +303,9 @@ impl<'m, M: DifferentiableModel + ?Sized> FittedGradientSimilarity<'m, M> {
             }
         })?;
         let ranking = collector.finish();
-        let data = SimilarityData {
-            most_similar: self.gather_references(&ranking.most_indices)?,
-            least_similar: self.gather_references(&ranking.least_indices)?,
-            scores: ranking.sorted_scores,
-            ordered_indices: ranking.ordered_indices,
-            most_similar_indices: ranking.most_indices,
-            most_similar_scores: ranking.most_scores,
-            least_similar_indices: ranking.least_indices,
-            least_similar_scores: ranking.least_scores,
-            test_classes: batch.classes,
-        };
+        let most = self.gather_references(&ranking.most_indices)?;
+        let least = self.gather_references(&ranking.least_indices)?;
+        let data = ranking.into_data(most, least, batch.classes);
         Ok(Explanation {
             meta: self.meta.clone(),
             data,

@@ -146,17 +146,11 @@ pub fn merge_reference_blocks(
         }
         Ok(out)
     };
-    let data = SimilarityData {
-        most_similar: gather(&ranking.most_indices)?,
-        least_similar: gather(&ranking.least_indices)?,
-        scores: ranking.sorted_scores,
-        ordered_indices: ranking.ordered_indices,
-        most_similar_indices: ranking.most_indices,
-        most_similar_scores: ranking.most_scores,
-        least_similar_indices: ranking.least_indices,
-        least_similar_scores: ranking.least_scores,
-        test_classes: first.test_classes.clone(),
-    };
+    let (most, least) = (
+        gather(&ranking.most_indices)?,
+        gather(&ranking.least_indices)?,
+    );
+    let data = ranking.into_data(most, least, first.test_classes.clone());
     Ok(Explanation { meta, data })
 }
 

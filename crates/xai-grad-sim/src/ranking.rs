@@ -199,6 +199,29 @@ impl ScoreCollector {
     }
 }
 
+impl Ranking {
+    /// The explanation's data: this ranking with the instances of the most and least similar
+    /// references and the test classes.
+    pub(crate) fn into_data(
+        self,
+        most_similar: ndarray::ArrayD<f32>,
+        least_similar: ndarray::ArrayD<f32>,
+        test_classes: Option<Vec<usize>>,
+    ) -> crate::SimilarityData {
+        crate::SimilarityData {
+            most_similar,
+            least_similar,
+            scores: self.sorted_scores,
+            ordered_indices: self.ordered_indices,
+            most_similar_indices: self.most_indices,
+            most_similar_scores: self.most_scores,
+            least_similar_indices: self.least_indices,
+            least_similar_scores: self.least_scores,
+            test_classes,
+        }
+    }
+}
+
 fn to_arrays(rows: &[Vec<Ranked>], k: usize) -> (Array2<usize>, Array2<f32>) {
     let indices = Array2::from_shape_fn((rows.len(), k), |(i, j)| rows[i][j].index);
     let scores = Array2::from_shape_fn((rows.len(), k), |(i, j)| rows[i][j].score);

@@ -154,39 +154,67 @@ pub fn external_data_files(path: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
             return Ok(());
         }
         let location = location_of(t).unwrap_or_default();
-        let err = |reason: String| OnnxError::ExternalData {
+        let real = if location.is_empty() {
+            Err(
+                "it has no `location` key; expected the name of a data file in the model's \
+                 folder"
+                    .to_string(),
+            )
+        } else {
+            resolve_location(&location, &canonical_dir)
+        }
+        .map_err(|reason| OnnxError::ExternalData {
             tensor: t.name.clone(),
             location: location.clone(),
             reason,
-        };
-        let rel = Path::new(&location);
-        if location.is_empty()
-            || rel
-                .components()
-                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-        {
-            return Err(err(
-                "expected a file name relative to the model's folder, inside it".into(),
-            ));
-        }
-        let real = canonical_dir.join(rel).canonicalize().map_err(|e| {
-            err(format!(
-                "the data file cannot be opened ({e}); expected it beside the model"
-            ))
         })?;
-        if !real.starts_with(&canonical_dir) || !real.is_file() {
-            return Err(err(format!(
-                "it resolves to {}, not a file inside the model's folder {}",
-                real.display(),
-                canonical_dir.display()
-            )));
-        }
         if !files.contains(&real) {
             files.push(real);
         }
         Ok(())
     })?;
     Ok(files)
+}
+
+/// The data file `location` names, resolved in the canonical model folder `dir`: a relative
+/// path of plain components that stays inside `dir` once symbolic links are followed; or why not.
+fn resolve_location(location: &str, dir: &Path) -> std::result::Result<PathBuf, String> {
+    let rel = Path::new(location);
+    if let Some(c) = rel
+        .components()
+        .find(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        let what = match c {
+            Component::ParentDir => "a `..` component",
+            _ => "an absolute path",
+        };
+        return Err(format!(
+            "the location is {what}; expected a file name relative to the model's folder, \
+             inside it"
+        ));
+    }
+    let joined = dir.join(rel);
+    let real = joined.canonicalize().map_err(|e| {
+        format!(
+            "the data file {} cannot be opened ({e}); expected it beside the model",
+            joined.display()
+        )
+    })?;
+    if !real.starts_with(dir) {
+        return Err(format!(
+            "the location resolves to {}, outside the model's folder {}; expected a file \
+             inside it",
+            real.display(),
+            dir.display()
+        ));
+    }
+    if !real.is_file() {
+        return Err(format!(
+            "the location resolves to {}, which is not a file; expected a data file",
+            real.display()
+        ));
+    }
+    Ok(real)
 }
 
 /// The model file's folder, canonical (symbolic links followed): external data locations are
@@ -259,36 +287,7 @@ fn resolve_tensor(
     };
     let offset = number("offset")?.unwrap_or(0);
     let length = number("length")?;
-    // The location: a relative path of plain components inside the model's folder.
-    let rel = Path::new(&location);
-    if let Some(c) = rel
-        .components()
-        .find(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        let what = match c {
-            Component::ParentDir => "a `..` component",
-            _ => "an absolute path",
-        };
-        return Err(err(format!(
-            "the location is {what}; expected a file name relative to the model's folder, \
-             inside it"
-        )));
-    }
-    let joined = dir.join(rel);
-    let real = joined.canonicalize().map_err(|e| {
-        err(format!(
-            "the data file {} cannot be opened ({e}); expected it beside the model",
-            joined.display()
-        ))
-    })?;
-    if !real.starts_with(dir) {
-        return Err(err(format!(
-            "the location resolves to {}, outside the model's folder {}; expected a file \
-             inside it",
-            real.display(),
-            dir.display()
-        )));
-    }
+    let real = resolve_location(&location, dir).map_err(err)?;
     // The expected size, from the shape and the element type, before anything is allocated.
     let mut count: u64 = 1;
     for &d in &t.dims {

@@ -117,7 +117,8 @@ struct Ints {
 }
 
 const SUPPORTED: &str = "the importer handles Conv (groups, dilations), MaxPool, AveragePool, \
-     GlobalAveragePool (and ReduceMean over H and W), BatchNormalization, Gemm, MatMul (+ Add), Relu, Clip, Sigmoid, Tanh, \
+     GlobalAveragePool (and ReduceMean over H and W), BatchNormalization, Gemm, \
+     MatMul (+ Add), Relu, Clip, Sigmoid, Tanh, \
      LeakyRelu, HardSigmoid, HardSwish, Add/Sub/Mul/Div, Concat, Flatten, Reshape, Squeeze, \
      Transpose between NCHW and NHWC, Softmax, LogSoftmax, Dropout, Identity and shape \
      subgraphs (Shape, Gather, Unsqueeze, Squeeze, Concat, Cast, Slice, ConstantOfShape)";

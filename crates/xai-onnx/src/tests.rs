@@ -1064,6 +1064,15 @@ fn reduce_mean_over_height_and_width_is_a_global_average_pool() {
         assert_eq!(model.engine(), Engine::Imported, "{what}");
         let got = model.predict(x.view().into_dyn()).unwrap();
         assert_close(&got, &expected, TOL, &what);
+        // Its input gradient is the network's.
+        let w = Array2::from_shape_fn((2, net.n_outputs()), |(i, j)| (i + 2 * j) as f32 * 0.1);
+        let g = model.input_gradient(x.view().into_dyn(), w.view()).unwrap();
+        let g_net = net.input_gradient(x.view().into_dyn(), w.view()).unwrap();
+        let scale = g_net.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(
+            scale > 0.0 && max_diff(&g, &g_net) <= 1e-4 * scale,
+            "input gradient, {what}"
+        );
     }
     // The mean over the channels is not a pool: refused by the importer.
     let mut m = model_of(&net, &ExportOptions::new());
